@@ -1,0 +1,370 @@
+//! The CBOR boundary. This is the only module that names `serde_cbor` (an unmaintained crate,
+//! RUSTSEC-2021-0127, accepted in `deny.toml`): replacing it means changing this file alone.
+//!
+//! Decoding is two-step. [`scan`] walks the raw bytes first and refuses anything outside our
+//! profile — indefinite lengths, floats, undefined simple values, duplicate map keys, depth over
+//! [`CBOR_DEPTH_MAX`], more than [`CBOR_ITEMS_MAX`] items, lengths past the end of input — without
+//! allocating. Only then does serde_cbor build a [`Value`]. Duplicate keys matter: serde_cbor keeps
+//! the last one, another decoder might keep the first, and a signed document must mean one thing.
+//!
+//! Encoding always goes through [`Value`] so that map keys come out in one fixed order
+//! (integers ascending, then text), giving the byte-exact output the test vectors pin.
+
+use std::collections::BTreeMap;
+
+use crate::limits::{CBOR_DEPTH_MAX, CBOR_ITEMS_MAX, CBOR_MAP_ENTRIES_MAX};
+
+/// A decoded CBOR data item.
+pub type Value = serde_cbor::Value;
+
+/// Why bytes could not be decoded as the expected structure. `what` names the structure
+/// (`"envelope"`, `"disclosure"`, …) so the message reads on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{what} too large: {len} bytes (max {max})")]
+    TooLarge { what: &'static str, len: usize, max: usize },
+    #[error("{what} is not valid CBOR for tfx: {reason} (at byte {offset})")]
+    Malformed { what: &'static str, reason: &'static str, offset: usize },
+    #[error("{what}: {detail}")]
+    Structure { what: &'static str, detail: String },
+}
+
+impl DecodeError {
+    pub(crate) fn structure(what: &'static str, detail: impl Into<String>) -> Self {
+        DecodeError::Structure { what, detail: detail.into() }
+    }
+}
+
+/// Encodes a value. Encoding into a `Vec` cannot fail for the value shapes we build (no floats,
+/// no non-string map keys of unsupported types), so a failure is a programming error.
+pub fn encode(value: &Value) -> Vec<u8> {
+    match serde_cbor::to_vec(value) {
+        Ok(bytes) => bytes,
+        // Architecture invariant: `Value` trees built by this crate always serialize.
+        Err(e) => unreachable!("serde_cbor failed to encode a Value: {e}"),
+    }
+}
+
+/// Checks `bytes` against our CBOR profile and the size limit, then decodes it.
+pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Value, DecodeError> {
+    if bytes.len() > bytes_max {
+        return Err(DecodeError::TooLarge { what, len: bytes.len(), max: bytes_max });
+    }
+    scan(what, bytes)?;
+    serde_cbor::from_slice::<Value>(bytes).map_err(|e| DecodeError::Structure {
+        what,
+        detail: format!("cbor: {e}"),
+    })
+}
+
+/// Walks one complete CBOR item spanning all of `bytes`, enforcing the profile described in the
+/// module docs. Never allocates more than the duplicate-key bookkeeping of one map.
+pub fn scan(what: &'static str, bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut s = Scanner { what, bytes, pos: 0, items: 0 };
+    s.item(0)?;
+    if s.pos != bytes.len() {
+        return Err(s.err("trailing bytes after the item"));
+    }
+    Ok(())
+}
+
+struct Scanner<'a> {
+    what: &'static str,
+    bytes: &'a [u8],
+    pos: usize,
+    items: usize,
+}
+
+impl Scanner<'_> {
+    fn err(&self, reason: &'static str) -> DecodeError {
+        DecodeError::Malformed { what: self.what, reason, offset: self.pos }
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.bytes.get(self.pos).ok_or_else(|| self.err("unexpected end of input"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Reads the argument of an initial byte (RFC 8949 §3), refusing indefinite lengths.
+    fn argument(&mut self, info: u8) -> Result<u64, DecodeError> {
+        let n = match info {
+            0..=23 => return Ok(u64::from(info)),
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            31 => return Err(self.err("indefinite-length items are not allowed")),
+            _ => return Err(self.err("reserved additional information")),
+        };
+        let mut v: u64 = 0;
+        for _ in 0..n {
+            v = (v << 8) | u64::from(self.byte()?);
+        }
+        // Preferred serialization only: otherwise `1` could be spelled two ways and slip past the
+        // duplicate-key check below (serde_cbor would then keep whichever came last).
+        let min = match n {
+            1 => 24,
+            2 => 1 << 8,
+            4 => 1 << 16,
+            _ => 1 << 32,
+        };
+        if v < min {
+            return Err(self.err("integer or length not in shortest form"));
+        }
+        Ok(v)
+    }
+
+    fn skip(&mut self, len: u64) -> Result<(usize, usize), DecodeError> {
+        let start = self.pos;
+        let remaining = (self.bytes.len() - self.pos) as u64;
+        if len > remaining {
+            return Err(self.err("length runs past the end of input"));
+        }
+        self.pos += len as usize; // len <= remaining <= usize::MAX
+        Ok((start, self.pos))
+    }
+
+    fn item(&mut self, depth: usize) -> Result<(usize, usize), DecodeError> {
+        if depth > CBOR_DEPTH_MAX {
+            return Err(self.err("nesting too deep"));
+        }
+        self.items += 1;
+        if self.items > CBOR_ITEMS_MAX {
+            return Err(self.err("too many data items"));
+        }
+        let start = self.pos;
+        let initial = self.byte()?;
+        let (major, info) = (initial >> 5, initial & 0x1f);
+        let arg = self.argument(info)?;
+        match major {
+            0 | 1 => {}
+            2 => {
+                self.skip(arg)?;
+            }
+            3 => {
+                let (a, b) = self.skip(arg)?;
+                if std::str::from_utf8(&self.bytes[a..b]).is_err() {
+                    return Err(self.err("text string is not UTF-8"));
+                }
+            }
+            4 => {
+                // Each element takes at least one byte: a count beyond the remaining input is a
+                // lie, refused before looping on it.
+                if arg > (self.bytes.len() - self.pos) as u64 {
+                    return Err(self.err("array length runs past the end of input"));
+                }
+                for _ in 0..arg {
+                    self.item(depth + 1)?;
+                }
+            }
+            5 => {
+                if arg > CBOR_MAP_ENTRIES_MAX as u64 {
+                    return Err(self.err("map has too many entries"));
+                }
+                let mut keys: Vec<(usize, usize)> = Vec::with_capacity(arg as usize);
+                for _ in 0..arg {
+                    let (a, b) = self.item(depth + 1)?;
+                    let key = &self.bytes[a..b];
+                    if keys.iter().any(|&(x, y)| &self.bytes[x..y] == key) {
+                        return Err(self.err("duplicate map key"));
+                    }
+                    keys.push((a, b));
+                    self.item(depth + 1)?;
+                }
+            }
+            6 => {
+                self.item(depth + 1)?;
+            }
+            _ => {
+                // Major type 7: only false, true and null are in our profile.
+                if !(info == 20 || info == 21 || info == 22) {
+                    return Err(self.err("floats and simple values other than true/false/null are not allowed"));
+                }
+            }
+        }
+        Ok((start, self.pos))
+    }
+}
+
+// ---- typed access helpers: every error names the structure and the key --------------------
+
+/// A CBOR map as decoded.
+pub type Map = BTreeMap<Value, Value>;
+
+pub(crate) fn as_array<'a>(what: &'static str, v: &'a Value) -> Result<&'a [Value], DecodeError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(DecodeError::structure(what, "expected an array")),
+    }
+}
+
+pub(crate) fn as_map<'a>(what: &'static str, v: &'a Value) -> Result<&'a Map, DecodeError> {
+    match v {
+        Value::Map(m) => Ok(m),
+        _ => Err(DecodeError::structure(what, "expected a map")),
+    }
+}
+
+pub(crate) fn as_bytes<'a>(what: &'static str, v: &'a Value) -> Result<&'a [u8], DecodeError> {
+    match v {
+        Value::Bytes(b) => Ok(b),
+        _ => Err(DecodeError::structure(what, "expected a byte string")),
+    }
+}
+
+pub(crate) fn as_text<'a>(what: &'static str, v: &'a Value) -> Result<&'a str, DecodeError> {
+    match v {
+        Value::Text(t) => Ok(t),
+        _ => Err(DecodeError::structure(what, "expected a text string")),
+    }
+}
+
+pub(crate) fn as_u64(what: &'static str, v: &Value) -> Result<u64, DecodeError> {
+    match v {
+        Value::Integer(i) => u64::try_from(*i)
+            .map_err(|_| DecodeError::structure(what, "expected an unsigned integer")),
+        _ => Err(DecodeError::structure(what, "expected an unsigned integer")),
+    }
+}
+
+pub(crate) fn as_hash(what: &'static str, v: &Value) -> Result<[u8; 32], DecodeError> {
+    let b = as_bytes(what, v)?;
+    b.try_into()
+        .map_err(|_| DecodeError::structure(what, format!("expected 32 bytes, got {}", b.len())))
+}
+
+/// Integer map key `k`.
+pub(crate) fn key(k: i64) -> Value {
+    Value::Integer(i128::from(k))
+}
+
+/// Looks up integer key `k`, naming it in the error when absent.
+pub(crate) fn field<'a>(what: &'static str, m: &'a Map, k: i64) -> Result<&'a Value, DecodeError> {
+    m.get(&key(k))
+        .ok_or_else(|| DecodeError::structure(what, format!("missing key {k}")))
+}
+
+/// Refuses any key not in `allowed`, so a signed document cannot carry fields a verifier ignores.
+pub(crate) fn only_keys(what: &'static str, m: &Map, allowed: &[i64]) -> Result<(), DecodeError> {
+    for k in m.keys() {
+        let ok = matches!(k, Value::Integer(i) if allowed.iter().any(|a| i128::from(*a) == *i));
+        if !ok {
+            return Err(DecodeError::structure(what, format!("unexpected key {k:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Wraps a value in a CBOR tag.
+pub(crate) fn tagged(tag: u64, v: Value) -> Value {
+    Value::Tag(tag, Box::new(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap_or_default()
+    }
+
+    /// Shortest-form head for major type `major` with argument `n`.
+    fn head(major: u8, n: usize) -> Vec<u8> {
+        let m = major << 5;
+        match n {
+            0..=23 => vec![m | n as u8],
+            24..=255 => vec![m | 24, n as u8],
+            _ => vec![m | 25, (n >> 8) as u8, n as u8],
+        }
+    }
+
+    #[test]
+    fn accepts_profile_items() {
+        for h in ["00", "1903e8", "40", "6161", "80", "a0", "d24100", "f4", "f5", "f6", "a201020304"] {
+            assert!(scan("t", &hex(h)).is_ok(), "{h}");
+        }
+    }
+
+    #[test]
+    fn rejects_outside_profile() {
+        let cases = [
+            ("", "unexpected end of input"),
+            ("5f", "indefinite-length items are not allowed"),
+            ("f93c00", "floats and simple values other than true/false/null are not allowed"),
+            ("a201020103", "duplicate map key"),
+            ("4201", "length runs past the end of input"),
+            ("9bffffffffffffffff", "array length runs past the end of input"),
+            ("0000", "trailing bytes after the item"),
+            ("62c328", "text string is not UTF-8"),
+            ("1c", "reserved additional information"),
+            ("1801", "integer or length not in shortest form"),
+            ("a2011801", "integer or length not in shortest form"),
+        ];
+        for (h, want) in cases {
+            match scan("t", &hex(h)) {
+                Err(DecodeError::Malformed { reason, .. }) => assert_eq!(reason, want, "{h}"),
+                other => panic!("{h}: expected {want}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn depth_limit_at_n_and_n_plus_1() {
+        // CBOR_DEPTH_MAX nested single-element arrays around 0 is depth CBOR_DEPTH_MAX: accepted.
+        let mut ok = vec![0x81u8; CBOR_DEPTH_MAX];
+        ok.push(0);
+        assert!(scan("t", &ok).is_ok());
+        let mut deep = vec![0x81u8; CBOR_DEPTH_MAX + 1];
+        deep.push(0);
+        assert!(matches!(scan("t", &deep), Err(DecodeError::Malformed { reason: "nesting too deep", .. })));
+    }
+
+    #[test]
+    fn item_limit_at_n_and_n_plus_1() {
+        // An array of (ITEMS_MAX - 1) zeros is ITEMS_MAX items including the array itself.
+        let make = |n: usize| {
+            let mut v = head(4, n);
+            v.extend(std::iter::repeat_n(0u8, n));
+            v
+        };
+        assert!(scan("t", &make(CBOR_ITEMS_MAX - 1)).is_ok());
+        assert!(matches!(
+            scan("t", &make(CBOR_ITEMS_MAX)),
+            Err(DecodeError::Malformed { reason: "too many data items", .. })
+        ));
+    }
+
+    #[test]
+    fn map_entry_limit_at_n_and_n_plus_1() {
+        let make = |n: usize| {
+            let mut v = head(5, n);
+            for i in 0..n {
+                v.extend([i as u8, 0]);
+            }
+            v
+        };
+        assert!(scan("t", &make(CBOR_MAP_ENTRIES_MAX)).is_ok());
+        assert!(scan("t", &make(CBOR_MAP_ENTRIES_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn size_limit_at_n_and_n_plus_1() {
+        // A byte string with 15 content bytes and a 1-byte head is 16 bytes.
+        let mut v = head(2, 15);
+        v.extend([0u8; 15]);
+        assert!(decode("t", &v, 16).is_ok());
+        let mut v = head(2, 16);
+        v.extend([0u8; 16]);
+        assert!(matches!(decode("t", &v, 16), Err(DecodeError::TooLarge { len: 17, max: 16, .. })));
+    }
+
+    #[test]
+    fn tags_survive_a_round_trip() {
+        // Without serde_cbor's `tags` feature the tag would silently vanish.
+        let v = tagged(18, Value::Array(vec![]));
+        let bytes = encode(&v);
+        assert_eq!(bytes, hex("d280"));
+        assert_eq!(decode("t", &bytes, 16), Ok(v));
+    }
+}

@@ -1,0 +1,105 @@
+//! COSE_Sign1 (RFC 9052 §4.2, CBOR tag 18) as tfx uses it for records and checkpoints:
+//! protected header `{1: alg, 3: content type, 4: kid}`, an empty unprotected header, an attached
+//! payload, and an Ed25519 signature over `Sig_structure = ["Signature1", protected, h'', payload]`.
+//!
+//! The content type separates what was signed: a record header signature can never pass as a
+//! checkpoint signature, or the reverse. Verification rebuilds `Sig_structure` from the bytes
+//! received — it never re-encodes the payload.
+
+use crate::codec::{self, DecodeError, Value};
+use crate::keys::{KeyId, SigningKey};
+
+pub const COSE_SIGN1_TAG: u64 = 18;
+/// EdDSA (RFC 9053). What tfx signs with.
+pub const ALG_EDDSA: i64 = -8;
+/// Ed25519, fully specified (RFC 9864). Accepted when verifying.
+pub const ALG_ED25519: i64 = -19;
+pub const CONTENT_TYPE_RECORD: &str = "application/tfx-record+cbor";
+pub const CONTENT_TYPE_CHECKPOINT: &str = "application/tfx-checkpoint+cbor";
+
+const HDR_ALG: i64 = 1;
+const HDR_CONTENT_TYPE: i64 = 3;
+const HDR_KID: i64 = 4;
+
+/// A structurally valid COSE_Sign1 whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Sign1 {
+    pub protected: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub alg: i64,
+    pub kid: KeyId,
+}
+
+impl Sign1 {
+    /// The bytes the signature covers.
+    pub fn to_be_signed(&self) -> Vec<u8> {
+        sig_structure(&self.protected, &self.payload)
+    }
+}
+
+fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    codec::encode(&Value::Array(vec![
+        Value::Text("Signature1".into()),
+        Value::Bytes(protected.to_vec()),
+        Value::Bytes(Vec::new()),
+        Value::Bytes(payload.to_vec()),
+    ]))
+}
+
+/// Signs `payload` and returns the tagged COSE_Sign1 bytes.
+pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
+    let mut hdr = codec::Map::new();
+    hdr.insert(codec::key(HDR_ALG), codec::key(ALG_EDDSA));
+    hdr.insert(codec::key(HDR_CONTENT_TYPE), Value::Text(content_type.into()));
+    hdr.insert(codec::key(HDR_KID), Value::Bytes(key.key_id().0.to_vec()));
+    let protected = codec::encode(&Value::Map(hdr));
+    let signature = key.sign(&sig_structure(&protected, &payload));
+    codec::encode(&codec::tagged(
+        COSE_SIGN1_TAG,
+        Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(codec::Map::new()),
+            Value::Bytes(payload),
+            Value::Bytes(signature.to_vec()),
+        ]),
+    ))
+}
+
+/// Decodes a COSE_Sign1 and checks its structure, algorithm and content type (not the signature).
+pub fn open(what: &'static str, bytes: &[u8], bytes_max: usize, content_type: &str) -> Result<Sign1, DecodeError> {
+    let value = codec::decode(what, bytes, bytes_max)?;
+    let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
+        return Err(DecodeError::structure(what, "not a COSE_Sign1 (CBOR tag 18)"));
+    };
+    let parts = codec::as_array(what, &inner)?;
+    let [protected, unprotected, payload, signature] = parts else {
+        return Err(DecodeError::structure(what, format!("COSE_Sign1 has {} elements (expected 4)", parts.len())));
+    };
+    if !codec::as_map(what, unprotected)?.is_empty() {
+        return Err(DecodeError::structure(what, "unprotected header must be empty"));
+    }
+    let protected = codec::as_bytes(what, protected)?.to_vec();
+    let hdr_value = codec::decode(what, &protected, bytes_max)?;
+    let hdr = codec::as_map(what, &hdr_value)?;
+    codec::only_keys(what, hdr, &[HDR_ALG, HDR_CONTENT_TYPE, HDR_KID])?;
+    let alg = match codec::field(what, hdr, HDR_ALG)? {
+        Value::Integer(a) if *a == i128::from(ALG_EDDSA) || *a == i128::from(ALG_ED25519) => *a as i64,
+        other => return Err(DecodeError::structure(what, format!("unsupported algorithm {other:?} (expected EdDSA -8)"))),
+    };
+    let ct = codec::as_text(what, codec::field(what, hdr, HDR_CONTENT_TYPE)?)?;
+    if ct != content_type {
+        return Err(DecodeError::structure(what, format!("content type {ct:?} (expected {content_type:?})")));
+    }
+    let kid_bytes = codec::as_bytes(what, codec::field(what, hdr, HDR_KID)?)?;
+    let kid = KeyId(
+        kid_bytes
+            .try_into()
+            .map_err(|_| DecodeError::structure(what, format!("kid has {} bytes (expected 16)", kid_bytes.len())))?,
+    );
+    let signature = codec::as_bytes(what, signature)?.to_vec();
+    if signature.len() != 64 {
+        return Err(DecodeError::structure(what, format!("signature has {} bytes (expected 64)", signature.len())));
+    }
+    Ok(Sign1 { protected, payload: codec::as_bytes(what, payload)?.to_vec(), signature, alg, kid })
+}

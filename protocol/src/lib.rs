@@ -1,0 +1,28 @@
+//! `tfx-protocol`: the formats and rules every tfx member shares, with no I/O — no network, files,
+//! clocks or randomness (time and entropy come in as arguments). Auditors' offline verification
+//! depends on this crate alone.
+//!
+//! Map: [`schema`] and [`validate`] define record kinds and check input; [`derive`] computes the
+//! signed derived fields; [`record`] seals and verifies envelopes with [`disclosure`]s over
+//! [`cose`]; [`merkle`] and [`checkpoint`] make origin logs verifiable; [`store`] is the
+//! persistence contract and [`log`] plans appends against it. [`codec`] is the only place CBOR
+//! bytes are read or written; [`limits`] names every bound.
+
+pub mod checkpoint;
+pub mod codec;
+pub mod cose;
+pub mod derive;
+pub mod disclosure;
+pub mod domain;
+pub mod entropy;
+pub mod ids;
+pub mod keys;
+pub mod limits;
+pub mod log;
+pub mod merkle;
+pub mod record;
+pub mod schema;
+pub mod store;
+pub mod validate;
+
+pub use ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};

@@ -1,0 +1,317 @@
+//! Signed records (DESIGN §4, fixed): sealing a validated body into an envelope plus disclosures,
+//! verifying them, and the record file that carries both between tools.
+//!
+//! The envelope is a COSE_Sign1 whose payload is the **header**:
+//! `{1: origin, 2: seq, 3: kind, 4: schema, 5: issued_at_ms, ?6: supersedes, 7: [digests]}`,
+//! digests sorted bytewise and padded with decoys to the kind's fixed count. Verification order is
+//! structure → key → signature → header rules → each disclosure's digest, field and value; the
+//! error says which step failed.
+
+use crate::codec::{self, DecodeError, Value};
+use crate::cose::{self, CONTENT_TYPE_RECORD};
+use crate::derive::{derived_fields, PseudonymKey};
+use crate::disclosure::{Disclosure, SALT_BYTES};
+use crate::entropy::{Entropy, EntropyUnavailable};
+use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
+use crate::keys::{KeyId, SigningKey, VerifyingKey};
+use crate::limits::{DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX};
+use crate::schema::{RecordKind, SCHEMA_VERSION};
+use crate::validate::{check_value, RecordBody};
+
+const H_ORIGIN: i64 = 1;
+const H_SEQ: i64 = 2;
+const H_KIND: i64 = 3;
+const H_SCHEMA: i64 = 4;
+const H_ISSUED_AT: i64 = 5;
+const H_SUPERSEDES: i64 = 6;
+const H_DIGESTS: i64 = 7;
+
+/// The signed payload of a record envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub origin: MemberId,
+    pub seq: LogIndex,
+    pub kind: RecordKind,
+    pub schema: u64,
+    pub issued_at: Timestamp,
+    pub supersedes: Option<RecordId>,
+    /// Sorted, unique, exactly `kind.digest_count()` entries.
+    pub digests: Vec<Hash>,
+}
+
+impl Header {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m = codec::Map::new();
+        m.insert(codec::key(H_ORIGIN), Value::Text(self.origin.as_str().into()));
+        m.insert(codec::key(H_SEQ), Value::Integer(i128::from(self.seq.0)));
+        m.insert(codec::key(H_KIND), Value::Text(self.kind.name().into()));
+        m.insert(codec::key(H_SCHEMA), Value::Integer(i128::from(self.schema)));
+        m.insert(codec::key(H_ISSUED_AT), Value::Integer(i128::from(self.issued_at.0)));
+        if let Some(s) = self.supersedes {
+            m.insert(codec::key(H_SUPERSEDES), Value::Bytes(s.0.to_vec()));
+        }
+        let digests = self.digests.iter().map(|d| Value::Bytes(d.to_vec())).collect();
+        m.insert(codec::key(H_DIGESTS), Value::Array(digests));
+        codec::encode(&Value::Map(m))
+    }
+
+    /// Decodes and checks a header: known kind and schema, digest count and order.
+    pub fn decode(bytes: &[u8]) -> Result<Header, DecodeError> {
+        const W: &str = "record header";
+        let v = codec::decode(W, bytes, ENVELOPE_BYTES_MAX)?;
+        let m = codec::as_map(W, &v)?;
+        codec::only_keys(W, m, &[H_ORIGIN, H_SEQ, H_KIND, H_SCHEMA, H_ISSUED_AT, H_SUPERSEDES, H_DIGESTS])?;
+        let origin = MemberId::new(codec::as_text(W, codec::field(W, m, H_ORIGIN)?)?)
+            .map_err(|e| DecodeError::structure(W, e.to_string()))?;
+        let kind_name = codec::as_text(W, codec::field(W, m, H_KIND)?)?;
+        let kind = RecordKind::parse(kind_name)
+            .ok_or_else(|| DecodeError::structure(W, format!("unknown record kind {kind_name:?}")))?;
+        let schema = codec::as_u64(W, codec::field(W, m, H_SCHEMA)?)?;
+        if schema != SCHEMA_VERSION {
+            return Err(DecodeError::structure(W, format!("unsupported schema version {schema} for {kind}")));
+        }
+        let supersedes = match m.get(&codec::key(H_SUPERSEDES)) {
+            Some(v) => Some(RecordId(codec::as_hash(W, v)?)),
+            None => None,
+        };
+        let list = codec::as_array(W, codec::field(W, m, H_DIGESTS)?)?;
+        if list.len() != kind.digest_count() {
+            let detail = format!("{} digests (a {kind} header has {})", list.len(), kind.digest_count());
+            return Err(DecodeError::structure(W, detail));
+        }
+        let digests = list.iter().map(|d| codec::as_hash(W, d)).collect::<Result<Vec<_>, _>>()?;
+        if !digests.windows(2).all(|w| w[0] < w[1]) {
+            return Err(DecodeError::structure(W, "digests are not sorted and unique"));
+        }
+        Ok(Header {
+            origin,
+            seq: LogIndex(codec::as_u64(W, codec::field(W, m, H_SEQ)?)?),
+            kind,
+            schema,
+            issued_at: Timestamp(codec::as_u64(W, codec::field(W, m, H_ISSUED_AT)?)?),
+            supersedes,
+            digests,
+        })
+    }
+}
+
+/// A sealed record: the envelope bytes and every disclosure the issuer holds.
+#[derive(Debug, Clone)]
+pub struct SealedRecord {
+    pub id: RecordId,
+    pub header: Header,
+    pub envelope: Vec<u8>,
+    pub disclosures: Vec<Disclosure>,
+}
+
+/// Where and when a record is sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct SealParams<'a> {
+    pub origin: &'a MemberId,
+    pub seq: LogIndex,
+    pub issued_at: Timestamp,
+    /// The consortium pseudonym key, if this issuer holds one; without it the pseudonym is left
+    /// out (its slot becomes a decoy).
+    pub pseudonym: Option<&'a PseudonymKey>,
+}
+
+/// Seals a validated record: derives fields, salts every field, pads with decoys, signs.
+pub fn seal(
+    body: &RecordBody,
+    params: SealParams<'_>,
+    key: &SigningKey,
+    entropy: &mut dyn Entropy,
+) -> Result<SealedRecord, EntropyUnavailable> {
+    let count = body.kind.digest_count();
+    // One draw for every salt and decoy: a single syscall per record in the node.
+    let mut random = [0u8; SALT_BYTES * crate::limits::DIGESTS_PER_RECORD_MAX];
+    let random = &mut random[..SALT_BYTES * count];
+    entropy.fill(random)?;
+    let mut salts = random.chunks_exact(SALT_BYTES);
+    let mut next_salt = || {
+        let mut s = [0u8; SALT_BYTES];
+        s.copy_from_slice(salts.next().unwrap_or(&[0; SALT_BYTES]));
+        s
+    };
+    let derived = derived_fields(body, params.pseudonym);
+    let all = body.fields.iter().chain(derived.iter());
+    let disclosures: Vec<Disclosure> = all.map(|(spec, value)| Disclosure::new(next_salt(), spec.name, value)).collect();
+    // Architecture invariant: a kind's digest_count covers all of its fields (schema test).
+    assert!(disclosures.len() <= count, "{} fields exceed {count} digests", disclosures.len());
+    let mut digests: Vec<Hash> = disclosures.iter().map(|d| *d.digest()).collect();
+    while digests.len() < count {
+        // A decoy is the hash of fresh randomness: indistinguishable from a real digest.
+        digests.push(crate::ids::sha256(&next_salt()));
+    }
+    digests.sort_unstable();
+    let header = Header {
+        origin: params.origin.clone(),
+        seq: params.seq,
+        kind: body.kind,
+        schema: SCHEMA_VERSION,
+        issued_at: params.issued_at,
+        supersedes: body.supersedes,
+        digests,
+    };
+    let envelope = cose::sign(key, CONTENT_TYPE_RECORD, header.encode());
+    Ok(SealedRecord { id: RecordId::of_envelope(&envelope), header, envelope, disclosures })
+}
+
+/// Finds the public key a record or checkpoint names, as of the time it claims.
+pub trait KeyResolver {
+    fn resolve(&self, origin: &MemberId, kid: &KeyId, at: Timestamp) -> Option<VerifyingKey>;
+}
+
+/// A single known key (`tfx record verify --pub FILE`): resolves only its own kid.
+impl KeyResolver for VerifyingKey {
+    fn resolve(&self, _origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
+        (*kid == self.id()).then_some(*self)
+    }
+}
+
+/// Which check a record failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("signing key {kid} of {origin} is not known (or not valid at the issue time)")]
+    UnknownKey { origin: MemberId, kid: KeyId },
+    #[error("signature check failed: {what} was not signed by key {kid}")]
+    BadSignature { what: &'static str, kid: KeyId },
+    #[error("{count} disclosures (max {max})")]
+    TooManyDisclosures { count: usize, max: usize },
+    #[error("disclosure {index}: {error}")]
+    DisclosureDecode { index: usize, error: DecodeError },
+    #[error("disclosure {index} (field {field}): digest is not in the signed header")]
+    DigestNotInHeader { index: usize, field: String },
+    #[error("disclosure {index}: field {field:?} does not exist in {kind} records")]
+    UnknownField { index: usize, field: String, kind: RecordKind },
+    #[error("disclosure {index} (field {field}): {rule}")]
+    FieldValue { index: usize, field: String, rule: String },
+    #[error("disclosure {index}: field {field} is disclosed twice")]
+    DuplicateField { index: usize, field: String },
+}
+
+/// An envelope whose signature checked out.
+#[derive(Debug, Clone)]
+pub struct VerifiedEnvelope {
+    pub id: RecordId,
+    pub header: Header,
+    pub kid: KeyId,
+}
+
+/// Verifies an envelope's structure and signature, returning its header.
+pub fn verify_envelope(envelope: &[u8], keys: &dyn KeyResolver) -> Result<VerifiedEnvelope, VerifyError> {
+    let sign1 = cose::open("envelope", envelope, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD)?;
+    let header = Header::decode(&sign1.payload)?;
+    let key = keys
+        .resolve(&header.origin, &sign1.kid, header.issued_at)
+        .ok_or_else(|| VerifyError::UnknownKey { origin: header.origin.clone(), kid: sign1.kid })?;
+    if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
+        return Err(VerifyError::BadSignature { what: "record header", kid: sign1.kid });
+    }
+    Ok(VerifiedEnvelope { id: RecordId::of_envelope(envelope), header, kid: sign1.kid })
+}
+
+/// Checks disclosures against a verified header: each decodes, its digest is signed, its field
+/// belongs to the kind, its value is valid and normal, and no field is disclosed twice.
+pub fn verify_disclosures<B: AsRef<[u8]>>(header: &Header, disclosures: &[B]) -> Result<Vec<Disclosure>, VerifyError> {
+    if disclosures.len() > DISCLOSURES_PER_RECORD_MAX {
+        return Err(VerifyError::TooManyDisclosures { count: disclosures.len(), max: DISCLOSURES_PER_RECORD_MAX });
+    }
+    let mut out: Vec<Disclosure> = Vec::with_capacity(disclosures.len());
+    for (index, bytes) in disclosures.iter().enumerate() {
+        let d = Disclosure::decode(bytes.as_ref()).map_err(|error| VerifyError::DisclosureDecode { index, error })?;
+        let field = d.name().to_owned();
+        if header.digests.binary_search(d.digest()).is_err() {
+            return Err(VerifyError::DigestNotInHeader { index, field });
+        }
+        let kind = header.kind;
+        let spec = kind.field(&field).ok_or_else(|| VerifyError::UnknownField { index, field: field.clone(), kind })?;
+        check_value(spec, d.value()).map_err(|rule| VerifyError::FieldValue { index, field: field.clone(), rule })?;
+        if out.iter().any(|o| o.name() == field) {
+            return Err(VerifyError::DuplicateField { index, field });
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// A record whose envelope and disclosures all verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedRecord {
+    pub envelope: VerifiedEnvelope,
+    pub disclosures: Vec<Disclosure>,
+}
+
+pub fn verify_record<B: AsRef<[u8]>>(
+    envelope: &[u8],
+    disclosures: &[B],
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedRecord, VerifyError> {
+    let envelope = verify_envelope(envelope, keys)?;
+    let disclosures = verify_disclosures(&envelope.header, disclosures)?;
+    Ok(VerifiedRecord { envelope, disclosures })
+}
+
+/// The record file: `["tfx-record", 1, envelope: bstr, [disclosure: bstr, ...]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFile {
+    pub envelope: Vec<u8>,
+    pub disclosures: Vec<Vec<u8>>,
+}
+
+const RECORD_FILE_MAGIC: &str = "tfx-record";
+const RECORD_FILE_VERSION: u64 = 1;
+
+impl RecordFile {
+    pub fn from_sealed(r: &SealedRecord) -> Self {
+        RecordFile { envelope: r.envelope.clone(), disclosures: r.disclosures.iter().map(|d| d.bytes().to_vec()).collect() }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(&Value::Array(vec![
+            Value::Text(RECORD_FILE_MAGIC.into()),
+            Value::Integer(i128::from(RECORD_FILE_VERSION)),
+            Value::Bytes(self.envelope.clone()),
+            Value::Array(self.disclosures.iter().cloned().map(Value::Bytes).collect()),
+        ]))
+    }
+
+    /// Decodes the container; contents are checked by [`verify_record`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        const W: &str = "record file";
+        let v = codec::decode(W, bytes, RECORD_FILE_BYTES_MAX)?;
+        let items = codec::as_array(W, &v)?;
+        let [magic, version, envelope, disclosures] = items else {
+            return Err(DecodeError::structure(W, "expected [\"tfx-record\", 1, envelope, disclosures]"));
+        };
+        if codec::as_text(W, magic)? != RECORD_FILE_MAGIC {
+            return Err(DecodeError::structure(W, "not a tfx record file"));
+        }
+        let version = codec::as_u64(W, version)?;
+        if version != RECORD_FILE_VERSION {
+            return Err(DecodeError::structure(W, format!("unsupported version {version}")));
+        }
+        let envelope = codec::as_bytes(W, envelope)?.to_vec();
+        if envelope.len() > ENVELOPE_BYTES_MAX {
+            return Err(DecodeError::TooLarge { what: "envelope", len: envelope.len(), max: ENVELOPE_BYTES_MAX });
+        }
+        let list = codec::as_array(W, disclosures)?;
+        if list.len() > DISCLOSURES_PER_RECORD_MAX {
+            let detail = format!("{} disclosures (max {DISCLOSURES_PER_RECORD_MAX})", list.len());
+            return Err(DecodeError::structure(W, detail));
+        }
+        let disclosures = list
+            .iter()
+            .map(|d| {
+                let b = codec::as_bytes(W, d)?;
+                if b.len() > DISCLOSURE_BYTES_MAX {
+                    return Err(DecodeError::TooLarge { what: "disclosure", len: b.len(), max: DISCLOSURE_BYTES_MAX });
+                }
+                Ok(b.to_vec())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RecordFile { envelope, disclosures })
+    }
+}

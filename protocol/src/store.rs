@@ -1,0 +1,298 @@
+//! The `Store` trait (DESIGN §6): what every holder persists — envelopes by (origin, seq),
+//! disclosures by record id, complete Merkle nodes, log heads, latest checkpoints, and indexes
+//! over the fields the holder was given. `tfx-node` implements it on sled; [`MemoryStore`] serves
+//! tests and the simulator.
+//!
+//! Architecture invariant: a store changes only through [`Store::apply`] of a whole
+//! [`AppendBatch`], atomically; [`Store::flush`] makes everything applied so far durable. Callers
+//! acknowledge a record only after a flush that follows its batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use crate::disclosure::Disclosure;
+use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
+use crate::limits::QUERY_RESULTS_MAX;
+use crate::merkle::NodeId;
+use crate::record::Header;
+use crate::schema::{FieldValue, RecordKind};
+
+/// An origin's log as stored: how many records and the Merkle root over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    pub size: u64,
+    pub root: Hash,
+}
+
+/// One record as a holder stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub origin: MemberId,
+    pub seq: LogIndex,
+    pub id: RecordId,
+    pub kind: RecordKind,
+    pub issued_at: Timestamp,
+    /// Index keys: the subject's USCC and/or pseudonym, whichever this holder was disclosed.
+    pub subjects: Vec<String>,
+    pub envelope: Vec<u8>,
+    pub disclosures: Vec<Vec<u8>>,
+}
+
+impl StoredRecord {
+    /// Builds the stored form from a verified header and the disclosures this holder keeps.
+    pub fn new(id: RecordId, header: &Header, envelope: Vec<u8>, disclosures: &[Disclosure]) -> Self {
+        let subjects = disclosures
+            .iter()
+            .filter(|d| d.name() == "subject_uscc" || d.name() == "subject_pseudonym")
+            .filter_map(|d| d.value().as_text().map(str::to_owned))
+            .collect();
+        StoredRecord {
+            origin: header.origin.clone(),
+            seq: header.seq,
+            id,
+            kind: header.kind,
+            issued_at: header.issued_at,
+            subjects,
+            envelope,
+            disclosures: disclosures.iter().map(|d| d.bytes().to_vec()).collect(),
+        }
+    }
+}
+
+/// Everything one append writes, applied atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendBatch {
+    pub records: Vec<StoredRecord>,
+    pub nodes: Vec<(MemberId, NodeId, Hash)>,
+    pub heads: Vec<(MemberId, LogHead)>,
+    /// Latest signed checkpoint per origin (replaces the previous one).
+    pub checkpoints: Vec<(MemberId, Vec<u8>)>,
+}
+
+/// A lookup over the index. All given filters apply; results are ordered by issue time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub subject: Option<String>,
+    pub kind: Option<RecordKind>,
+    /// Inclusive lower bound on issue time.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound on issue time.
+    pub until: Option<Timestamp>,
+    /// At most this many results (capped at [`QUERY_RESULTS_MAX`]).
+    pub limit: usize,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query { subject: None, kind: None, since: None, until: None, limit: QUERY_RESULTS_MAX }
+    }
+}
+
+impl Query {
+    /// Whether an index entry passes the kind and time filters.
+    pub fn admits(&self, kind: RecordKind, at: Timestamp) -> bool {
+        self.kind.is_none_or(|k| k == kind)
+            && self.since.is_none_or(|s| at >= s)
+            && self.until.is_none_or(|u| at < u)
+    }
+}
+
+/// One query result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub id: RecordId,
+    pub origin: MemberId,
+    pub seq: LogIndex,
+    pub kind: RecordKind,
+    pub issued_at: Timestamp,
+}
+
+/// Persistent state of a holder. Implementations must make `apply` atomic and `flush` durable.
+pub trait Store {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error>;
+    fn flush(&self) -> Result<(), Self::Error>;
+
+    fn origins(&self) -> Result<Vec<MemberId>, Self::Error>;
+    fn head(&self, origin: &MemberId) -> Result<Option<LogHead>, Self::Error>;
+    fn checkpoint(&self, origin: &MemberId) -> Result<Option<Vec<u8>>, Self::Error>;
+    fn node(&self, origin: &MemberId, id: NodeId) -> Result<Option<Hash>, Self::Error>;
+    fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Envelopes of `origin` from `from` on, at most `limit`, in sequence order.
+    fn envelopes(&self, origin: &MemberId, from: LogIndex, limit: usize) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error>;
+    fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error>;
+    fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error>;
+    fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
+}
+
+/// Reads one origin's Merkle nodes from a store, for proofs and frontier loading. A store read
+/// error surfaces as a missing node (and is kept in `error` for the caller to report).
+#[derive(Debug)]
+pub struct StoreNodes<'a, S: Store> {
+    pub store: &'a S,
+    pub origin: &'a MemberId,
+    pub error: Mutex<Option<String>>,
+}
+
+impl<'a, S: Store> StoreNodes<'a, S> {
+    pub fn new(store: &'a S, origin: &'a MemberId) -> Self {
+        StoreNodes { store, origin, error: Mutex::new(None) }
+    }
+}
+
+impl<S: Store> crate::merkle::NodeSource for StoreNodes<'_, S> {
+    fn node(&self, id: NodeId) -> Option<Hash> {
+        match self.store.node(self.origin, id) {
+            Ok(h) => h,
+            Err(e) => {
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert(e.to_string());
+                }
+                None
+            }
+        }
+    }
+}
+
+/// In-memory [`Store`] for tests and simulation. Applied batches are immediately "durable".
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    envelopes: BTreeMap<(MemberId, LogIndex), (RecordId, Vec<u8>)>,
+    disclosures: HashMap<RecordId, Vec<Vec<u8>>>,
+    ids: HashMap<RecordId, (MemberId, LogIndex)>,
+    nodes: HashMap<(MemberId, NodeId), Hash>,
+    heads: BTreeMap<MemberId, LogHead>,
+    checkpoints: BTreeMap<MemberId, Vec<u8>>,
+    by_time: BTreeMap<(Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
+    by_subject: BTreeMap<(String, Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
+}
+
+/// The memory store cannot fail.
+#[derive(Debug, thiserror::Error)]
+#[error("memory store lock poisoned")]
+pub struct MemoryStoreError;
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> Result<T, MemoryStoreError> {
+        let mut guard = self.inner.lock().map_err(|_| MemoryStoreError)?;
+        Ok(f(&mut guard))
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = MemoryStoreError;
+
+    fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
+        self.with(|m| {
+            for r in &batch.records {
+                let pos = (r.origin.clone(), r.seq);
+                m.envelopes.insert(pos.clone(), (r.id, r.envelope.clone()));
+                m.disclosures.insert(r.id, r.disclosures.clone());
+                m.ids.insert(r.id, pos);
+                let entry = (r.id, r.kind);
+                m.by_time.insert((r.issued_at, r.origin.clone(), r.seq), entry);
+                for s in &r.subjects {
+                    m.by_subject.insert((s.clone(), r.issued_at, r.origin.clone(), r.seq), entry);
+                }
+            }
+            for (origin, id, hash) in &batch.nodes {
+                m.nodes.insert((origin.clone(), *id), *hash);
+            }
+            for (origin, head) in &batch.heads {
+                m.heads.insert(origin.clone(), *head);
+            }
+            for (origin, cp) in &batch.checkpoints {
+                m.checkpoints.insert(origin.clone(), cp.clone());
+            }
+        })
+    }
+
+    fn flush(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn origins(&self) -> Result<Vec<MemberId>, Self::Error> {
+        self.with(|m| m.heads.keys().cloned().collect())
+    }
+
+    fn head(&self, origin: &MemberId) -> Result<Option<LogHead>, Self::Error> {
+        self.with(|m| m.heads.get(origin).copied())
+    }
+
+    fn checkpoint(&self, origin: &MemberId) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.with(|m| m.checkpoints.get(origin).cloned())
+    }
+
+    fn node(&self, origin: &MemberId, id: NodeId) -> Result<Option<Hash>, Self::Error> {
+        self.with(|m| m.nodes.get(&(origin.clone(), id)).copied())
+    }
+
+    fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.with(|m| m.envelopes.get(&(origin.clone(), seq)).map(|(_, e)| e.clone()))
+    }
+
+    fn envelopes(&self, origin: &MemberId, from: LogIndex, limit: usize) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
+        self.with(|m| {
+            m.envelopes
+                .range((origin.clone(), from)..)
+                .take_while(|((o, _), _)| o == origin)
+                .take(limit)
+                .map(|((_, seq), (_, e))| (*seq, e.clone()))
+                .collect()
+        })
+    }
+
+    fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error> {
+        self.with(|m| m.ids.get(id).cloned())
+    }
+
+    fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error> {
+        self.with(|m| m.disclosures.get(id).cloned().unwrap_or_default())
+    }
+
+    fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
+        let limit = q.limit.min(QUERY_RESULTS_MAX);
+        let to_ref = |(at, origin, seq): (Timestamp, MemberId, LogIndex), (id, kind): (RecordId, RecordKind)| {
+            RecordRef { id, origin, seq, kind, issued_at: at }
+        };
+        self.with(|m| match &q.subject {
+            Some(s) => m
+                .by_subject
+                .range((s.clone(), Timestamp(0), MemberId::min(), LogIndex(0))..)
+                .take_while(|((subject, ..), _)| subject == s)
+                .filter(|((_, at, ..), (_, kind))| q.admits(*kind, *at))
+                .take(limit)
+                .map(|((_, at, o, seq), v)| to_ref((*at, o.clone(), *seq), *v))
+                .collect(),
+            None => m
+                .by_time
+                .range((q.since.unwrap_or(Timestamp(0)), MemberId::min(), LogIndex(0))..)
+                .filter(|((at, ..), (_, kind))| q.admits(*kind, *at))
+                .take(limit)
+                .map(|((at, o, seq), v)| to_ref((*at, o.clone(), *seq), *v))
+                .collect(),
+        })
+    }
+}
+
+impl MemberId {
+    /// The smallest member id in sort order, as a range bound.
+    pub(crate) fn min() -> MemberId {
+        MemberId::new("0").unwrap_or_else(|_| unreachable!("\"0\" is a valid member id"))
+    }
+}
+
+/// The value of field `name` among a record's disclosures, if disclosed.
+pub fn disclosed<'a>(disclosures: &'a [Disclosure], name: &str) -> Option<&'a FieldValue> {
+    disclosures.iter().find(|d| d.name() == name).map(Disclosure::value)
+}
