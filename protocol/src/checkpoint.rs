@@ -34,7 +34,10 @@ pub struct SignedCheckpoint {
 impl Checkpoint {
     fn encode(&self) -> Vec<u8> {
         let mut m = codec::Map::new();
-        m.insert(codec::key(C_ORIGIN), Value::Text(self.origin.as_str().into()));
+        m.insert(
+            codec::key(C_ORIGIN),
+            Value::Text(self.origin.as_str().into()),
+        );
         m.insert(codec::key(C_SIZE), Value::Integer(i128::from(self.size)));
         m.insert(codec::key(C_ROOT), Value::Bytes(self.root.to_vec()));
         m.insert(codec::key(C_TIME), Value::Integer(i128::from(self.time.0)));
@@ -57,19 +60,41 @@ impl Checkpoint {
 
     pub fn sign(self, key: &SigningKey) -> SignedCheckpoint {
         let bytes = cose::sign(key, CONTENT_TYPE_CHECKPOINT, self.encode());
-        SignedCheckpoint { checkpoint: self, kid: key.key_id(), bytes }
+        SignedCheckpoint {
+            checkpoint: self,
+            kid: key.key_id(),
+            bytes,
+        }
     }
 }
 
 /// Verifies a signed checkpoint's structure and signature.
-pub fn verify_checkpoint(bytes: &[u8], keys: &dyn KeyResolver) -> Result<SignedCheckpoint, VerifyError> {
-    let sign1 = cose::open("checkpoint", bytes, CHECKPOINT_BYTES_MAX, CONTENT_TYPE_CHECKPOINT)?;
+pub fn verify_checkpoint(
+    bytes: &[u8],
+    keys: &dyn KeyResolver,
+) -> Result<SignedCheckpoint, VerifyError> {
+    let sign1 = cose::open(
+        "checkpoint",
+        bytes,
+        CHECKPOINT_BYTES_MAX,
+        CONTENT_TYPE_CHECKPOINT,
+    )?;
     let checkpoint = Checkpoint::decode(&sign1.payload)?;
     let key = keys
         .resolve(&checkpoint.origin, &sign1.kid, checkpoint.time)
-        .ok_or_else(|| VerifyError::UnknownKey { origin: checkpoint.origin.clone(), kid: sign1.kid })?;
+        .ok_or_else(|| VerifyError::UnknownKey {
+            origin: checkpoint.origin.clone(),
+            kid: sign1.kid,
+        })?;
     if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
-        return Err(VerifyError::BadSignature { what: "checkpoint", kid: sign1.kid });
+        return Err(VerifyError::BadSignature {
+            what: "checkpoint",
+            kid: sign1.kid,
+        });
     }
-    Ok(SignedCheckpoint { checkpoint, kid: sign1.kid, bytes: bytes.to_vec() })
+    Ok(SignedCheckpoint {
+        checkpoint,
+        kid: sign1.kid,
+        bytes: bytes.to_vec(),
+    })
 }

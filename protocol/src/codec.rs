@@ -22,16 +22,27 @@ pub type Value = serde_cbor::Value;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("{what} too large: {len} bytes (max {max})")]
-    TooLarge { what: &'static str, len: usize, max: usize },
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{what} is not valid CBOR for tfx: {reason} (at byte {offset})")]
-    Malformed { what: &'static str, reason: &'static str, offset: usize },
+    Malformed {
+        what: &'static str,
+        reason: &'static str,
+        offset: usize,
+    },
     #[error("{what}: {detail}")]
     Structure { what: &'static str, detail: String },
 }
 
 impl DecodeError {
     pub(crate) fn structure(what: &'static str, detail: impl Into<String>) -> Self {
-        DecodeError::Structure { what, detail: detail.into() }
+        DecodeError::Structure {
+            what,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -48,7 +59,11 @@ pub fn encode(value: &Value) -> Vec<u8> {
 /// Checks `bytes` against our CBOR profile and the size limit, then decodes it.
 pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Value, DecodeError> {
     if bytes.len() > bytes_max {
-        return Err(DecodeError::TooLarge { what, len: bytes.len(), max: bytes_max });
+        return Err(DecodeError::TooLarge {
+            what,
+            len: bytes.len(),
+            max: bytes_max,
+        });
     }
     scan(what, bytes)?;
     serde_cbor::from_slice::<Value>(bytes).map_err(|e| DecodeError::Structure {
@@ -60,7 +75,12 @@ pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Valu
 /// Walks one complete CBOR item spanning all of `bytes`, enforcing the profile described in the
 /// module docs. Never allocates more than the duplicate-key bookkeeping of one map.
 pub fn scan(what: &'static str, bytes: &[u8]) -> Result<(), DecodeError> {
-    let mut s = Scanner { what, bytes, pos: 0, items: 0 };
+    let mut s = Scanner {
+        what,
+        bytes,
+        pos: 0,
+        items: 0,
+    };
     s.item(0)?;
     if s.pos != bytes.len() {
         return Err(s.err("trailing bytes after the item"));
@@ -77,11 +97,18 @@ struct Scanner<'a> {
 
 impl Scanner<'_> {
     fn err(&self, reason: &'static str) -> DecodeError {
-        DecodeError::Malformed { what: self.what, reason, offset: self.pos }
+        DecodeError::Malformed {
+            what: self.what,
+            reason,
+            offset: self.pos,
+        }
     }
 
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.bytes.get(self.pos).ok_or_else(|| self.err("unexpected end of input"))?;
+        let b = *self
+            .bytes
+            .get(self.pos)
+            .ok_or_else(|| self.err("unexpected end of input"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -179,7 +206,9 @@ impl Scanner<'_> {
             _ => {
                 // Major type 7: only false, true and null are in our profile.
                 if !(info == 20 || info == 21 || info == 22) {
-                    return Err(self.err("floats and simple values other than true/false/null are not allowed"));
+                    return Err(self.err(
+                        "floats and simple values other than true/false/null are not allowed",
+                    ));
                 }
             }
         }
@@ -250,7 +279,10 @@ pub(crate) fn only_keys(what: &'static str, m: &Map, allowed: &[i64]) -> Result<
     for k in m.keys() {
         let ok = matches!(k, Value::Integer(i) if allowed.iter().any(|a| i128::from(*a) == *i));
         if !ok {
-            return Err(DecodeError::structure(what, format!("unexpected key {k:?}")));
+            return Err(DecodeError::structure(
+                what,
+                format!("unexpected key {k:?}"),
+            ));
         }
     }
     Ok(())
@@ -281,7 +313,19 @@ mod tests {
 
     #[test]
     fn accepts_profile_items() {
-        for h in ["00", "1903e8", "40", "6161", "80", "a0", "d24100", "f4", "f5", "f6", "a201020304"] {
+        for h in [
+            "00",
+            "1903e8",
+            "40",
+            "6161",
+            "80",
+            "a0",
+            "d24100",
+            "f4",
+            "f5",
+            "f6",
+            "a201020304",
+        ] {
             assert!(scan("t", &hex(h)).is_ok(), "{h}");
         }
     }
@@ -291,10 +335,16 @@ mod tests {
         let cases = [
             ("", "unexpected end of input"),
             ("5f", "indefinite-length items are not allowed"),
-            ("f93c00", "floats and simple values other than true/false/null are not allowed"),
+            (
+                "f93c00",
+                "floats and simple values other than true/false/null are not allowed",
+            ),
             ("a201020103", "duplicate map key"),
             ("4201", "length runs past the end of input"),
-            ("9bffffffffffffffff", "array length runs past the end of input"),
+            (
+                "9bffffffffffffffff",
+                "array length runs past the end of input",
+            ),
             ("0000", "trailing bytes after the item"),
             ("62c328", "text string is not UTF-8"),
             ("1c", "reserved additional information"),
@@ -317,7 +367,13 @@ mod tests {
         assert!(scan("t", &ok).is_ok());
         let mut deep = vec![0x81u8; CBOR_DEPTH_MAX + 1];
         deep.push(0);
-        assert!(matches!(scan("t", &deep), Err(DecodeError::Malformed { reason: "nesting too deep", .. })));
+        assert!(matches!(
+            scan("t", &deep),
+            Err(DecodeError::Malformed {
+                reason: "nesting too deep",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -331,7 +387,10 @@ mod tests {
         assert!(scan("t", &make(CBOR_ITEMS_MAX - 1)).is_ok());
         assert!(matches!(
             scan("t", &make(CBOR_ITEMS_MAX)),
-            Err(DecodeError::Malformed { reason: "too many data items", .. })
+            Err(DecodeError::Malformed {
+                reason: "too many data items",
+                ..
+            })
         ));
     }
 
@@ -356,7 +415,14 @@ mod tests {
         assert!(decode("t", &v, 16).is_ok());
         let mut v = head(2, 16);
         v.extend([0u8; 16]);
-        assert!(matches!(decode("t", &v, 16), Err(DecodeError::TooLarge { len: 17, max: 16, .. })));
+        assert!(matches!(
+            decode("t", &v, 16),
+            Err(DecodeError::TooLarge {
+                len: 17,
+                max: 16,
+                ..
+            })
+        ));
     }
 
     #[test]

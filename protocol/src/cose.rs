@@ -51,7 +51,10 @@ fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
 pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
     let mut hdr = codec::Map::new();
     hdr.insert(codec::key(HDR_ALG), codec::key(ALG_EDDSA));
-    hdr.insert(codec::key(HDR_CONTENT_TYPE), Value::Text(content_type.into()));
+    hdr.insert(
+        codec::key(HDR_CONTENT_TYPE),
+        Value::Text(content_type.into()),
+    );
     hdr.insert(codec::key(HDR_KID), Value::Bytes(key.key_id().0.to_vec()));
     let protected = codec::encode(&Value::Map(hdr));
     let signature = key.sign(&sig_structure(&protected, &payload));
@@ -67,39 +70,73 @@ pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
 }
 
 /// Decodes a COSE_Sign1 and checks its structure, algorithm and content type (not the signature).
-pub fn open(what: &'static str, bytes: &[u8], bytes_max: usize, content_type: &str) -> Result<Sign1, DecodeError> {
+pub fn open(
+    what: &'static str,
+    bytes: &[u8],
+    bytes_max: usize,
+    content_type: &str,
+) -> Result<Sign1, DecodeError> {
     let value = codec::decode(what, bytes, bytes_max)?;
     let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
-        return Err(DecodeError::structure(what, "not a COSE_Sign1 (CBOR tag 18)"));
+        return Err(DecodeError::structure(
+            what,
+            "not a COSE_Sign1 (CBOR tag 18)",
+        ));
     };
     let parts = codec::as_array(what, &inner)?;
     let [protected, unprotected, payload, signature] = parts else {
-        return Err(DecodeError::structure(what, format!("COSE_Sign1 has {} elements (expected 4)", parts.len())));
+        return Err(DecodeError::structure(
+            what,
+            format!("COSE_Sign1 has {} elements (expected 4)", parts.len()),
+        ));
     };
     if !codec::as_map(what, unprotected)?.is_empty() {
-        return Err(DecodeError::structure(what, "unprotected header must be empty"));
+        return Err(DecodeError::structure(
+            what,
+            "unprotected header must be empty",
+        ));
     }
     let protected = codec::as_bytes(what, protected)?.to_vec();
     let hdr_value = codec::decode(what, &protected, bytes_max)?;
     let hdr = codec::as_map(what, &hdr_value)?;
     codec::only_keys(what, hdr, &[HDR_ALG, HDR_CONTENT_TYPE, HDR_KID])?;
     let alg = match codec::field(what, hdr, HDR_ALG)? {
-        Value::Integer(a) if *a == i128::from(ALG_EDDSA) || *a == i128::from(ALG_ED25519) => *a as i64,
-        other => return Err(DecodeError::structure(what, format!("unsupported algorithm {other:?} (expected EdDSA -8)"))),
+        Value::Integer(a) if *a == i128::from(ALG_EDDSA) || *a == i128::from(ALG_ED25519) => {
+            *a as i64
+        }
+        other => {
+            return Err(DecodeError::structure(
+                what,
+                format!("unsupported algorithm {other:?} (expected EdDSA -8)"),
+            ))
+        }
     };
     let ct = codec::as_text(what, codec::field(what, hdr, HDR_CONTENT_TYPE)?)?;
     if ct != content_type {
-        return Err(DecodeError::structure(what, format!("content type {ct:?} (expected {content_type:?})")));
+        return Err(DecodeError::structure(
+            what,
+            format!("content type {ct:?} (expected {content_type:?})"),
+        ));
     }
     let kid_bytes = codec::as_bytes(what, codec::field(what, hdr, HDR_KID)?)?;
-    let kid = KeyId(
-        kid_bytes
-            .try_into()
-            .map_err(|_| DecodeError::structure(what, format!("kid has {} bytes (expected 16)", kid_bytes.len())))?,
-    );
+    let kid = KeyId(kid_bytes.try_into().map_err(|_| {
+        DecodeError::structure(
+            what,
+            format!("kid has {} bytes (expected 16)", kid_bytes.len()),
+        )
+    })?);
     let signature = codec::as_bytes(what, signature)?.to_vec();
     if signature.len() != 64 {
-        return Err(DecodeError::structure(what, format!("signature has {} bytes (expected 64)", signature.len())));
+        return Err(DecodeError::structure(
+            what,
+            format!("signature has {} bytes (expected 64)", signature.len()),
+        ));
     }
-    Ok(Sign1 { protected, payload: codec::as_bytes(what, payload)?.to_vec(), signature, alg, kid })
+    Ok(Sign1 {
+        protected,
+        payload: codec::as_bytes(what, payload)?.to_vec(),
+        signature,
+        alg,
+        kid,
+    })
 }

@@ -48,17 +48,23 @@ impl PseudonymKey {
             return Err(PseudonymError::SecretTooShort(secret.len()));
         }
         let purpose_ok = (1..=64).contains(&purpose.len())
-            && purpose.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && purpose
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !purpose_ok {
             return Err(PseudonymError::Purpose);
         }
-        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, PSEUDONYM_HKDF_SALT).extract(secret);
+        let prk =
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, PSEUDONYM_HKDF_SALT).extract(secret);
         let epoch_bytes = epoch.to_be_bytes();
         let info = [purpose.as_bytes(), &[0u8], &epoch_bytes];
         let mut key = Zeroizing::new([0u8; 32]);
         // HKDF-Expand fails only for outputs over 255 hash lengths; 32 bytes is one.
-        let okm = prk.expand(&info, ring::hkdf::HKDF_SHA256).map_err(|_| PseudonymError::Purpose)?;
-        okm.fill(&mut key[..]).map_err(|_| PseudonymError::Purpose)?;
+        let okm = prk
+            .expand(&info, ring::hkdf::HKDF_SHA256)
+            .map_err(|_| PseudonymError::Purpose)?;
+        okm.fill(&mut key[..])
+            .map_err(|_| PseudonymError::Purpose)?;
         Ok(PseudonymKey { key, epoch })
     }
 
@@ -70,14 +76,19 @@ impl PseudonymKey {
     pub fn pseudonym(&self, subject: &Uscc) -> String {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.key[..]);
         let tag = ring::hmac::sign(&key, subject.as_str().as_bytes());
-        format!("ps1.{}.{}", self.epoch, hex::encode(&tag.as_ref()[..PSEUDONYM_HEX_LEN / 2]))
+        format!(
+            "ps1.{}.{}",
+            self.epoch,
+            hex::encode(&tag.as_ref()[..PSEUDONYM_HEX_LEN / 2])
+        )
     }
 }
 
 /// Whether `s` has the pseudonym shape `ps1.<epoch>.<32 lowercase hex>`.
 pub fn is_pseudonym(s: &str) -> bool {
     let mut parts = s.split('.');
-    let (Some("ps1"), Some(epoch), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some("ps1"), Some(epoch), Some(tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -86,7 +97,10 @@ pub fn is_pseudonym(s: &str) -> bool {
         && epoch.bytes().all(|b| b.is_ascii_digit())
         && (epoch == "0" || !epoch.starts_with('0'))
         && epoch.parse::<u32>().is_ok();
-    let tag_ok = tag.len() == PSEUDONYM_HEX_LEN && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let tag_ok = tag.len() == PSEUDONYM_HEX_LEN
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     epoch_ok && tag_ok
 }
 
@@ -104,16 +118,38 @@ const MILLION_YUAN: u64 = 1_000_000 * YUAN;
 /// ¥1m (micro credit), ¥1–5m and ¥5–10m (typical 科创贷 / points loans), ¥10–50m, ¥50–100m, and
 /// ¥100m and over.
 pub const AMOUNT_BANDS: &[AmountBand] = &[
-    AmountBand { label: "lt-1m-cny", min_fen: 0 },
-    AmountBand { label: "1m-5m-cny", min_fen: MILLION_YUAN },
-    AmountBand { label: "5m-10m-cny", min_fen: 5 * MILLION_YUAN },
-    AmountBand { label: "10m-50m-cny", min_fen: 10 * MILLION_YUAN },
-    AmountBand { label: "50m-100m-cny", min_fen: 50 * MILLION_YUAN },
-    AmountBand { label: "ge-100m-cny", min_fen: 100 * MILLION_YUAN },
+    AmountBand {
+        label: "lt-1m-cny",
+        min_fen: 0,
+    },
+    AmountBand {
+        label: "1m-5m-cny",
+        min_fen: MILLION_YUAN,
+    },
+    AmountBand {
+        label: "5m-10m-cny",
+        min_fen: 5 * MILLION_YUAN,
+    },
+    AmountBand {
+        label: "10m-50m-cny",
+        min_fen: 10 * MILLION_YUAN,
+    },
+    AmountBand {
+        label: "50m-100m-cny",
+        min_fen: 50 * MILLION_YUAN,
+    },
+    AmountBand {
+        label: "ge-100m-cny",
+        min_fen: 100 * MILLION_YUAN,
+    },
 ];
 
 pub fn amount_band(fen: u64) -> &'static str {
-    AMOUNT_BANDS.iter().rev().find(|b| fen >= b.min_fen).map_or("lt-1m-cny", |b| b.label)
+    AMOUNT_BANDS
+        .iter()
+        .rev()
+        .find(|b| fen >= b.min_fen)
+        .map_or("lt-1m-cny", |b| b.label)
 }
 
 /// City-level division of a six-digit region code: `510104` (Jinjiang district) → `510100`
@@ -124,7 +160,10 @@ pub fn region_city(code: &str) -> String {
 
 /// The derived fields of `body`, in schema order. The pseudonym is omitted when the issuer holds
 /// no pseudonym key (its decoy takes the slot, so the header looks the same).
-pub fn derived_fields(body: &RecordBody, pseudonym: Option<&PseudonymKey>) -> Vec<(&'static FieldSpec, FieldValue)> {
+pub fn derived_fields(
+    body: &RecordBody,
+    pseudonym: Option<&PseudonymKey>,
+) -> Vec<(&'static FieldSpec, FieldValue)> {
     let mut out = Vec::new();
     let mut push = |name: &str, value: FieldValue| {
         if let Some(spec) = body.kind.field(name) {
@@ -132,12 +171,19 @@ pub fn derived_fields(body: &RecordBody, pseudonym: Option<&PseudonymKey>) -> Ve
         }
     };
     if body.kind != RecordKind::RiskWarning {
-        let uscc = body.get("subject_uscc").and_then(FieldValue::as_text).and_then(|s| Uscc::parse(s).ok());
+        let uscc = body
+            .get("subject_uscc")
+            .and_then(FieldValue::as_text)
+            .and_then(|s| Uscc::parse(s).ok());
         if let (Some(key), Some(uscc)) = (pseudonym, uscc) {
             push("subject_pseudonym", FieldValue::Text(key.pseudonym(&uscc)));
         }
     }
-    let band = |name: &str| body.get(name).and_then(FieldValue::as_int).map(|n| FieldValue::Text(amount_band(n).into()));
+    let band = |name: &str| {
+        body.get(name)
+            .and_then(FieldValue::as_int)
+            .map(|n| FieldValue::Text(amount_band(n).into()))
+    };
     match body.kind {
         RecordKind::Credit => {
             if let Some(b) = band("contract_amount_fen") {
@@ -181,7 +227,8 @@ mod tests {
     #[test]
     fn pseudonyms_are_keyed_and_per_epoch() {
         let uscc = Uscc::parse("91511500MA3M0C777N").unwrap_or_else(|e| panic!("{e}"));
-        let k = |secret: u8, epoch| PseudonymKey::derive(&[secret; 32], PURPOSE_RISK_WARNING, epoch);
+        let k =
+            |secret: u8, epoch| PseudonymKey::derive(&[secret; 32], PURPOSE_RISK_WARNING, epoch);
         let p = |key: Result<PseudonymKey, _>| key.map(|k| k.pseudonym(&uscc));
         let a = p(k(1, 2026));
         assert_eq!(a, p(k(1, 2026)));
@@ -190,15 +237,24 @@ mod tests {
         assert!(a.as_deref().is_ok_and(is_pseudonym));
         assert!(!format!("{:?}", k(1, 1)).contains("01010101"));
         assert_eq!(k(1, 1).map(|_| ()).err(), None);
-        assert_eq!(PseudonymKey::derive(&[1; 31], "risk-warning", 1).err(), Some(PseudonymError::SecretTooShort(31)));
+        assert_eq!(
+            PseudonymKey::derive(&[1; 31], "risk-warning", 1).err(),
+            Some(PseudonymError::SecretTooShort(31))
+        );
     }
 
     #[test]
     fn pseudonym_shape() {
         assert!(is_pseudonym("ps1.0.0123456789abcdef0123456789abcdef"));
-        for bad in ["ps1.01.0123456789abcdef0123456789abcdef", "ps2.1.0123456789abcdef0123456789abcdef",
-            "ps1.1.0123456789ABCDEF0123456789abcdef", "ps1.1.0123", "ps1..0123456789abcdef0123456789abcdef",
-            "ps1.1.0123456789abcdef0123456789abcdef.x", "ps1.99999999999.0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "ps1.01.0123456789abcdef0123456789abcdef",
+            "ps2.1.0123456789abcdef0123456789abcdef",
+            "ps1.1.0123456789ABCDEF0123456789abcdef",
+            "ps1.1.0123",
+            "ps1..0123456789abcdef0123456789abcdef",
+            "ps1.1.0123456789abcdef0123456789abcdef.x",
+            "ps1.99999999999.0123456789abcdef0123456789abcdef",
+        ] {
             assert!(!is_pseudonym(bad), "{bad}");
         }
     }

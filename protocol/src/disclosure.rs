@@ -24,7 +24,12 @@ pub struct Disclosure {
 /// Field values identify enterprises: `Debug` shows the field name and digest only.
 impl std::fmt::Debug for Disclosure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Disclosure({}, digest {})", self.name, &hex::encode(self.digest)[..16])
+        write!(
+            f,
+            "Disclosure({}, digest {})",
+            self.name,
+            &hex::encode(self.digest)[..16]
+        )
     }
 }
 
@@ -35,7 +40,13 @@ impl Disclosure {
             value.to_cbor(),
             Value::Text(name.to_owned()),
         ]));
-        Disclosure { digest: sha256(&bytes), bytes, salt, name: name.to_owned(), value: value.clone() }
+        Disclosure {
+            digest: sha256(&bytes),
+            bytes,
+            salt,
+            name: name.to_owned(),
+            value: value.clone(),
+        }
     }
 
     /// Decodes a disclosure's structure. Whether the field and value fit the record's kind is
@@ -45,14 +56,24 @@ impl Disclosure {
         let v = codec::decode(WHAT, bytes, DISCLOSURE_BYTES_MAX)?;
         let items = codec::as_array(WHAT, &v)?;
         let [salt, value, name] = items else {
-            return Err(DecodeError::structure(WHAT, format!("has {} elements (expected 3)", items.len())));
+            return Err(DecodeError::structure(
+                WHAT,
+                format!("has {} elements (expected 3)", items.len()),
+            ));
         };
         let salt_bytes = codec::as_bytes(WHAT, salt)?;
-        let salt: [u8; SALT_BYTES] = salt_bytes
-            .try_into()
-            .map_err(|_| DecodeError::structure(WHAT, format!("salt has {} bytes (expected 16)", salt_bytes.len())))?;
-        let value = FieldValue::from_cbor(value)
-            .ok_or_else(|| DecodeError::structure(WHAT, "value is not text, an unsigned integer, a bool or a text list"))?;
+        let salt: [u8; SALT_BYTES] = salt_bytes.try_into().map_err(|_| {
+            DecodeError::structure(
+                WHAT,
+                format!("salt has {} bytes (expected 16)", salt_bytes.len()),
+            )
+        })?;
+        let value = FieldValue::from_cbor(value).ok_or_else(|| {
+            DecodeError::structure(
+                WHAT,
+                "value is not text, an unsigned integer, a bool or a text list",
+            )
+        })?;
         Ok(Disclosure {
             digest: sha256(bytes),
             bytes: bytes.to_vec(),

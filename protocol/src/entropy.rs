@@ -26,7 +26,12 @@ pub struct DeterministicEntropy {
 
 impl DeterministicEntropy {
     pub fn new(seed: &[u8]) -> Self {
-        DeterministicEntropy { seed: crate::ids::sha256(seed), counter: 0, buf: [0; 32], used: 32 }
+        DeterministicEntropy {
+            seed: crate::ids::sha256(seed),
+            counter: 0,
+            buf: [0; 32],
+            used: 32,
+        }
     }
 }
 

@@ -30,11 +30,17 @@ pub struct MemberIdError {
 
 impl MemberId {
     pub fn new(id: &str) -> Result<Self, MemberIdError> {
-        let err = |rule| Err(MemberIdError { id: id.chars().take(80).collect(), rule });
+        let err = |rule| {
+            Err(MemberIdError {
+                id: id.chars().take(80).collect(),
+                rule,
+            })
+        };
         if id.is_empty() || id.len() > MEMBER_ID_BYTES_MAX {
             return err("must be 1 to 64 bytes");
         }
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
         if !id.chars().all(ok_char) {
             return err("only a-z, 0-9, '-' and '.' are allowed");
         }
@@ -110,13 +116,45 @@ impl fmt::Display for LogIndex {
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC only: records carry no time zones).
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, &'static str> {
+        const FORMAT: &str = "times are written YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC)";
+        let s = s.strip_suffix('Z').ok_or(FORMAT)?;
+        let (date, time) = s.split_once('T').ok_or(FORMAT)?;
+        let days = crate::domain::Date::parse(date)?.days_since_epoch();
+        let (hms, frac) = time.split_once('.').unwrap_or((time, "000"));
+        let num = |t: &str, max: u64| t.parse::<u64>().ok().filter(|v| *v <= max && t.len() == 2);
+        let parts: Vec<&str> = hms.split(':').collect();
+        let [h, m, sec] = parts.as_slice() else {
+            return Err(FORMAT);
+        };
+        let (h, m, sec) = (
+            num(h, 23).ok_or(FORMAT)?,
+            num(m, 59).ok_or(FORMAT)?,
+            num(sec, 59).ok_or(FORMAT)?,
+        );
+        if frac.len() != 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FORMAT);
+        }
+        let ms = frac.parse::<u64>().map_err(|_| FORMAT)?;
+        let days = u64::try_from(days).map_err(|_| "times before 1970 are not supported")?;
+        Ok(Timestamp(
+            ((days * 86_400 + h * 3600 + m * 60 + sec) * 1000) + ms,
+        ))
+    }
+
     /// RFC 3339 in UTC with milliseconds, for human output.
     pub fn to_rfc3339(self) -> String {
         let ms = self.0 % 1000;
         let secs = self.0 / 1000;
         let (days, rem) = (secs / 86_400, secs % 86_400);
         let date = crate::domain::Date::from_days_since_epoch(days as i64);
-        format!("{date}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem / 60 % 60, rem % 60)
+        format!(
+            "{date}T{:02}:{:02}:{:02}.{ms:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
     }
 }
 
@@ -137,6 +175,9 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp(1_785_000_000_123).to_rfc3339(), "2026-07-25T17:20:00.123Z");
+        assert_eq!(
+            Timestamp(1_785_000_000_123).to_rfc3339(),
+            "2026-07-25T17:20:00.123Z"
+        );
     }
 }

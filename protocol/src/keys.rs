@@ -69,7 +69,10 @@ impl SigningKey {
     fn from_pair(pair: Ed25519KeyPair) -> Self {
         let mut raw = [0u8; 32];
         raw.copy_from_slice(pair.public_key().as_ref());
-        SigningKey { pair, public: VerifyingKey::from_raw(raw) }
+        SigningKey {
+            pair,
+            public: VerifyingKey::from_raw(raw),
+        }
     }
 
     pub fn verifying_key(&self) -> &VerifyingKey {
@@ -95,8 +98,9 @@ impl fmt::Debug for SigningKey {
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 /// 1.3.101.112 }, BIT STRING (32 bytes) }.
-const ED25519_SPKI_PREFIX: [u8; 12] =
-    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// An Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -107,11 +111,16 @@ pub struct VerifyingKey {
 
 impl VerifyingKey {
     pub fn from_raw(raw: [u8; 32]) -> Self {
-        VerifyingKey { raw, id: KeyId::of_public_key(&raw) }
+        VerifyingKey {
+            raw,
+            id: KeyId::of_public_key(&raw),
+        }
     }
 
     pub fn from_slice(raw: &[u8]) -> Result<Self, KeyError> {
-        let raw: [u8; 32] = raw.try_into().map_err(|_| KeyError::PublicLength(raw.len()))?;
+        let raw: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| KeyError::PublicLength(raw.len()))?;
         Ok(Self::from_raw(raw))
     }
 
@@ -139,7 +148,9 @@ impl VerifyingKey {
 
     /// Verifies an Ed25519 signature. `true` only for a valid signature by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.raw).verify(msg, sig).is_ok()
+        UnparsedPublicKey::new(&ED25519, &self.raw)
+            .verify(msg, sig)
+            .is_ok()
     }
 }
 

@@ -37,9 +37,15 @@ pub struct LocalLog {
 impl LocalLog {
     /// Loads the origin's frontier from the store (O(log n) node reads).
     pub fn open<S: Store>(store: &S, origin: MemberId) -> Result<Self, LogError> {
-        let size = store.head(&origin).map_err(|e| LogError::Store(e.to_string()))?.map_or(0, |h| h.size);
+        let size = store
+            .head(&origin)
+            .map_err(|e| LogError::Store(e.to_string()))?
+            .map_or(0, |h| h.size);
         let nodes = StoreNodes::new(store, &origin);
-        let frontier = Frontier::load(&nodes, size).map_err(|error| LogError::Merkle { origin: origin.clone(), error })?;
+        let frontier = Frontier::load(&nodes, size).map_err(|error| LogError::Merkle {
+            origin: origin.clone(),
+            error,
+        })?;
         Ok(LocalLog { origin, frontier })
     }
 
@@ -52,31 +58,61 @@ impl LocalLog {
     }
 
     pub fn head(&self) -> LogHead {
-        LogHead { size: self.frontier.size(), root: self.frontier.root() }
+        LogHead {
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        }
     }
 
     /// Plans the batch that appends `sealed` (which must continue the log in order) and signs a
     /// checkpoint over the result. The log itself advances only with [`LocalLog::advance`], once
     /// the batch is durable, so a failed write leaves it where the store is.
-    pub fn plan(&self, sealed: &[SealedRecord], now: Timestamp, key: &SigningKey) -> Result<(AppendBatch, Frontier), LogError> {
+    pub fn plan(
+        &self,
+        sealed: &[SealedRecord],
+        now: Timestamp,
+        key: &SigningKey,
+    ) -> Result<(AppendBatch, Frontier), LogError> {
         let mut frontier = self.frontier.clone();
         let mut batch = AppendBatch::default();
         for r in sealed {
             if r.header.origin != self.origin {
-                return Err(LogError::WrongOrigin { got: r.header.origin.clone(), want: self.origin.clone() });
+                return Err(LogError::WrongOrigin {
+                    got: r.header.origin.clone(),
+                    want: self.origin.clone(),
+                });
             }
             if r.header.seq.0 != frontier.size() {
-                return Err(LogError::OutOfOrder { got: r.header.seq, want: LogIndex(frontier.size()) });
+                return Err(LogError::OutOfOrder {
+                    got: r.header.seq,
+                    want: LogIndex(frontier.size()),
+                });
             }
             for (id, hash) in frontier.push(leaf_hash(&r.envelope)) {
                 batch.nodes.push((self.origin.clone(), id, hash));
             }
-            batch.records.push(StoredRecord::new(r.id, &r.header, r.envelope.clone(), &r.disclosures));
+            batch.records.push(StoredRecord::new(
+                r.id,
+                &r.header,
+                r.envelope.clone(),
+                &r.disclosures,
+            ));
         }
-        let head = LogHead { size: frontier.size(), root: frontier.root() };
-        let checkpoint = Checkpoint { origin: self.origin.clone(), size: head.size, root: head.root, time: now }.sign(key);
+        let head = LogHead {
+            size: frontier.size(),
+            root: frontier.root(),
+        };
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            size: head.size,
+            root: head.root,
+            time: now,
+        }
+        .sign(key);
         batch.heads.push((self.origin.clone(), head));
-        batch.checkpoints.push((self.origin.clone(), checkpoint.bytes));
+        batch
+            .checkpoints
+            .push((self.origin.clone(), checkpoint.bytes));
         Ok((batch, frontier))
     }
 
@@ -103,9 +139,18 @@ pub enum LogVerifyError {
     #[error("{origin} seq {seq}: envelope missing")]
     MissingEnvelope { origin: MemberId, seq: u64 },
     #[error("{origin} seq {seq}: {error}")]
-    Record { origin: MemberId, seq: u64, error: VerifyError },
+    Record {
+        origin: MemberId,
+        seq: u64,
+        error: VerifyError,
+    },
     #[error("{origin} seq {seq}: envelope claims {claimed_origin} seq {claimed_seq}")]
-    WrongPosition { origin: MemberId, seq: u64, claimed_origin: MemberId, claimed_seq: u64 },
+    WrongPosition {
+        origin: MemberId,
+        seq: u64,
+        claimed_origin: MemberId,
+        claimed_seq: u64,
+    },
     #[error("{origin} seq {seq}: record id index points elsewhere")]
     IdIndex { origin: MemberId, seq: u64 },
     #[error("{origin}: stored merkle node level {} index {} does not match the envelopes", .node.level, .node.index)]
@@ -115,11 +160,18 @@ pub enum LogVerifyError {
     #[error("{origin}: no signed checkpoint")]
     NoCheckpoint { origin: MemberId },
     #[error("{origin}: checkpoint: {error}")]
-    Checkpoint { origin: MemberId, error: VerifyError },
+    Checkpoint {
+        origin: MemberId,
+        error: VerifyError,
+    },
     #[error("{origin}: checkpoint is for {claimed}, not this origin")]
     CheckpointOrigin { origin: MemberId, claimed: MemberId },
     #[error("{origin}: checkpoint size {checkpoint} exceeds the log size {size}")]
-    CheckpointBeyondLog { origin: MemberId, checkpoint: u64, size: u64 },
+    CheckpointBeyondLog {
+        origin: MemberId,
+        checkpoint: u64,
+        size: u64,
+    },
     #[error("{origin}: checkpoint root at size {size} does not match the log")]
     CheckpointRoot { origin: MemberId, size: u64 },
 }
@@ -135,34 +187,59 @@ pub fn verify_log<S: Store>(
 ) -> Result<LogReport, LogVerifyError> {
     let st = |e: S::Error| LogVerifyError::Store(e.to_string());
     let o = || origin.clone();
-    let head = store.head(origin).map_err(st)?.ok_or_else(|| LogVerifyError::NoLog { origin: o() })?;
-    let cp_bytes = store.checkpoint(origin).map_err(st)?.ok_or_else(|| LogVerifyError::NoCheckpoint { origin: o() })?;
-    let cp = verify_checkpoint(&cp_bytes, keys).map_err(|error| LogVerifyError::Checkpoint { origin: o(), error })?;
+    let head = store
+        .head(origin)
+        .map_err(st)?
+        .ok_or_else(|| LogVerifyError::NoLog { origin: o() })?;
+    let cp_bytes = store
+        .checkpoint(origin)
+        .map_err(st)?
+        .ok_or_else(|| LogVerifyError::NoCheckpoint { origin: o() })?;
+    let cp = verify_checkpoint(&cp_bytes, keys)
+        .map_err(|error| LogVerifyError::Checkpoint { origin: o(), error })?;
     if &cp.checkpoint.origin != origin {
-        return Err(LogVerifyError::CheckpointOrigin { origin: o(), claimed: cp.checkpoint.origin });
+        return Err(LogVerifyError::CheckpointOrigin {
+            origin: o(),
+            claimed: cp.checkpoint.origin,
+        });
     }
     if cp.checkpoint.size > head.size {
-        return Err(LogVerifyError::CheckpointBeyondLog { origin: o(), checkpoint: cp.checkpoint.size, size: head.size });
+        return Err(LogVerifyError::CheckpointBeyondLog {
+            origin: o(),
+            checkpoint: cp.checkpoint.size,
+            size: head.size,
+        });
     }
     let mut frontier = Frontier::default();
     let mut disclosures_verified = 0u64;
     let check_cp = |f: &Frontier| {
         if f.size() == cp.checkpoint.size && f.root() != cp.checkpoint.root {
-            return Err(LogVerifyError::CheckpointRoot { origin: o(), size: f.size() });
+            return Err(LogVerifyError::CheckpointRoot {
+                origin: o(),
+                size: f.size(),
+            });
         }
         Ok(())
     };
     check_cp(&frontier)?;
     while frontier.size() < head.size {
         let from = frontier.size();
-        let page = store.envelopes(origin, LogIndex(from), VERIFY_PAGE).map_err(st)?;
+        let page = store
+            .envelopes(origin, LogIndex(from), VERIFY_PAGE)
+            .map_err(st)?;
         if page.is_empty() {
-            return Err(LogVerifyError::MissingEnvelope { origin: o(), seq: from });
+            return Err(LogVerifyError::MissingEnvelope {
+                origin: o(),
+                seq: from,
+            });
         }
         for (seq, envelope) in page.into_iter().take((head.size - from) as usize) {
             let expected = frontier.size();
             if seq.0 != expected {
-                return Err(LogVerifyError::MissingEnvelope { origin: o(), seq: expected });
+                return Err(LogVerifyError::MissingEnvelope {
+                    origin: o(),
+                    seq: expected,
+                });
             }
             disclosures_verified += verify_stored_record(store, origin, seq, &envelope, keys)?;
             for (node, hash) in frontier.push(leaf_hash(&envelope)) {
@@ -175,9 +252,17 @@ pub fn verify_log<S: Store>(
         progress(frontier.size());
     }
     if frontier.root() != head.root {
-        return Err(LogVerifyError::HeadMismatch { origin: o(), size: head.size });
+        return Err(LogVerifyError::HeadMismatch {
+            origin: o(),
+            size: head.size,
+        });
     }
-    Ok(LogReport { origin: o(), size: head.size, checkpoint_size: cp.checkpoint.size, disclosures_verified })
+    Ok(LogReport {
+        origin: o(),
+        size: head.size,
+        checkpoint_size: cp.checkpoint.size,
+        disclosures_verified,
+    })
 }
 
 /// Verifies one stored envelope, its position, id index and disclosures; returns how many
@@ -190,7 +275,11 @@ fn verify_stored_record<S: Store>(
     keys: &dyn KeyResolver,
 ) -> Result<u64, LogVerifyError> {
     let st = |e: S::Error| LogVerifyError::Store(e.to_string());
-    let rec = |error| LogVerifyError::Record { origin: origin.clone(), seq: seq.0, error };
+    let rec = |error| LogVerifyError::Record {
+        origin: origin.clone(),
+        seq: seq.0,
+        error,
+    };
     let v = verify_envelope(envelope, keys).map_err(rec)?;
     if &v.header.origin != origin || v.header.seq != seq {
         return Err(LogVerifyError::WrongPosition {
@@ -201,7 +290,10 @@ fn verify_stored_record<S: Store>(
         });
     }
     if store.locate(&RecordId::of_envelope(envelope)).map_err(st)? != Some((origin.clone(), seq)) {
-        return Err(LogVerifyError::IdIndex { origin: origin.clone(), seq: seq.0 });
+        return Err(LogVerifyError::IdIndex {
+            origin: origin.clone(),
+            seq: seq.0,
+        });
     }
     let disclosures = store.disclosures(&v.id).map_err(st)?;
     verify_disclosures(&v.header, &disclosures).map_err(rec)?;

@@ -82,7 +82,10 @@ pub fn subtree_root(src: &dyn NodeSource, start: u64, end: u64) -> Result<Hash, 
         return get(src, n.trailing_zeros() as u8, start / n);
     }
     let k = split(n);
-    Ok(node_hash(&subtree_root(src, start, start + k)?, &subtree_root(src, start + k, end)?))
+    Ok(node_hash(
+        &subtree_root(src, start, start + k)?,
+        &subtree_root(src, start + k, end)?,
+    ))
 }
 
 pub fn root(src: &dyn NodeSource, size: u64) -> Result<Hash, ProofError> {
@@ -90,7 +93,11 @@ pub fn root(src: &dyn NodeSource, size: u64) -> Result<Hash, ProofError> {
 }
 
 /// RFC 9162 §2.1.3.1 PATH(m, D[n]) for leaf `index` in a tree of `size`.
-pub fn inclusion_proof(src: &dyn NodeSource, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+pub fn inclusion_proof(
+    src: &dyn NodeSource,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
     if index >= size {
         return Err(ProofError::OutOfRange { index, size });
     }
@@ -99,7 +106,13 @@ pub fn inclusion_proof(src: &dyn NodeSource, index: u64, size: u64) -> Result<Ve
     Ok(path)
 }
 
-fn path_into(src: &dyn NodeSource, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), ProofError> {
+fn path_into(
+    src: &dyn NodeSource,
+    m: u64,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
     let n = end - start;
     if n <= 1 {
         return Ok(());
@@ -116,7 +129,11 @@ fn path_into(src: &dyn NodeSource, m: u64, start: u64, end: u64, out: &mut Vec<H
 }
 
 /// RFC 9162 §2.1.4.1 PROOF(m, D[n]) from size `old` to size `new`.
-pub fn consistency_proof(src: &dyn NodeSource, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+pub fn consistency_proof(
+    src: &dyn NodeSource,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, ProofError> {
     if old > new {
         return Err(ProofError::BadSizes { old, new });
     }
@@ -154,7 +171,13 @@ fn subproof_into(
 }
 
 /// RFC 9162 §2.1.3.2: verifies that `leaf` is at `index` in the tree of `size` with `root`.
-pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
+pub fn verify_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::OutOfRange { index, size });
     }
@@ -187,7 +210,13 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
 
 /// RFC 9162 §2.1.4.2: verifies that the tree of `old` leaves with `old_root` is a prefix of the
 /// tree of `new` leaves with `new_root`.
-pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> Result<(), ProofError> {
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
     if old > new {
         return Err(ProofError::BadSizes { old, new });
     }
@@ -196,7 +225,11 @@ pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, 
             return Err(ProofError::WrongLength);
         }
         // A size-0 tree is a prefix of anything; equal sizes need equal roots.
-        return if old == 0 || old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if old == 0 || old_root == new_root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
     if old.is_power_of_two() {
@@ -278,7 +311,13 @@ impl Frontier {
             }
             self.nodes.pop();
             let parent = (level + 1, node_hash(&left, &carry.1));
-            completed.push((NodeId { level: parent.0, index: index >> parent.0 }, parent.1));
+            completed.push((
+                NodeId {
+                    level: parent.0,
+                    index: index >> parent.0,
+                },
+                parent.1,
+            ));
             carry = parent;
         }
         self.nodes.push(carry);
@@ -354,7 +393,13 @@ mod tests {
     #[test]
     fn rfc9162_known_answer() {
         // Empty tree and single leaf over the empty string (RFC 6962 test data, as in Trillian).
-        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(hex::encode(leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex::encode(leaf_hash(b"")),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
     }
 }

@@ -14,7 +14,9 @@ use crate::disclosure::{Disclosure, SALT_BYTES};
 use crate::entropy::{Entropy, EntropyUnavailable};
 use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
 use crate::keys::{KeyId, SigningKey, VerifyingKey};
-use crate::limits::{DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX};
+use crate::limits::{
+    DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX,
+};
 use crate::schema::{RecordKind, SCHEMA_VERSION};
 use crate::validate::{check_value, RecordBody};
 
@@ -42,15 +44,28 @@ pub struct Header {
 impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut m = codec::Map::new();
-        m.insert(codec::key(H_ORIGIN), Value::Text(self.origin.as_str().into()));
+        m.insert(
+            codec::key(H_ORIGIN),
+            Value::Text(self.origin.as_str().into()),
+        );
         m.insert(codec::key(H_SEQ), Value::Integer(i128::from(self.seq.0)));
         m.insert(codec::key(H_KIND), Value::Text(self.kind.name().into()));
-        m.insert(codec::key(H_SCHEMA), Value::Integer(i128::from(self.schema)));
-        m.insert(codec::key(H_ISSUED_AT), Value::Integer(i128::from(self.issued_at.0)));
+        m.insert(
+            codec::key(H_SCHEMA),
+            Value::Integer(i128::from(self.schema)),
+        );
+        m.insert(
+            codec::key(H_ISSUED_AT),
+            Value::Integer(i128::from(self.issued_at.0)),
+        );
         if let Some(s) = self.supersedes {
             m.insert(codec::key(H_SUPERSEDES), Value::Bytes(s.0.to_vec()));
         }
-        let digests = self.digests.iter().map(|d| Value::Bytes(d.to_vec())).collect();
+        let digests = self
+            .digests
+            .iter()
+            .map(|d| Value::Bytes(d.to_vec()))
+            .collect();
         m.insert(codec::key(H_DIGESTS), Value::Array(digests));
         codec::encode(&Value::Map(m))
     }
@@ -60,15 +75,31 @@ impl Header {
         const W: &str = "record header";
         let v = codec::decode(W, bytes, ENVELOPE_BYTES_MAX)?;
         let m = codec::as_map(W, &v)?;
-        codec::only_keys(W, m, &[H_ORIGIN, H_SEQ, H_KIND, H_SCHEMA, H_ISSUED_AT, H_SUPERSEDES, H_DIGESTS])?;
+        codec::only_keys(
+            W,
+            m,
+            &[
+                H_ORIGIN,
+                H_SEQ,
+                H_KIND,
+                H_SCHEMA,
+                H_ISSUED_AT,
+                H_SUPERSEDES,
+                H_DIGESTS,
+            ],
+        )?;
         let origin = MemberId::new(codec::as_text(W, codec::field(W, m, H_ORIGIN)?)?)
             .map_err(|e| DecodeError::structure(W, e.to_string()))?;
         let kind_name = codec::as_text(W, codec::field(W, m, H_KIND)?)?;
-        let kind = RecordKind::parse(kind_name)
-            .ok_or_else(|| DecodeError::structure(W, format!("unknown record kind {kind_name:?}")))?;
+        let kind = RecordKind::parse(kind_name).ok_or_else(|| {
+            DecodeError::structure(W, format!("unknown record kind {kind_name:?}"))
+        })?;
         let schema = codec::as_u64(W, codec::field(W, m, H_SCHEMA)?)?;
         if schema != SCHEMA_VERSION {
-            return Err(DecodeError::structure(W, format!("unsupported schema version {schema} for {kind}")));
+            return Err(DecodeError::structure(
+                W,
+                format!("unsupported schema version {schema} for {kind}"),
+            ));
         }
         let supersedes = match m.get(&codec::key(H_SUPERSEDES)) {
             Some(v) => Some(RecordId(codec::as_hash(W, v)?)),
@@ -76,12 +107,22 @@ impl Header {
         };
         let list = codec::as_array(W, codec::field(W, m, H_DIGESTS)?)?;
         if list.len() != kind.digest_count() {
-            let detail = format!("{} digests (a {kind} header has {})", list.len(), kind.digest_count());
+            let detail = format!(
+                "{} digests (a {kind} header has {})",
+                list.len(),
+                kind.digest_count()
+            );
             return Err(DecodeError::structure(W, detail));
         }
-        let digests = list.iter().map(|d| codec::as_hash(W, d)).collect::<Result<Vec<_>, _>>()?;
+        let digests = list
+            .iter()
+            .map(|d| codec::as_hash(W, d))
+            .collect::<Result<Vec<_>, _>>()?;
         if !digests.windows(2).all(|w| w[0] < w[1]) {
-            return Err(DecodeError::structure(W, "digests are not sorted and unique"));
+            return Err(DecodeError::structure(
+                W,
+                "digests are not sorted and unique",
+            ));
         }
         Ok(Header {
             origin,
@@ -135,9 +176,15 @@ pub fn seal(
     };
     let derived = derived_fields(body, params.pseudonym);
     let all = body.fields.iter().chain(derived.iter());
-    let disclosures: Vec<Disclosure> = all.map(|(spec, value)| Disclosure::new(next_salt(), spec.name, value)).collect();
+    let disclosures: Vec<Disclosure> = all
+        .map(|(spec, value)| Disclosure::new(next_salt(), spec.name, value))
+        .collect();
     // Architecture invariant: a kind's digest_count covers all of its fields (schema test).
-    assert!(disclosures.len() <= count, "{} fields exceed {count} digests", disclosures.len());
+    assert!(
+        disclosures.len() <= count,
+        "{} fields exceed {count} digests",
+        disclosures.len()
+    );
     let mut digests: Vec<Hash> = disclosures.iter().map(|d| *d.digest()).collect();
     while digests.len() < count {
         // A decoy is the hash of fresh randomness: indistinguishable from a real digest.
@@ -154,7 +201,12 @@ pub fn seal(
         digests,
     };
     let envelope = cose::sign(key, CONTENT_TYPE_RECORD, header.encode());
-    Ok(SealedRecord { id: RecordId::of_envelope(&envelope), header, envelope, disclosures })
+    Ok(SealedRecord {
+        id: RecordId::of_envelope(&envelope),
+        header,
+        envelope,
+        disclosures,
+    })
 }
 
 /// Finds the public key a record or checkpoint names, as of the time it claims.
@@ -185,9 +237,17 @@ pub enum VerifyError {
     #[error("disclosure {index} (field {field}): digest is not in the signed header")]
     DigestNotInHeader { index: usize, field: String },
     #[error("disclosure {index}: field {field:?} does not exist in {kind} records")]
-    UnknownField { index: usize, field: String, kind: RecordKind },
+    UnknownField {
+        index: usize,
+        field: String,
+        kind: RecordKind,
+    },
     #[error("disclosure {index} (field {field}): {rule}")]
-    FieldValue { index: usize, field: String, rule: String },
+    FieldValue {
+        index: usize,
+        field: String,
+        rule: String,
+    },
     #[error("disclosure {index}: field {field} is disclosed twice")]
     DuplicateField { index: usize, field: String },
 }
@@ -201,34 +261,69 @@ pub struct VerifiedEnvelope {
 }
 
 /// Verifies an envelope's structure and signature, returning its header.
-pub fn verify_envelope(envelope: &[u8], keys: &dyn KeyResolver) -> Result<VerifiedEnvelope, VerifyError> {
-    let sign1 = cose::open("envelope", envelope, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD)?;
+pub fn verify_envelope(
+    envelope: &[u8],
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedEnvelope, VerifyError> {
+    let sign1 = cose::open(
+        "envelope",
+        envelope,
+        ENVELOPE_BYTES_MAX,
+        CONTENT_TYPE_RECORD,
+    )?;
     let header = Header::decode(&sign1.payload)?;
     let key = keys
         .resolve(&header.origin, &sign1.kid, header.issued_at)
-        .ok_or_else(|| VerifyError::UnknownKey { origin: header.origin.clone(), kid: sign1.kid })?;
+        .ok_or_else(|| VerifyError::UnknownKey {
+            origin: header.origin.clone(),
+            kid: sign1.kid,
+        })?;
     if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
-        return Err(VerifyError::BadSignature { what: "record header", kid: sign1.kid });
+        return Err(VerifyError::BadSignature {
+            what: "record header",
+            kid: sign1.kid,
+        });
     }
-    Ok(VerifiedEnvelope { id: RecordId::of_envelope(envelope), header, kid: sign1.kid })
+    Ok(VerifiedEnvelope {
+        id: RecordId::of_envelope(envelope),
+        header,
+        kid: sign1.kid,
+    })
 }
 
 /// Checks disclosures against a verified header: each decodes, its digest is signed, its field
 /// belongs to the kind, its value is valid and normal, and no field is disclosed twice.
-pub fn verify_disclosures<B: AsRef<[u8]>>(header: &Header, disclosures: &[B]) -> Result<Vec<Disclosure>, VerifyError> {
+pub fn verify_disclosures<B: AsRef<[u8]>>(
+    header: &Header,
+    disclosures: &[B],
+) -> Result<Vec<Disclosure>, VerifyError> {
     if disclosures.len() > DISCLOSURES_PER_RECORD_MAX {
-        return Err(VerifyError::TooManyDisclosures { count: disclosures.len(), max: DISCLOSURES_PER_RECORD_MAX });
+        return Err(VerifyError::TooManyDisclosures {
+            count: disclosures.len(),
+            max: DISCLOSURES_PER_RECORD_MAX,
+        });
     }
     let mut out: Vec<Disclosure> = Vec::with_capacity(disclosures.len());
     for (index, bytes) in disclosures.iter().enumerate() {
-        let d = Disclosure::decode(bytes.as_ref()).map_err(|error| VerifyError::DisclosureDecode { index, error })?;
+        let d = Disclosure::decode(bytes.as_ref())
+            .map_err(|error| VerifyError::DisclosureDecode { index, error })?;
         let field = d.name().to_owned();
         if header.digests.binary_search(d.digest()).is_err() {
             return Err(VerifyError::DigestNotInHeader { index, field });
         }
         let kind = header.kind;
-        let spec = kind.field(&field).ok_or_else(|| VerifyError::UnknownField { index, field: field.clone(), kind })?;
-        check_value(spec, d.value()).map_err(|rule| VerifyError::FieldValue { index, field: field.clone(), rule })?;
+        let spec = kind
+            .field(&field)
+            .ok_or_else(|| VerifyError::UnknownField {
+                index,
+                field: field.clone(),
+                kind,
+            })?;
+        check_value(spec, d.value()).map_err(|rule| VerifyError::FieldValue {
+            index,
+            field: field.clone(),
+            rule,
+        })?;
         if out.iter().any(|o| o.name() == field) {
             return Err(VerifyError::DuplicateField { index, field });
         }
@@ -251,7 +346,10 @@ pub fn verify_record<B: AsRef<[u8]>>(
 ) -> Result<VerifiedRecord, VerifyError> {
     let envelope = verify_envelope(envelope, keys)?;
     let disclosures = verify_disclosures(&envelope.header, disclosures)?;
-    Ok(VerifiedRecord { envelope, disclosures })
+    Ok(VerifiedRecord {
+        envelope,
+        disclosures,
+    })
 }
 
 /// The record file: `["tfx-record", 1, envelope: bstr, [disclosure: bstr, ...]]`.
@@ -266,7 +364,10 @@ const RECORD_FILE_VERSION: u64 = 1;
 
 impl RecordFile {
     pub fn from_sealed(r: &SealedRecord) -> Self {
-        RecordFile { envelope: r.envelope.clone(), disclosures: r.disclosures.iter().map(|d| d.bytes().to_vec()).collect() }
+        RecordFile {
+            envelope: r.envelope.clone(),
+            disclosures: r.disclosures.iter().map(|d| d.bytes().to_vec()).collect(),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -284,22 +385,35 @@ impl RecordFile {
         let v = codec::decode(W, bytes, RECORD_FILE_BYTES_MAX)?;
         let items = codec::as_array(W, &v)?;
         let [magic, version, envelope, disclosures] = items else {
-            return Err(DecodeError::structure(W, "expected [\"tfx-record\", 1, envelope, disclosures]"));
+            return Err(DecodeError::structure(
+                W,
+                "expected [\"tfx-record\", 1, envelope, disclosures]",
+            ));
         };
         if codec::as_text(W, magic)? != RECORD_FILE_MAGIC {
             return Err(DecodeError::structure(W, "not a tfx record file"));
         }
         let version = codec::as_u64(W, version)?;
         if version != RECORD_FILE_VERSION {
-            return Err(DecodeError::structure(W, format!("unsupported version {version}")));
+            return Err(DecodeError::structure(
+                W,
+                format!("unsupported version {version}"),
+            ));
         }
         let envelope = codec::as_bytes(W, envelope)?.to_vec();
         if envelope.len() > ENVELOPE_BYTES_MAX {
-            return Err(DecodeError::TooLarge { what: "envelope", len: envelope.len(), max: ENVELOPE_BYTES_MAX });
+            return Err(DecodeError::TooLarge {
+                what: "envelope",
+                len: envelope.len(),
+                max: ENVELOPE_BYTES_MAX,
+            });
         }
         let list = codec::as_array(W, disclosures)?;
         if list.len() > DISCLOSURES_PER_RECORD_MAX {
-            let detail = format!("{} disclosures (max {DISCLOSURES_PER_RECORD_MAX})", list.len());
+            let detail = format!(
+                "{} disclosures (max {DISCLOSURES_PER_RECORD_MAX})",
+                list.len()
+            );
             return Err(DecodeError::structure(W, detail));
         }
         let disclosures = list
@@ -307,11 +421,18 @@ impl RecordFile {
             .map(|d| {
                 let b = codec::as_bytes(W, d)?;
                 if b.len() > DISCLOSURE_BYTES_MAX {
-                    return Err(DecodeError::TooLarge { what: "disclosure", len: b.len(), max: DISCLOSURE_BYTES_MAX });
+                    return Err(DecodeError::TooLarge {
+                        what: "disclosure",
+                        len: b.len(),
+                        max: DISCLOSURE_BYTES_MAX,
+                    });
                 }
                 Ok(b.to_vec())
             })
             .collect::<Result<_, _>>()?;
-        Ok(RecordFile { envelope, disclosures })
+        Ok(RecordFile {
+            envelope,
+            disclosures,
+        })
     }
 }

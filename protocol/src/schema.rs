@@ -21,8 +21,12 @@ pub enum RecordKind {
 pub const SCHEMA_VERSION: u64 = 1;
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 4] =
-        [RecordKind::Credit, RecordKind::IpValuation, RecordKind::Monitoring, RecordKind::RiskWarning];
+    pub const ALL: [RecordKind; 4] = [
+        RecordKind::Credit,
+        RecordKind::IpValuation,
+        RecordKind::Monitoring,
+        RecordKind::RiskWarning,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,9 +58,13 @@ impl RecordKind {
         match self {
             RecordKind::Credit => &["bank", "central-bank", "local-finance"],
             RecordKind::IpValuation => &["ip-center", "bank"],
-            RecordKind::Monitoring => {
-                &["banking-regulator", "securities-regulator", "local-finance", "central-bank", "science-dept"]
-            }
+            RecordKind::Monitoring => &[
+                "banking-regulator",
+                "securities-regulator",
+                "local-finance",
+                "central-bank",
+                "science-dept",
+            ],
             RecordKind::RiskWarning => &["risk-warning"],
         }
     }
@@ -133,20 +141,44 @@ pub struct FieldSpec {
 }
 
 const fn req(name: &'static str, ty: FieldType) -> FieldSpec {
-    FieldSpec { name, ty, presence: Presence::Required }
+    FieldSpec {
+        name,
+        ty,
+        presence: Presence::Required,
+    }
 }
 const fn opt(name: &'static str, ty: FieldType) -> FieldSpec {
-    FieldSpec { name, ty, presence: Presence::Optional }
+    FieldSpec {
+        name,
+        ty,
+        presence: Presence::Optional,
+    }
 }
 const fn derived(name: &'static str, ty: FieldType) -> FieldSpec {
-    FieldSpec { name, ty, presence: Presence::Derived }
+    FieldSpec {
+        name,
+        ty,
+        presence: Presence::Derived,
+    }
 }
 
-pub const PRODUCTS: &[&str] =
-    &["tianfu-kechuang-dai", "points-loan", "ip-pledge-loan", "supply-chain", "working-capital", "other"];
+pub const PRODUCTS: &[&str] = &[
+    "tianfu-kechuang-dai",
+    "points-loan",
+    "ip-pledge-loan",
+    "supply-chain",
+    "working-capital",
+    "other",
+];
 pub const GUARANTEES: &[&str] = &["credit", "guarantee", "mortgage", "pledge", "ip-pledge"];
 /// Five-category loan classification, best first (the order matters to the overdue rule).
-pub const CLASSIFICATIONS: &[&str] = &["normal", "special-mention", "substandard", "doubtful", "loss"];
+pub const CLASSIFICATIONS: &[&str] = &[
+    "normal",
+    "special-mention",
+    "substandard",
+    "doubtful",
+    "loss",
+];
 pub const IP_TYPES: &[&str] = &[
     "invention-patent",
     "utility-model",
@@ -159,11 +191,35 @@ pub const IP_TYPES: &[&str] = &[
 pub const VALUATION_METHODS: &[&str] = &["income", "market", "cost"];
 pub const PLEDGE_STATUSES: &[&str] = &["none", "pledged", "released"];
 pub const EVENTS: &[&str] = &["loan", "equity-round", "listing-stage", "innovation-points"];
-pub const ROUNDS: &[&str] = &["seed", "angel", "pre-a", "a", "b", "c", "d-plus", "pre-ipo", "strategic"];
+pub const ROUNDS: &[&str] = &[
+    "seed",
+    "angel",
+    "pre-a",
+    "a",
+    "b",
+    "c",
+    "d-plus",
+    "pre-ipo",
+    "strategic",
+];
 /// Main board, STAR market (科创板), ChiNext (创业板), Beijing SE, NEEQ (新三板), regional equity
 /// centre (天府(四川)联合股权交易中心).
-pub const BOARDS: &[&str] = &["main-board", "star-market", "chinext", "bse", "neeq", "regional-equity"];
-pub const LISTING_STAGES: &[&str] = &["tutoring", "filed", "accepted", "approved", "registered", "listed"];
+pub const BOARDS: &[&str] = &[
+    "main-board",
+    "star-market",
+    "chinext",
+    "bse",
+    "neeq",
+    "regional-equity",
+];
+pub const LISTING_STAGES: &[&str] = &[
+    "tutoring",
+    "filed",
+    "accepted",
+    "approved",
+    "registered",
+    "listed",
+];
 pub const WARNING_LEVELS: &[&str] = &["blue", "yellow", "orange", "red"];
 
 /// Longest credit exposure we accept, in days (100 years); anything larger is a unit error.

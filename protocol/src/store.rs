@@ -40,7 +40,12 @@ pub struct StoredRecord {
 
 impl StoredRecord {
     /// Builds the stored form from a verified header and the disclosures this holder keeps.
-    pub fn new(id: RecordId, header: &Header, envelope: Vec<u8>, disclosures: &[Disclosure]) -> Self {
+    pub fn new(
+        id: RecordId,
+        header: &Header,
+        envelope: Vec<u8>,
+        disclosures: &[Disclosure],
+    ) -> Self {
         let subjects = disclosures
             .iter()
             .filter(|d| d.name() == "subject_uscc" || d.name() == "subject_pseudonym")
@@ -84,7 +89,13 @@ pub struct Query {
 
 impl Default for Query {
     fn default() -> Self {
-        Query { subject: None, kind: None, since: None, until: None, limit: QUERY_RESULTS_MAX }
+        Query {
+            subject: None,
+            kind: None,
+            since: None,
+            until: None,
+            limit: QUERY_RESULTS_MAX,
+        }
     }
 }
 
@@ -120,7 +131,12 @@ pub trait Store {
     fn node(&self, origin: &MemberId, id: NodeId) -> Result<Option<Hash>, Self::Error>;
     fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Envelopes of `origin` from `from` on, at most `limit`, in sequence order.
-    fn envelopes(&self, origin: &MemberId, from: LogIndex, limit: usize) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error>;
+    fn envelopes(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error>;
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error>;
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error>;
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
@@ -137,7 +153,11 @@ pub struct StoreNodes<'a, S: Store> {
 
 impl<'a, S: Store> StoreNodes<'a, S> {
     pub fn new(store: &'a S, origin: &'a MemberId) -> Self {
-        StoreNodes { store, origin, error: Mutex::new(None) }
+        StoreNodes {
+            store,
+            origin,
+            error: Mutex::new(None),
+        }
     }
 }
 
@@ -200,9 +220,11 @@ impl Store for MemoryStore {
                 m.disclosures.insert(r.id, r.disclosures.clone());
                 m.ids.insert(r.id, pos);
                 let entry = (r.id, r.kind);
-                m.by_time.insert((r.issued_at, r.origin.clone(), r.seq), entry);
+                m.by_time
+                    .insert((r.issued_at, r.origin.clone(), r.seq), entry);
                 for s in &r.subjects {
-                    m.by_subject.insert((s.clone(), r.issued_at, r.origin.clone(), r.seq), entry);
+                    m.by_subject
+                        .insert((s.clone(), r.issued_at, r.origin.clone(), r.seq), entry);
                 }
             }
             for (origin, id, hash) in &batch.nodes {
@@ -238,10 +260,19 @@ impl Store for MemoryStore {
     }
 
     fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error> {
-        self.with(|m| m.envelopes.get(&(origin.clone(), seq)).map(|(_, e)| e.clone()))
+        self.with(|m| {
+            m.envelopes
+                .get(&(origin.clone(), seq))
+                .map(|(_, e)| e.clone())
+        })
     }
 
-    fn envelopes(&self, origin: &MemberId, from: LogIndex, limit: usize) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
+    fn envelopes(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
         self.with(|m| {
             m.envelopes
                 .range((origin.clone(), from)..)
@@ -262,8 +293,15 @@ impl Store for MemoryStore {
 
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
         let limit = q.limit.min(QUERY_RESULTS_MAX);
-        let to_ref = |(at, origin, seq): (Timestamp, MemberId, LogIndex), (id, kind): (RecordId, RecordKind)| {
-            RecordRef { id, origin, seq, kind, issued_at: at }
+        let to_ref = |(at, origin, seq): (Timestamp, MemberId, LogIndex),
+                      (id, kind): (RecordId, RecordKind)| {
+            RecordRef {
+                id,
+                origin,
+                seq,
+                kind,
+                issued_at: at,
+            }
         };
         self.with(|m| match &q.subject {
             Some(s) => m
@@ -276,7 +314,13 @@ impl Store for MemoryStore {
                 .collect(),
             None => m
                 .by_time
-                .range((q.since.unwrap_or(Timestamp(0)), MemberId::min(), LogIndex(0))..)
+                .range(
+                    (
+                        q.since.unwrap_or(Timestamp(0)),
+                        MemberId::min(),
+                        LogIndex(0),
+                    )..,
+                )
                 .filter(|((at, ..), (_, kind))| q.admits(*kind, *at))
                 .take(limit)
                 .map(|((at, o, seq), v)| to_ref((*at, o.clone(), *seq), *v))
@@ -294,5 +338,8 @@ impl MemberId {
 
 /// The value of field `name` among a record's disclosures, if disclosed.
 pub fn disclosed<'a>(disclosures: &'a [Disclosure], name: &str) -> Option<&'a FieldValue> {
-    disclosures.iter().find(|d| d.name() == name).map(Disclosure::value)
+    disclosures
+        .iter()
+        .find(|d| d.name() == name)
+        .map(Disclosure::value)
 }

@@ -43,7 +43,11 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "record is invalid ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "record is invalid ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "; {e}")?;
         }
@@ -62,7 +66,10 @@ pub struct RecordBody {
 
 impl RecordBody {
     pub fn get(&self, name: &str) -> Option<&FieldValue> {
-        self.fields.iter().find(|(s, _)| s.name == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -76,14 +83,21 @@ fn show(v: &serde_json::Value) -> String {
 }
 
 fn error(field: &str, value: Option<String>, rule: impl Into<String>) -> ValidationError {
-    ValidationError { field: field.to_string(), value, rule: rule.into() }
+    ValidationError {
+        field: field.to_string(),
+        value,
+        rule: rule.into(),
+    }
 }
 
 /// Parses and validates a JSON record: `{"kind": "...", "supersedes"?: "<record id>", <fields>}`.
 pub fn parse_record_json(bytes: &[u8]) -> Result<RecordBody, ValidationErrors> {
     let one = |rule: String| ValidationErrors(vec![error("record", None, rule)]);
     if bytes.len() > RECORD_JSON_BYTES_MAX {
-        return Err(one(format!("too large: {} bytes (max {RECORD_JSON_BYTES_MAX})", bytes.len())));
+        return Err(one(format!(
+            "too large: {} bytes (max {RECORD_JSON_BYTES_MAX})",
+            bytes.len()
+        )));
     }
     let json: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| one(format!("not valid JSON: {e}")))?;
@@ -106,7 +120,11 @@ pub fn validate_record(json: &serde_json::Value) -> Result<RecordBody, Validatio
     let supersedes = obj.get("supersedes").and_then(|v| {
         let id = v.as_str().and_then(RecordId::from_hex);
         if id.is_none() {
-            errors.push(error("supersedes", Some(show(v)), "must be a record id (64 hex digits)"));
+            errors.push(error(
+                "supersedes",
+                Some(show(v)),
+                "must be a record id (64 hex digits)",
+            ));
         }
         id
     });
@@ -116,14 +134,20 @@ pub fn validate_record(json: &serde_json::Value) -> Result<RecordBody, Validatio
         }
         match kind.field(key) {
             None => errors.push(error(key, None, format!("unknown field for kind {kind}"))),
-            Some(spec) if spec.presence == Presence::Derived => {
-                errors.push(error(key, Some(show(value)), "is derived by the issuer; do not supply it"))
-            }
+            Some(spec) if spec.presence == Presence::Derived => errors.push(error(
+                key,
+                Some(show(value)),
+                "is derived by the issuer; do not supply it",
+            )),
             Some(_) => {}
         }
     }
     let mut fields = Vec::new();
-    for spec in kind.fields().iter().filter(|s| s.presence != Presence::Derived) {
+    for spec in kind
+        .fields()
+        .iter()
+        .filter(|s| s.presence != Presence::Derived)
+    {
         match obj.get(spec.name) {
             None | Some(serde_json::Value::Null) if spec.presence == Presence::Required => {
                 errors.push(error(spec.name, None, "is required"))
@@ -135,7 +159,11 @@ pub fn validate_record(json: &serde_json::Value) -> Result<RecordBody, Validatio
             },
         }
     }
-    let body = RecordBody { kind, supersedes, fields };
+    let body = RecordBody {
+        kind,
+        supersedes,
+        fields,
+    };
     if errors.is_empty() {
         cross_field_rules(&body, &mut errors);
     }
@@ -152,7 +180,9 @@ fn from_json(spec: &FieldSpec, v: &serde_json::Value) -> Result<FieldValue, Stri
         FieldType::AmountFen | FieldType::Count(_) => match (v.as_u64(), v.as_i64(), v.as_f64()) {
             (Some(n), _, _) => FieldValue::Int(n),
             (None, Some(_), _) => return Err("must not be negative".into()),
-            (None, None, Some(_)) => return Err("must be a whole number (amounts are in fen)".into()),
+            (None, None, Some(_)) => {
+                return Err("must be a whole number (amounts are in fen)".into())
+            }
             _ => return Err("must be a JSON integer".into()),
         },
         FieldType::Bool => FieldValue::Bool(v.as_bool().ok_or("must be true or false")?),
@@ -161,7 +191,10 @@ fn from_json(spec: &FieldSpec, v: &serde_json::Value) -> Result<FieldValue, Stri
             if items.len() > LIST_ITEMS_MAX {
                 return Err(format!("has {} items (max {LIST_ITEMS_MAX})", items.len()));
             }
-            let strings = items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>();
+            let strings = items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>();
             FieldValue::List(strings.ok_or("must be a JSON array of strings")?)
         }
         _ => FieldValue::Text(v.as_str().ok_or("must be a JSON string")?.to_owned()),
@@ -192,7 +225,8 @@ fn text_rule(s: &str) -> Result<(), String> {
 
 fn token_rule(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 /// Returns the normal form of `value` for type `ty`, or the rule it breaks.
@@ -206,7 +240,9 @@ fn normalise(ty: FieldType, value: FieldValue) -> Result<FieldValue, String> {
             Text(t.to_owned())
         }
         (FieldType::Enum(allowed), Text(s)) if allowed.contains(&s.as_str()) => Text(s),
-        (FieldType::Enum(allowed), Text(_)) => return Err(format!("must be one of {}", allowed.join(", "))),
+        (FieldType::Enum(allowed), Text(_)) => {
+            return Err(format!("must be one of {}", allowed.join(", ")))
+        }
         (FieldType::AmountFen, Int(n)) if n <= AMOUNT_FEN_MAX => Int(n),
         (FieldType::AmountFen, Int(_)) => return Err(format!("exceeds {AMOUNT_FEN_MAX} fen")),
         (FieldType::Count(max), Int(n)) if n <= max => Int(n),
@@ -214,26 +250,50 @@ fn normalise(ty: FieldType, value: FieldValue) -> Result<FieldValue, String> {
         (FieldType::Date, Text(s)) => Text(Date::parse(&s)?.to_string()),
         (FieldType::Period, Text(s)) => Text(Period::parse(&s)?.to_string()),
         (FieldType::Bool, v @ FieldValue::Bool(_)) => v,
-        (FieldType::RegionCode, Text(s)) if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) => Text(s),
-        (FieldType::RegionCode, Text(_)) => return Err("must be a six-digit region code (GB/T 2260)".into()),
-        (FieldType::Industry, Text(s)) if s.len() == 1 && (b'A'..=b'T').contains(&s.as_bytes()[0]) => Text(s),
-        (FieldType::Industry, Text(_)) => return Err("must be a GB/T 4754 section letter A-T".into()),
+        (FieldType::RegionCode, Text(s))
+            if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Text(s)
+        }
+        (FieldType::RegionCode, Text(_)) => {
+            return Err("must be a six-digit region code (GB/T 2260)".into())
+        }
+        (FieldType::Industry, Text(s))
+            if s.len() == 1 && (b'A'..=b'T').contains(&s.as_bytes()[0]) =>
+        {
+            Text(s)
+        }
+        (FieldType::Industry, Text(_)) => {
+            return Err("must be a GB/T 4754 section letter A-T".into())
+        }
         (FieldType::PatentNumber, Text(s)) => Text(PatentNumber::parse(&s)?.as_str().to_owned()),
         (FieldType::Pseudonym, Text(s)) if crate::derive::is_pseudonym(&s) => Text(s),
-        (FieldType::Pseudonym, Text(_)) => return Err("must be a pseudonym ps1.<epoch>.<32 hex digits>".into()),
+        (FieldType::Pseudonym, Text(_)) => {
+            return Err("must be a pseudonym ps1.<epoch>.<32 hex digits>".into())
+        }
         (FieldType::Band, Text(s)) if AMOUNT_BANDS.iter().any(|b| b.label == s) => Text(s),
         (FieldType::Band, Text(_)) => return Err("must be one of the amount bands".into()),
-        (FieldType::TokenList, List(items)) => List(check_list(items, token_rule, "[a-z0-9._-]{1,64}")?),
+        (FieldType::TokenList, List(items)) => {
+            List(check_list(items, token_rule, "[a-z0-9._-]{1,64}")?)
+        }
         (FieldType::RecordIdList, List(items)) => {
             let lower = items.into_iter().map(|s| s.to_ascii_lowercase()).collect();
-            List(check_list(lower, |s| s.len() == 64 && RecordId::from_hex(s).is_some(), "a 64-hex-digit record id")?)
+            List(check_list(
+                lower,
+                |s| s.len() == 64 && RecordId::from_hex(s).is_some(),
+                "a 64-hex-digit record id",
+            )?)
         }
         _ => return Err("has the wrong type for this field".into()),
     };
     Ok(out)
 }
 
-fn check_list(items: Vec<String>, ok: impl Fn(&str) -> bool, what: &str) -> Result<Vec<String>, String> {
+fn check_list(
+    items: Vec<String>,
+    ok: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<Vec<String>, String> {
     if items.is_empty() || items.len() > LIST_ITEMS_MAX {
         return Err(format!("must have 1 to {LIST_ITEMS_MAX} items"));
     }
@@ -260,14 +320,20 @@ fn cross_field_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
 }
 
 fn text<'a>(body: &'a RecordBody, name: &str) -> &'a str {
-    body.get(name).and_then(FieldValue::as_text).unwrap_or_default()
+    body.get(name)
+        .and_then(FieldValue::as_text)
+        .unwrap_or_default()
 }
 
 fn date_order(body: &RecordBody, first: &str, second: &str, errors: &mut Vec<ValidationError>) {
     let (a, b) = (text(body, first), text(body, second));
     // Normalised dates are YYYY-MM-DD, so text order is date order.
     if b < a {
-        errors.push(error(second, Some(format!("\"{b}\"")), format!("is before {first} {a}")));
+        errors.push(error(
+            second,
+            Some(format!("\"{b}\"")),
+            format!("is before {first} {a}"),
+        ));
     }
 }
 
@@ -286,7 +352,10 @@ pub fn minimum_classification(days: u64) -> &'static str {
 
 fn credit_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
     date_order(body, "start_date", "maturity_date", errors);
-    let days = body.get("overdue_days").and_then(FieldValue::as_int).unwrap_or(0);
+    let days = body
+        .get("overdue_days")
+        .and_then(FieldValue::as_int)
+        .unwrap_or(0);
     let class = text(body, "classification");
     let floor = minimum_classification(days);
     let rank = |c: &str| CLASSIFICATIONS.iter().position(|x| *x == c).unwrap_or(0);
@@ -304,7 +373,11 @@ fn require(body: &RecordBody, name: &str, when: &str, errors: &mut Vec<Validatio
 
 fn forbid(body: &RecordBody, name: &str, when: &str, errors: &mut Vec<ValidationError>) {
     if let Some(v) = body.get(name) {
-        errors.push(error(name, Some(v.to_json().to_string()), format!("must be absent when {when}")));
+        errors.push(error(
+            name,
+            Some(v.to_json().to_string()),
+            format!("must be absent when {when}"),
+        ));
     }
 }
 
@@ -321,9 +394,15 @@ fn ip_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
     if let Some(kind) = expected {
         require(body, "patent_number", &when, errors);
         forbid(body, "registration_number", &when, errors);
-        let number = body.get("patent_number").and_then(FieldValue::as_text).and_then(|n| PatentNumber::parse(n).ok());
+        let number = body
+            .get("patent_number")
+            .and_then(FieldValue::as_text)
+            .and_then(|n| PatentNumber::parse(n).ok());
         if let Some(n) = number.filter(|n| n.kind() != kind) {
-            let rule = format!("its type digit says {:?}, but ip_type is {ip_type}", n.kind());
+            let rule = format!(
+                "its type digit says {:?}, but ip_type is {ip_type}",
+                n.kind()
+            );
             errors.push(error("patent_number", Some(format!("\"{n}\"")), rule));
         }
     } else {
@@ -333,11 +412,21 @@ fn ip_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
     match text(body, "pledge_status") {
         "pledged" => {
             require(body, "pledgee", "pledge_status is pledged", errors);
-            require(body, "pledge_registration_number", "pledge_status is pledged", errors);
+            require(
+                body,
+                "pledge_registration_number",
+                "pledge_status is pledged",
+                errors,
+            );
         }
         "none" => {
             forbid(body, "pledgee", "pledge_status is none", errors);
-            forbid(body, "pledge_registration_number", "pledge_status is none", errors);
+            forbid(
+                body,
+                "pledge_registration_number",
+                "pledge_status is none",
+                errors,
+            );
         }
         _ => {}
     }
@@ -352,7 +441,13 @@ fn monitoring_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
         _ => &["innovation_points_score"],
     };
     let when = format!("event is {event}");
-    for name in ["round", "amount_fen", "board", "listing_stage", "innovation_points_score"] {
+    for name in [
+        "round",
+        "amount_fen",
+        "board",
+        "listing_stage",
+        "innovation_points_score",
+    ] {
         if needs.contains(&name) {
             require(body, name, &when, errors);
         } else {
@@ -395,9 +490,19 @@ mod tests {
         v["colour"] = serde_json::json!("red");
         v["subject_uscc"] = serde_json::json!("91511500MA3M0C777P");
         let errs = errors_of(v);
-        assert!(errs.contains(&"colour: unknown field for kind credit".to_string()), "{errs:?}");
-        assert!(errs.contains(&"contract_amount_fen = -5: must not be negative".to_string()), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("subject_uscc = \"91511500MA3M0C777P\": check character")), "{errs:?}");
+        assert!(
+            errs.contains(&"colour: unknown field for kind credit".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"contract_amount_fen = -5: must not be negative".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("subject_uscc = \"91511500MA3M0C777P\": check character")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -428,7 +533,10 @@ mod tests {
     fn maturity_before_start() {
         let mut v = credit();
         v["maturity_date"] = serde_json::json!("2025-12-31");
-        assert_eq!(errors_of(v), vec!["maturity_date = \"2025-12-31\": is before start_date 2026-01-15".to_string()]);
+        assert_eq!(
+            errors_of(v),
+            vec!["maturity_date = \"2025-12-31\": is before start_date 2026-01-15".to_string()]
+        );
     }
 
     #[test]
@@ -443,8 +551,16 @@ mod tests {
         let v = serde_json::json!({"kind": "monitoring", "subject_uscc": "91511500MA3M0C777N",
             "subject_name": "x", "period": "2026Q3", "event": "loan", "board": "star-market"});
         let errs = errors_of(v);
-        assert!(errs.contains(&"amount_fen: is required when event is loan".to_string()), "{errs:?}");
-        assert!(errs.contains(&"board = \"star-market\": must be absent when event is loan".to_string()), "{errs:?}");
+        assert!(
+            errs.contains(&"amount_fen: is required when event is loan".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(
+                &"board = \"star-market\": must be absent when event is loan".to_string()
+            ),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -1,1 +1,61 @@
-fn main(){}
+//! `tfx`: the operator's, member's and auditor's command-line tool. Each subcommand lives in its
+//! own module; this file parses arguments and maps outcomes to exit codes:
+//! 0 success, 1 a check failed (a record did not verify, input was invalid), 2 an error
+//! (unreadable file, bad arguments). Errors print as one chain: `tfx: reading x.json: …`.
+
+mod bench;
+mod key;
+mod record;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tfx",
+    version,
+    about = "Tianfu eXchange: signed, minimised data exchange between agencies and banks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate record-signing keys and pseudonym secrets.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Validate, sign, verify and inspect records offline.
+    #[command(subcommand)]
+    Record(record::RecordCommand),
+    /// Measure throughput on this machine (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// How a command ended when it did not fail outright.
+#[derive(Debug)]
+pub enum Outcome {
+    Ok,
+    /// A check ran and failed (exit 1); the command already explained why.
+    CheckFailed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(c) => key::run(c),
+        Command::Record(c) => record::run(c),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tfx: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -47,6 +47,21 @@ impl Date {
         Ok(Date { year, month, day })
     }
 
+    /// Days from 1970-01-01 to this date (Howard Hinnant's `days_from_civil`).
+    pub fn days_since_epoch(self) -> i64 {
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    pub fn year(self) -> u16 {
+        self.year
+    }
+
     /// The civil date `days` after 1970-01-01 (Howard Hinnant's algorithm).
     pub fn from_days_since_epoch(days: i64) -> Date {
         let z = days + 719_468;
@@ -112,12 +127,18 @@ mod tests {
         assert!(Date::parse("2026-+1-01").is_err());
         assert!(Date::parse("2026-01-01").ok() < Date::parse("2026-01-02").ok());
         assert_eq!(Date::from_days_since_epoch(0).to_string(), "1970-01-01");
-        assert_eq!(Date::from_days_since_epoch(20_665).to_string(), "2026-07-31");
+        assert_eq!(
+            Date::from_days_since_epoch(20_665).to_string(),
+            "2026-07-31"
+        );
     }
 
     #[test]
     fn periods() {
-        assert_eq!(Period::parse("2026Q3").map(|p| p.to_string()), Ok("2026Q3".into()));
+        assert_eq!(
+            Period::parse("2026Q3").map(|p| p.to_string()),
+            Ok("2026Q3".into())
+        );
         for bad in ["2026Q0", "2026Q5", "2026q3", "26Q3", "2026Q+"] {
             assert!(Period::parse(bad).is_err(), "{bad}");
         }

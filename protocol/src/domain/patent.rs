@@ -24,15 +24,25 @@ pub struct PatentNumber {
 impl PatentNumber {
     pub fn parse(input: &str) -> Result<PatentNumber, &'static str> {
         let s = input.trim().to_ascii_uppercase();
-        let s = s.strip_prefix("ZL").or_else(|| s.strip_prefix("CN")).unwrap_or(&s);
+        let s = s
+            .strip_prefix("ZL")
+            .or_else(|| s.strip_prefix("CN"))
+            .unwrap_or(&s);
         let (digits, check) = s
             .split_once('.')
             .ok_or("a patent application number is 12 (or 8) digits, '.', and a check character")?;
-        if !(digits.len() == 12 || digits.len() == 8) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("a patent application number is 12 (or 8) digits, '.', and a check character");
+        if !(digits.len() == 12 || digits.len() == 8) || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(
+                "a patent application number is 12 (or 8) digits, '.', and a check character",
+            );
         }
         let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
-        let sum: u32 = d.iter().enumerate().map(|(i, v)| v * (2 + (i as u32 % 8))).sum();
+        let sum: u32 = d
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (2 + (i as u32 % 8)))
+            .sum();
         let expected = match sum % 11 {
             10 => "X".to_string(),
             n => n.to_string(),
@@ -55,7 +65,10 @@ impl PatentNumber {
             3 => PatentKind::Design,
             _ => return Err("type digit must be 1, 2, 3, 8 or 9"),
         };
-        Ok(PatentNumber { normalised: format!("{digits}.{check}"), kind })
+        Ok(PatentNumber {
+            normalised: format!("{digits}.{check}"),
+            kind,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -81,8 +94,14 @@ mod tests {
     fn parses_and_normalises() {
         let p = PatentNumber::parse("zl202699903766.4").map(|p| p.normalised);
         assert_eq!(p, Ok("202699903766.4".to_string()));
-        assert_eq!(PatentNumber::parse("202125850663.X").map(|p| p.kind), Ok(PatentKind::UtilityModel));
-        assert_eq!(PatentNumber::parse("202699903766.0"), Err("check character does not match"));
+        assert_eq!(
+            PatentNumber::parse("202125850663.X").map(|p| p.kind),
+            Ok(PatentKind::UtilityModel)
+        );
+        assert_eq!(
+            PatentNumber::parse("202699903766.0"),
+            Err("check character does not match")
+        );
         assert!(PatentNumber::parse("2026999037664").is_err());
     }
 }

@@ -30,7 +30,8 @@ impl Uscc {
             sum += v * weight;
             weight = weight * 3 % 31;
         }
-        let check = value_of(b[17]).ok_or("character outside the USCC alphabet 0-9A-HJ-NPQRTUWXY")?;
+        let check =
+            value_of(b[17]).ok_or("character outside the USCC alphabet 0-9A-HJ-NPQRTUWXY")?;
         if !b[2..8].iter().all(u8::is_ascii_digit) {
             return Err("characters 3-8 (the region code) must be six digits");
         }
@@ -38,6 +39,23 @@ impl Uscc {
             return Err("check character does not match (GB 32100-2015)");
         }
         Ok(Uscc(s))
+    }
+
+    /// Completes 17 characters with their check character (for synthetic test and demo data).
+    pub fn with_check_character(first17: &str) -> Result<Uscc, &'static str> {
+        let b = first17.trim().to_ascii_uppercase();
+        if b.len() != 17 {
+            return Err("need the first 17 characters of a USCC");
+        }
+        let mut sum = 0u32;
+        let mut weight = 1u32;
+        for c in b.bytes() {
+            sum += value_of(c).ok_or("character outside the USCC alphabet 0-9A-HJ-NPQRTUWXY")?
+                * weight;
+            weight = weight * 3 % 31;
+        }
+        let check = ALPHABET[((31 - sum % 31) % 31) as usize] as char;
+        Uscc::parse(&format!("{b}{check}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -69,9 +87,22 @@ mod tests {
 
     #[test]
     fn known_codes() {
-        assert_eq!(Uscc::parse("91511500MA3M0C777N").map(|u| u.region_code().to_string()), Ok("511500".into()));
-        assert_eq!(Uscc::parse(" 91511500ma3m0c777n ").map(|u| u.0), Ok("91511500MA3M0C777N".into()));
-        assert_eq!(Uscc::parse("91511500MA3M0C777P"), Err("check character does not match (GB 32100-2015)"));
+        assert_eq!(
+            Uscc::parse("91511500MA3M0C777N").map(|u| u.region_code().to_string()),
+            Ok("511500".into())
+        );
+        assert_eq!(
+            Uscc::parse(" 91511500ma3m0c777n ").map(|u| u.0),
+            Ok("91511500MA3M0C777N".into())
+        );
+        assert_eq!(
+            Uscc::parse("91511500MA3M0C777P"),
+            Err("check character does not match (GB 32100-2015)")
+        );
         assert!(format!("{:?}", Uscc::parse("91511500MA3M0C777N")).contains("redacted"));
+        assert_eq!(
+            Uscc::with_check_character("91511500MA3M0C777").map(|u| u.0),
+            Ok("91511500MA3M0C777N".into())
+        );
     }
 }

@@ -1,0 +1,22 @@
+//! Resource limits of the node. Each bounds memory or latency under load; the reason for each
+//! number is beside it.
+
+/// Appends waiting for the committer. Submitters beyond this wait (backpressure) instead of
+/// growing memory: 4096 × ~2 KiB records ≈ 8 MiB queued at most.
+pub const APPEND_QUEUE_CAPACITY: usize = 4096;
+
+/// Records per group commit. Large enough to amortise one fsync and one checkpoint signature over
+/// many records (sled flush ~75 µs on this class of machine, far more on real disks), small
+/// enough that one batch (~2 KiB × 1024 ≈ 2 MiB) stays cheap to hold and apply.
+pub const COMMIT_BATCH_MAX: usize = 1024;
+
+/// Below this many records a batch is sealed on the committer thread; spawning helpers costs
+/// more than it saves.
+pub const PARALLEL_SEAL_MIN: usize = 32;
+
+/// Sealing threads per batch, at most. Signing is the CPU cost of an append; more threads than
+/// cores only adds contention.
+pub const SEAL_THREADS_MAX: usize = 8;
+
+/// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
+pub const KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
