@@ -9,8 +9,10 @@
 //! If a write or flush fails the appender stops accepting work (the store's state is unknown
 //! until it is reopened and re-verified), and every waiting submitter gets the error.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tfx_protocol::derive::PseudonymKey;
 use tfx_protocol::ids::{LogIndex, MemberId, RecordId, Timestamp};
@@ -57,6 +59,55 @@ impl std::fmt::Debug for AppenderConfig {
     }
 }
 
+/// Where the committer spends its time, cumulatively. Read with [`Appender::stats`].
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    /// Sealing (derive, salt, sign), nanoseconds.
+    pub seal_ns: AtomicU64,
+    /// Planning Merkle nodes and signing the checkpoint.
+    pub plan_ns: AtomicU64,
+    /// Applying the batch to the store.
+    pub apply_ns: AtomicU64,
+    /// Flushing (fsync).
+    pub flush_ns: AtomicU64,
+}
+
+/// A point-in-time copy of [`CommitStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStatsSnapshot {
+    pub batches: u64,
+    pub records: u64,
+    pub seal_ns: u64,
+    pub plan_ns: u64,
+    pub apply_ns: u64,
+    pub flush_ns: u64,
+}
+
+impl CommitStats {
+    fn add(counter: &AtomicU64, since: Instant) -> Instant {
+        let now = Instant::now();
+        counter.fetch_add(
+            u64::try_from((now - since).as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        now
+    }
+
+    pub fn snapshot(&self) -> CommitStatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CommitStatsSnapshot {
+            batches: get(&self.batches),
+            records: get(&self.records),
+            seal_ns: get(&self.seal_ns),
+            plan_ns: get(&self.plan_ns),
+            apply_ns: get(&self.apply_ns),
+            flush_ns: get(&self.flush_ns),
+        }
+    }
+}
+
 struct Request {
     body: RecordBody,
     reply: oneshot::Sender<Result<AppendReceipt, AppendError>>,
@@ -68,6 +119,7 @@ struct Request {
 pub struct Appender {
     tx: Option<mpsc::Sender<Request>>,
     worker: Option<JoinHandle<()>>,
+    stats: Arc<CommitStats>,
 }
 
 impl Appender {
@@ -79,12 +131,14 @@ impl Appender {
         let log = LocalLog::open(&*store, config.origin.clone())
             .map_err(|e| AppendError::Open(e.to_string()))?;
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
+        let stats = Arc::new(CommitStats::default());
         let committer = Committer {
             store,
             config,
             log,
             last_time: Timestamp(0),
             failed: None,
+            stats: stats.clone(),
         };
         let worker = std::thread::Builder::new()
             .name("tfx-committer".into())
@@ -93,7 +147,13 @@ impl Appender {
         Ok(Appender {
             tx: Some(tx),
             worker: Some(worker),
+            stats,
         })
+    }
+
+    /// Cumulative committer timings.
+    pub fn stats(&self) -> CommitStatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// Appends a record and returns once it is durable.
@@ -143,6 +203,7 @@ struct Committer<S> {
     /// Issue times never go backwards within a log, even if the wall clock does.
     last_time: Timestamp,
     failed: Option<AppendError>,
+    stats: Arc<CommitStats>,
 }
 
 impl<S: Store> Committer<S> {
@@ -178,7 +239,9 @@ impl<S: Store> Committer<S> {
     fn commit(&mut self, batch: &[Request]) -> Result<Vec<AppendReceipt>, AppendError> {
         let now = Timestamp(crate::clock::now().0.max(self.last_time.0));
         let first_seq = self.log.next_seq().0;
+        let t = Instant::now();
         let sealed = seal_all(&self.config, batch, first_seq, now)?;
+        let t = CommitStats::add(&self.stats.seal_ns, t);
         let (plan, frontier) =
             self.log
                 .plan(&sealed, now, &self.config.key)
@@ -186,7 +249,13 @@ impl<S: Store> Committer<S> {
                     LogError::Store(s) => AppendError::Store(s),
                     other => AppendError::Store(other.to_string()),
                 })?;
-        let durable = self.store.apply(&plan).and_then(|()| self.store.flush());
+        let t = CommitStats::add(&self.stats.plan_ns, t);
+        let durable = self.store.apply(&plan).and_then(|()| {
+            let t = CommitStats::add(&self.stats.apply_ns, t);
+            let flushed = self.store.flush();
+            CommitStats::add(&self.stats.flush_ns, t);
+            flushed
+        });
         if let Err(e) = durable {
             let err = AppendError::Store(e.to_string());
             tracing::error!(error = %e, "store write failed; appender stopped");
@@ -195,6 +264,10 @@ impl<S: Store> Committer<S> {
         }
         self.log.advance(frontier);
         self.last_time = now;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         tracing::debug!(
             records = sealed.len(),
             size = self.log.next_seq().0,

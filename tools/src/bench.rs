@@ -52,6 +52,11 @@ pub enum BenchCommand {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<Outcome> {
+    // Committer breakdowns go to stderr at RUST_LOG=info; stdout stays the report.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     match cmd {
         BenchCommand::Append {
             records,
@@ -289,6 +294,18 @@ fn appends(bodies: &Arc<Vec<RecordBody>>, submitters: usize, dir: &Path) -> anyh
     });
     let rate = acked as f64 / start.elapsed().as_secs_f64();
     anyhow::ensure!(acked == n, "only {acked} of {n} appends were acknowledged");
+    let s = appender.stats();
+    let per = |ns: u64| ns as f64 / 1000.0 / s.records.max(1) as f64;
+    tracing::info!(
+        submitters,
+        batches = s.batches,
+        records_per_batch = s.records as f64 / s.batches.max(1) as f64,
+        seal_us = per(s.seal_ns),
+        plan_us = per(s.plan_ns),
+        apply_us = per(s.apply_ns),
+        flush_us = per(s.flush_ns),
+        "committer time per record"
+    );
     drop(appender);
     Ok(rate)
 }

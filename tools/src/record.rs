@@ -294,7 +294,7 @@ fn verify(public: &Path, as_json: bool, file: &Path) -> anyhow::Result<Outcome> 
                 println!("{out}");
             } else {
                 println!(
-                    "{}: NOT verified: {} check failed: {e}",
+                    "{}: NOT verified ({} check): {e}",
                     file.display(),
                     failed_check(&e)
                 );

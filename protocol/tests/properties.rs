@@ -1,0 +1,240 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is a failed test
+//! Property tests of the formats: encode/decode round trips, arbitrary bytes never panic any
+//! decoder and respect the size limits, and every single-bit flip of an envelope or disclosure
+//! fails verification (checked exhaustively, not sampled).
+
+use proptest::prelude::*;
+use tfx_protocol::checkpoint::{verify_checkpoint, Checkpoint};
+use tfx_protocol::codec::{self, DecodeError};
+use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::disclosure::Disclosure;
+use tfx_protocol::entropy::DeterministicEntropy;
+use tfx_protocol::keys::SigningKey;
+use tfx_protocol::limits::{
+    CHECKPOINT_BYTES_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX,
+};
+use tfx_protocol::record::{
+    seal, verify_disclosures, verify_envelope, verify_record, Header, RecordFile, SealParams,
+    SealedRecord,
+};
+use tfx_protocol::schema::{FieldValue, RecordKind};
+use tfx_protocol::validate::parse_record_json;
+use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
+
+fn key() -> SigningKey {
+    SigningKey::from_seed(&[9; 32])
+}
+
+fn sealed(kind: &str, seq: u64) -> SealedRecord {
+    let path = format!(
+        "{}/../examples/records/{kind}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = parse_record_json(&std::fs::read(path).unwrap()).unwrap();
+    let origin = MemberId::new("bank-a").unwrap();
+    let pk = PseudonymKey::derive(&[3; 32], PURPOSE_RISK_WARNING, 2026).unwrap();
+    let params = SealParams {
+        origin: &origin,
+        seq: LogIndex(seq),
+        issued_at: Timestamp(1_790_000_000_000),
+        pseudonym: Some(&pk),
+    };
+    seal(
+        &body,
+        params,
+        &key(),
+        &mut DeterministicEntropy::new(&seq.to_be_bytes()),
+    )
+    .unwrap()
+}
+
+fn field_value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        ".{0,40}".prop_map(FieldValue::Text),
+        any::<u64>().prop_map(FieldValue::Int),
+        any::<bool>().prop_map(FieldValue::Bool),
+        prop::collection::vec("[a-z0-9-]{1,10}", 0..5).prop_map(FieldValue::List),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn disclosure_round_trip(salt in any::<[u8; 16]>(), name in "[a-z_]{1,30}", value in field_value()) {
+        let d = Disclosure::new(salt, &name, &value);
+        let back = Disclosure::decode(d.bytes()).unwrap();
+        prop_assert_eq!(back.name(), name.as_str());
+        prop_assert_eq!(back.value(), &value);
+        prop_assert_eq!(back.salt(), &salt);
+        prop_assert_eq!(back.digest(), d.digest());
+    }
+
+    #[test]
+    fn header_round_trip(seq in any::<u64>(), at in any::<u64>(), sup in any::<Option<[u8; 32]>>(), kind in 0usize..4) {
+        let kind = RecordKind::ALL[kind];
+        let mut digests: Vec<[u8; 32]> = (0..kind.digest_count()).map(|i| tfx_protocol::ids::sha256(&[i as u8])).collect();
+        digests.sort_unstable();
+        let h = Header {
+            origin: MemberId::new("ip-center").unwrap(), seq: LogIndex(seq), kind, schema: 1,
+            issued_at: Timestamp(at), supersedes: sup.map(RecordId), digests,
+        };
+        prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn record_file_round_trip(env in prop::collection::vec(any::<u8>(), 0..200), ds in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
+        let rf = RecordFile { envelope: env, disclosures: ds };
+        prop_assert_eq!(RecordFile::decode(&rf.encode()).unwrap(), rf);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let k = *key().verifying_key();
+        let _ = codec::decode("fuzz", &bytes, 4096);
+        let _ = Disclosure::decode(&bytes);
+        let _ = Header::decode(&bytes);
+        let _ = RecordFile::decode(&bytes);
+        let _ = verify_envelope(&bytes, &k);
+        let _ = verify_checkpoint(&bytes, &k);
+        let _ = parse_record_json(&bytes);
+    }
+
+    #[test]
+    fn mutated_envelopes_never_panic(pos in 0usize..1000, byte in any::<u8>(), cut in 0usize..1000) {
+        let r = sealed("credit", 1);
+        let mut env = r.envelope.clone();
+        let p = pos % env.len();
+        env[p] = byte;
+        env.truncate(cut.max(1) % (env.len() + 1));
+        let _ = verify_envelope(&env, key().verifying_key());
+    }
+}
+
+#[test]
+fn decoders_refuse_inputs_over_their_limit() {
+    let big = |n: usize| vec![0u8; n + 1];
+    let too_large = |r: Result<(), DecodeError>| matches!(r, Err(DecodeError::TooLarge { .. }));
+    assert!(too_large(
+        Disclosure::decode(&big(DISCLOSURE_BYTES_MAX)).map(|_| ())
+    ));
+    assert!(too_large(
+        RecordFile::decode(&big(RECORD_FILE_BYTES_MAX)).map(|_| ())
+    ));
+    assert!(too_large(
+        Header::decode(&big(ENVELOPE_BYTES_MAX)).map(|_| ())
+    ));
+    let k = *key().verifying_key();
+    let env_err = verify_envelope(&big(ENVELOPE_BYTES_MAX), &k)
+        .unwrap_err()
+        .to_string();
+    assert!(env_err.contains("too large"), "{env_err}");
+    let cp_err = verify_checkpoint(&big(CHECKPOINT_BYTES_MAX), &k)
+        .unwrap_err()
+        .to_string();
+    assert!(cp_err.contains("too large"), "{cp_err}");
+}
+
+#[test]
+fn every_bit_flip_of_an_envelope_fails_verification() {
+    for (i, kind) in ["credit", "ip-valuation", "monitoring", "risk-warning"]
+        .iter()
+        .enumerate()
+    {
+        let r = sealed(kind, i as u64);
+        let disclosures: Vec<&[u8]> = r.disclosures.iter().map(Disclosure::bytes).collect();
+        verify_record(&r.envelope, &disclosures, key().verifying_key()).unwrap();
+        for bit in 0..r.envelope.len() * 8 {
+            let mut env = r.envelope.clone();
+            env[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                verify_envelope(&env, key().verifying_key()).is_err(),
+                "{kind}: flipping bit {bit} still verified"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_bit_flip_of_a_disclosure_fails_verification() {
+    let r = sealed("credit", 0);
+    for (n, d) in r.disclosures.iter().enumerate() {
+        for bit in 0..d.bytes().len() * 8 {
+            let mut bytes = d.bytes().to_vec();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                verify_disclosures(&r.header, &[bytes]).is_err(),
+                "disclosure {n} ({}): bit {bit}",
+                d.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn verification_names_the_failed_check() {
+    let r = sealed("credit", 0);
+    let other = SigningKey::from_seed(&[8; 32]);
+    let e = verify_envelope(&r.envelope, other.verifying_key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not known"), "{e}");
+    // A disclosure from another record: well-formed and valid, but its digest is not signed here.
+    let foreign = sealed("credit", 5).disclosures[0].bytes().to_vec();
+    let e = verify_disclosures(&r.header, &[foreign])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("digest is not in the signed header"), "{e}");
+    let dup = r.disclosures[0].bytes().to_vec();
+    let e = verify_disclosures(&r.header, &[dup.clone(), dup])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("disclosed twice"), "{e}");
+    // A record header signature must not pass as a checkpoint (content types differ). The small
+    // risk-warning envelope fits the checkpoint size limit, so the content type is what refuses it.
+    let small = sealed("risk-warning", 3);
+    assert!(small.envelope.len() <= CHECKPOINT_BYTES_MAX);
+    let e = verify_checkpoint(&small.envelope, key().verifying_key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("content type"), "{e}");
+    let e = verify_checkpoint(&r.envelope, key().verifying_key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("too large"), "{e}");
+    let cp = Checkpoint {
+        origin: MemberId::new("bank-a").unwrap(),
+        size: 1,
+        root: [0; 32],
+        time: Timestamp(5),
+    }
+    .sign(&key());
+    assert!(verify_envelope(&cp.bytes, key().verifying_key())
+        .unwrap_err()
+        .to_string()
+        .contains("content type"));
+    assert_eq!(
+        verify_checkpoint(&cp.bytes, key().verifying_key())
+            .unwrap()
+            .checkpoint
+            .size,
+        1
+    );
+}
+
+#[test]
+fn withheld_fields_leave_the_header_unchanged() {
+    // A holder given only some disclosures still verifies them; the header is identical.
+    let r = sealed("credit", 0);
+    let some: Vec<&[u8]> = r
+        .disclosures
+        .iter()
+        .filter(|d| d.name().ends_with("_band"))
+        .map(Disclosure::bytes)
+        .collect();
+    assert_eq!(some.len(), 2);
+    let v = verify_record(&r.envelope, &some, key().verifying_key()).unwrap();
+    assert_eq!(v.disclosures.len(), 2);
+    assert_eq!(
+        v.envelope.header.digests.len(),
+        RecordKind::Credit.digest_count()
+    );
+}

