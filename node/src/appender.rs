@@ -1,8 +1,9 @@
-//! Group commit for local appends (DESIGN §6). Submitters hand validated bodies to one committer
-//! thread through a bounded queue; the committer takes everything waiting (up to
-//! [`COMMIT_BATCH_MAX`]), assigns sequence numbers, seals the records in parallel, plans the Merkle
-//! update and a signed checkpoint, applies it as one atomic batch, flushes once, and only then
-//! answers every submitter. Many concurrent appends thus share one fsync and one checkpoint
+//! Group commit for local appends (DESIGN §6), as a two-stage pipeline. Submitters hand validated
+//! bodies through a bounded queue to the **sealer** thread, which takes everything waiting (up to
+//! [`COMMIT_BATCH_MAX`]), assigns sequence numbers, seals the records in parallel and plans the
+//! Merkle update with a signed checkpoint. The **writer** thread applies each planned batch
+//! atomically, flushes once, and only then answers every submitter in it. Sealing batch k+1
+//! overlaps the write and fsync of batch k, and many appends share one fsync and one checkpoint
 //! signature.
 //!
 //! Architecture invariant: a receipt is sent only after the flush that made its record durable.
@@ -10,16 +11,16 @@
 //! until it is reopened and re-verified), and every waiting submitter gets the error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tfx_protocol::derive::PseudonymKey;
 use tfx_protocol::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::keys::SigningKey;
-use tfx_protocol::log::{LocalLog, LogError};
+use tfx_protocol::log::LocalLog;
 use tfx_protocol::record::{seal, SealParams, SealedRecord};
-use tfx_protocol::store::Store;
+use tfx_protocol::store::{AppendBatch, Store};
 use tfx_protocol::validate::RecordBody;
 use tokio::sync::{mpsc, oneshot};
 
@@ -113,17 +114,36 @@ struct Request {
     reply: oneshot::Sender<Result<AppendReceipt, AppendError>>,
 }
 
-/// Handle to the committer thread. Dropping it (or [`Appender::shutdown`]) lets the committer
+/// A batch sealed and planned, waiting for the writer.
+struct Planned {
+    batch: AppendBatch,
+    replies: Vec<(
+        oneshot::Sender<Result<AppendReceipt, AppendError>>,
+        AppendReceipt,
+    )>,
+}
+
+/// Set once a write fails; both stages refuse further work with this error.
+type Failure = Arc<Mutex<Option<AppendError>>>;
+
+fn failure(f: &Failure) -> Option<AppendError> {
+    f.lock().map_or_else(
+        |_| Some(AppendError::Store("failure flag poisoned".into())),
+        |g| g.clone(),
+    )
+}
+
+/// Handle to the sealer and writer threads. Dropping it (or [`Appender::shutdown`]) lets them
 /// finish what is queued and exit.
 #[derive(Debug)]
 pub struct Appender {
     tx: Option<mpsc::Sender<Request>>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
     stats: Arc<CommitStats>,
 }
 
 impl Appender {
-    /// Opens the origin's log in `store` and starts the committer thread.
+    /// Opens the origin's log in `store` and starts the sealer and writer threads.
     pub fn start<S: Store + Send + Sync + 'static>(
         store: Arc<S>,
         config: AppenderConfig,
@@ -131,22 +151,35 @@ impl Appender {
         let log = LocalLog::open(&*store, config.origin.clone())
             .map_err(|e| AppendError::Open(e.to_string()))?;
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
+        // One planned batch may wait while another is written: bounded, and enough to overlap.
+        let (to_writer, from_sealer) = std::sync::mpsc::sync_channel::<Planned>(1);
         let stats = Arc::new(CommitStats::default());
-        let committer = Committer {
-            store,
+        let failed: Failure = Arc::new(Mutex::new(None));
+        let sealer = Sealer {
             config,
             log,
             last_time: Timestamp(0),
-            failed: None,
             stats: stats.clone(),
+            failed: failed.clone(),
         };
-        let worker = std::thread::Builder::new()
-            .name("tfx-committer".into())
-            .spawn(move || committer.run(rx))
-            .map_err(|e| AppendError::Open(format!("spawning committer thread: {e}")))?;
+        let writer = Writer {
+            store,
+            stats: stats.clone(),
+            failed,
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| AppendError::Open(format!("spawning {name} thread: {e}")))
+        };
+        let workers = vec![
+            spawn("tfx-writer", Box::new(move || writer.run(from_sealer)))?,
+            spawn("tfx-sealer", Box::new(move || sealer.run(rx, to_writer)))?,
+        ];
         Ok(Appender {
             tx: Some(tx),
-            worker: Some(worker),
+            workers,
             stats,
         })
     }
@@ -175,16 +208,17 @@ impl Appender {
         rx.blocking_recv().map_err(|_| AppendError::Closed)?
     }
 
-    /// Stops accepting appends, lets the committer drain the queue, and waits for it.
+    /// Stops accepting appends, lets both stages drain what is queued, and waits for them.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
+        // Closing the queue ends the sealer, whose exit closes the writer's channel in turn.
         self.tx.take();
-        if let Some(w) = self.worker.take() {
+        for w in self.workers.drain(..).rev() {
             if w.join().is_err() {
-                tracing::error!("committer thread panicked");
+                tracing::error!("appender thread panicked");
             }
         }
     }
@@ -196,18 +230,22 @@ impl Drop for Appender {
     }
 }
 
-struct Committer<S> {
-    store: Arc<S>,
+struct Sealer {
     config: AppenderConfig,
+    /// Runs ahead of the store by at most the batches in the pipeline.
     log: LocalLog,
     /// Issue times never go backwards within a log, even if the wall clock does.
     last_time: Timestamp,
-    failed: Option<AppendError>,
     stats: Arc<CommitStats>,
+    failed: Failure,
 }
 
-impl<S: Store> Committer<S> {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+impl Sealer {
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        to_writer: std::sync::mpsc::SyncSender<Planned>,
+    ) {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < COMMIT_BATCH_MAX {
@@ -216,18 +254,19 @@ impl<S: Store> Committer<S> {
                     Err(_) => break,
                 }
             }
-            let results = match &self.failed {
-                Some(e) => Err(e.clone()),
-                None => self.commit(&batch),
+            let planned = match failure(&self.failed) {
+                Some(e) => Err((e, batch)),
+                None => self.prepare(batch),
             };
-            match results {
-                Ok(receipts) => {
-                    for (req, receipt) in batch.into_iter().zip(receipts) {
-                        // A submitter that gave up waiting is not an error: its record is durable.
-                        let _ = req.reply.send(Ok(receipt));
+            match planned {
+                Ok(p) => {
+                    if let Err(std::sync::mpsc::SendError(p)) = to_writer.send(p) {
+                        for (reply, _) in p.replies {
+                            let _ = reply.send(Err(AppendError::Closed));
+                        }
                     }
                 }
-                Err(e) => {
+                Err((e, batch)) => {
                     for req in batch {
                         let _ = req.reply.send(Err(e.clone()));
                     }
@@ -236,51 +275,87 @@ impl<S: Store> Committer<S> {
         }
     }
 
-    fn commit(&mut self, batch: &[Request]) -> Result<Vec<AppendReceipt>, AppendError> {
+    /// Seals and plans a batch; on failure hands the requests back so they can be answered.
+    fn prepare(&mut self, batch: Vec<Request>) -> Result<Planned, (AppendError, Vec<Request>)> {
         let now = Timestamp(crate::clock::now().0.max(self.last_time.0));
-        let first_seq = self.log.next_seq().0;
         let t = Instant::now();
-        let sealed = seal_all(&self.config, batch, first_seq, now)?;
+        let sealed = match seal_all(&self.config, &batch, self.log.next_seq().0, now) {
+            Ok(s) => s,
+            Err(e) => return Err((e, batch)),
+        };
         let t = CommitStats::add(&self.stats.seal_ns, t);
-        let (plan, frontier) =
-            self.log
-                .plan(&sealed, now, &self.config.key)
-                .map_err(|e| match e {
-                    LogError::Store(s) => AppendError::Store(s),
-                    other => AppendError::Store(other.to_string()),
-                })?;
-        let t = CommitStats::add(&self.stats.plan_ns, t);
-        let durable = self.store.apply(&plan).and_then(|()| {
-            let t = CommitStats::add(&self.stats.apply_ns, t);
-            let flushed = self.store.flush();
-            CommitStats::add(&self.stats.flush_ns, t);
-            flushed
-        });
-        if let Err(e) = durable {
-            let err = AppendError::Store(e.to_string());
-            tracing::error!(error = %e, "store write failed; appender stopped");
-            self.failed = Some(err.clone());
-            return Err(err);
-        }
-        self.log.advance(frontier);
-        self.last_time = now;
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .records
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        tracing::debug!(
-            records = sealed.len(),
-            size = self.log.next_seq().0,
-            "group commit"
-        );
-        Ok(sealed
+        let receipts: Vec<AppendReceipt> = sealed
             .iter()
             .map(|r| AppendReceipt {
                 id: r.id,
                 seq: r.header.seq,
                 issued_at: now,
             })
-            .collect())
+            .collect();
+        let (plan, frontier) = match self.log.plan(sealed, now, &self.config.key) {
+            Ok(p) => p,
+            Err(e) => return Err((AppendError::Store(e.to_string()), batch)),
+        };
+        CommitStats::add(&self.stats.plan_ns, t);
+        self.log.advance(frontier);
+        self.last_time = now;
+        let replies = batch.into_iter().map(|r| r.reply).zip(receipts).collect();
+        Ok(Planned {
+            batch: plan,
+            replies,
+        })
+    }
+}
+
+struct Writer<S> {
+    store: Arc<S>,
+    stats: Arc<CommitStats>,
+    failed: Failure,
+}
+
+impl<S: Store> Writer<S> {
+    fn run(self, rx: std::sync::mpsc::Receiver<Planned>) {
+        for planned in rx {
+            let result = match failure(&self.failed) {
+                Some(e) => Err(e),
+                None => self.write(&planned.batch),
+            };
+            let records = planned.replies.len() as u64;
+            match result {
+                Ok(()) => {
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.records.fetch_add(records, Ordering::Relaxed);
+                    tracing::debug!(records, "group commit durable");
+                    for (reply, receipt) in planned.replies {
+                        // A submitter that gave up waiting is not an error: its record is durable.
+                        let _ = reply.send(Ok(receipt));
+                    }
+                }
+                Err(e) => {
+                    for (reply, _) in planned.replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&self, batch: &AppendBatch) -> Result<(), AppendError> {
+        let t = Instant::now();
+        let durable = self.store.apply(batch).and_then(|()| {
+            let t = CommitStats::add(&self.stats.apply_ns, t);
+            let flushed = self.store.flush();
+            CommitStats::add(&self.stats.flush_ns, t);
+            flushed
+        });
+        durable.map_err(|e| {
+            let err = AppendError::Store(e.to_string());
+            tracing::error!(error = %e, "store write failed; appender stopped");
+            if let Ok(mut slot) = self.failed.lock() {
+                slot.get_or_insert(err.clone());
+            }
+            err
+        })
     }
 }
 

@@ -1,32 +1,34 @@
 //! The node's [`Store`] on sled 0.34. Everything lives in one sled tree under one-byte keyspace
-//! prefixes, so that an append — envelope, disclosures, id index, Merkle nodes, head, checkpoint,
-//! query indexes — is a single `apply_batch`, which sled makes atomic across crashes. (Separate
-//! trees would need sled's multi-tree transactions, several times slower; see ARCHITECTURE.md.)
+//! prefixes, so that an append — records, id index, Merkle nodes, head, checkpoint, query
+//! indexes — is a single `apply_batch`, which sled makes atomic across crashes. (Separate trees
+//! would need sled's multi-tree transactions, several times slower; see ARCHITECTURE.md.)
 //!
-//! Keys (big-endian integers, origin = length byte + id bytes, so prefixes never collide):
+//! Keys (big-endian integers; origin = length byte + id bytes, so prefixes never collide):
 //!
-//! | prefix | key                                   | value                              |
-//! |--------|---------------------------------------|------------------------------------|
-//! | `E`    | origin, seq u64                       | envelope                           |
-//! | `D`    | record id                             | disclosures, each u32 length + bytes |
-//! | `I`    | record id                             | origin, seq u64                    |
-//! | `N`    | origin, level u8, index u64           | Merkle node (levels ≥ 1 only)       |
-//! | `H`    | origin                                | size u64, root                     |
-//! | `C`    | origin                                | latest signed checkpoint           |
-//! | `T`    | issued_at u64, origin, seq            | record id, kind u8                 |
-//! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | record id, kind u8      |
-//! | `M`    | name                                  | node metadata (`format` = u32)     |
+//! | prefix | key                                         | value                                   |
+//! |--------|---------------------------------------------|-----------------------------------------|
+//! | `E`    | origin, seq u64                             | envelope len u32, envelope, disclosures (each u32 len + bytes) |
+//! | `I`    | record id                                   | origin, seq u64                         |
+//! | `N`    | origin, level u8, index u64                 | Merkle node (levels ≥ `STORED_LEVEL_MIN`) |
+//! | `H`    | origin                                      | size u64, root                          |
+//! | `C`    | origin                                      | latest signed checkpoint                |
+//! | `T`    | issued_at u64, origin, first seq u64        | one kind byte per record of the run     |
+//! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
+//! | `M`    | name                                        | node metadata (`format` = u32)          |
 //!
-//! Level-0 Merkle nodes (leaf hashes) are not stored: they are recomputed from `E`, saving one
-//! key per record on the hot path.
+//! Keys per appended record are what an append costs, so they are few: `E` carries the envelope
+//! and the disclosures together, `I` and one `S` per subject follow; the time index `T` holds one
+//! entry per *run* of consecutive records of one origin issued at the same millisecond (a group
+//! commit stamps its whole batch with one time), and Merkle nodes below level 8 are recomputed
+//! from envelopes rather than stored.
 
 use std::path::Path;
 
 use tfx_protocol::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::limits::QUERY_RESULTS_MAX;
-use tfx_protocol::merkle::{leaf_hash, NodeId};
+use tfx_protocol::merkle::NodeId;
 use tfx_protocol::schema::RecordKind;
-use tfx_protocol::store::{AppendBatch, LogHead, Query, RecordRef, Store};
+use tfx_protocol::store::{AppendBatch, LogHead, Query, RecordRef, Store, StoredRecord};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
@@ -49,14 +51,13 @@ pub struct SledStore {
 }
 
 const E: u8 = b'E';
-const D: u8 = b'D';
 const I: u8 = b'I';
 const N: u8 = b'N';
 const H: u8 = b'H';
 const C: u8 = b'C';
 const T: u8 = b'T';
 const S: u8 = b'S';
-const M: u8 = b'M';
+const FORMAT_KEY: &[u8] = b"Mformat";
 
 fn push_origin(k: &mut Vec<u8>, origin: &MemberId) {
     // Member ids are ≤ 64 bytes (protocol limit), so one length byte suffices.
@@ -76,14 +77,28 @@ fn seq_key(prefix: u8, origin: &MemberId, seq: u64) -> Vec<u8> {
     k
 }
 
-fn id_key(prefix: u8, id: &RecordId) -> Vec<u8> {
-    let mut k = vec![prefix];
+fn id_key(id: &RecordId) -> Vec<u8> {
+    let mut k = vec![I];
     k.extend_from_slice(&id.0);
+    k
+}
+
+fn node_key(origin: &MemberId, id: NodeId) -> Vec<u8> {
+    let mut k = origin_key(N, origin);
+    k.push(id.level);
+    k.extend_from_slice(&id.index.to_be_bytes());
     k
 }
 
 fn kind_byte(kind: RecordKind) -> u8 {
     RecordKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8
+}
+
+fn kind_of(b: u8) -> Result<RecordKind, SledStoreError> {
+    RecordKind::ALL
+        .get(usize::from(b))
+        .copied()
+        .ok_or_else(|| corrupt("bad kind byte"))
 }
 
 fn corrupt(what: &str) -> SledStoreError {
@@ -95,6 +110,13 @@ fn u64_at(b: &[u8], at: usize) -> Result<u64, SledStoreError> {
         .and_then(|s| s.try_into().ok())
         .map(u64::from_be_bytes)
         .ok_or_else(|| corrupt("short integer"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Result<usize, SledStoreError> {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(|a| u32::from_be_bytes(a) as usize)
+        .ok_or_else(|| corrupt("short length"))
 }
 
 /// Parses a length-prefixed origin at `at`; returns it and the offset just past it.
@@ -116,33 +138,90 @@ fn origin_seq_at(b: &[u8], at: usize) -> Result<(MemberId, LogIndex), SledStoreE
     Ok((id, LogIndex(u64_at(b, end)?)))
 }
 
-fn index_value(id: &RecordId, kind: RecordKind) -> Vec<u8> {
-    let mut v = id.0.to_vec();
-    v.push(kind_byte(kind));
+/// The `E` value: envelope length, envelope, then each disclosure length-prefixed.
+fn encode_record(r: &StoredRecord) -> Vec<u8> {
+    let size = 4 + r.envelope.len() + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>();
+    let mut v = Vec::with_capacity(size);
+    v.extend_from_slice(&(r.envelope.len() as u32).to_be_bytes());
+    v.extend_from_slice(&r.envelope);
+    for d in &r.disclosures {
+        v.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        v.extend_from_slice(d);
+    }
     v
 }
 
-fn parse_index_value(v: &[u8]) -> Result<(RecordId, RecordKind), SledStoreError> {
-    let id: [u8; 32] = v
-        .get(..32)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| corrupt("short index entry"))?;
-    let kind = v
-        .get(32)
-        .and_then(|b| RecordKind::ALL.get(*b as usize))
-        .ok_or_else(|| corrupt("bad kind"))?;
-    Ok((RecordId(id), *kind))
+/// Splits an `E` value into the envelope and the rest (the disclosures).
+fn split_record(v: &[u8]) -> Result<(&[u8], &[u8]), SledStoreError> {
+    let len = u32_at(v, 0)?;
+    let envelope = v.get(4..4 + len).ok_or_else(|| corrupt("short envelope"))?;
+    Ok((envelope, &v[4 + len..]))
+}
+
+fn decode_disclosures(mut b: &[u8]) -> Result<Vec<Vec<u8>>, SledStoreError> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let len = u32_at(b, 0)?;
+        out.push(
+            b.get(4..4 + len)
+                .ok_or_else(|| corrupt("short disclosure"))?
+                .to_vec(),
+        );
+        b = &b[4 + len..];
+    }
+    Ok(out)
+}
+
+/// Index key tail: `issued_at, origin, seq`.
+fn time_tail(at: Timestamp, origin: &MemberId, seq: LogIndex) -> Vec<u8> {
+    let mut k = at.0.to_be_bytes().to_vec();
+    push_origin(&mut k, origin);
+    k.extend_from_slice(&seq.0.to_be_bytes());
+    k
+}
+
+/// Writes the `T` entries of `records`: one per run of consecutive records with the same origin
+/// and issue time and contiguous sequence numbers.
+fn time_runs(records: &[StoredRecord], b: &mut sled::Batch) {
+    let mut i = 0;
+    while i < records.len() {
+        let first = &records[i];
+        let mut kinds = vec![kind_byte(first.kind)];
+        let mut j = i + 1;
+        while let Some(r) = records.get(j) {
+            let continues = r.origin == first.origin
+                && r.issued_at == first.issued_at
+                && r.seq.0 == first.seq.0 + (j - i) as u64;
+            if !continues {
+                break;
+            }
+            kinds.push(kind_byte(r.kind));
+            j += 1;
+        }
+        let mut key = vec![T];
+        key.extend_from_slice(&time_tail(first.issued_at, &first.origin, first.seq));
+        b.insert(key, kinds);
+        i = j;
+    }
+}
+
+/// The sled configuration every tfx store uses (and the benchmark's raw-sled baseline, so the two
+/// are compared like for like). Flushing is ours to do (group commit): sled's background flusher
+/// would only add fsyncs. High-throughput mode trades some space for fewer page rewrites.
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, checking the on-disk format version.
     pub fn open(dir: &Path) -> Result<Self, SledStoreError> {
-        // Flushing is ours to do (group commit); sled's background flusher would only add fsyncs.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
-        let format_key = [M, b'f', b'o', b'r', b'm', b'a', b't'];
-        match db.get(format_key)? {
+        let db = sled_config(dir).open()?;
+        match db.get(FORMAT_KEY)? {
             None => {
-                db.insert(format_key, &STORE_FORMAT.to_be_bytes())?;
+                db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
                 db.flush()?;
             }
             Some(v) => {
@@ -162,65 +241,85 @@ impl SledStore {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Scans an index whose keys are `prefix ‖ issued_at ‖ origin ‖ seq`, from `q.since` on.
-    fn scan_index(&self, prefix: Vec<u8>, q: &Query) -> Result<Vec<RecordRef>, SledStoreError> {
-        let limit = q.limit.min(QUERY_RESULTS_MAX);
+    fn record_ref(
+        &self,
+        origin: MemberId,
+        seq: LogIndex,
+        kind: RecordKind,
+        at: Timestamp,
+    ) -> Result<Option<RecordRef>, SledStoreError> {
+        let Some(envelope) = self.envelope(&origin, seq)? else {
+            return Ok(None);
+        };
+        Ok(Some(RecordRef {
+            id: RecordId::of_envelope(&envelope),
+            origin,
+            seq,
+            kind,
+            issued_at: at,
+        }))
+    }
+
+    /// Scans the subject index `S‖subject` from `q.since` on.
+    fn scan_subject(
+        &self,
+        subject: &str,
+        q: &Query,
+        limit: usize,
+    ) -> Result<Vec<RecordRef>, SledStoreError> {
+        let mut prefix = vec![S, subject.len() as u8];
+        prefix.extend_from_slice(subject.as_bytes());
         let at_offset = prefix.len();
         let mut start = prefix.clone();
         start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
         let mut out = Vec::new();
         for kv in self.db.range(start..) {
             let (k, v) = kv?;
-            if !k.starts_with(&prefix) {
+            if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
             let at = Timestamp(u64_at(&k, at_offset)?);
+            let kind = kind_of(*v.first().ok_or_else(|| corrupt("empty index entry"))?)?;
             if q.until.is_some_and(|u| at >= u) {
                 break;
             }
-            let (id, kind) = parse_index_value(&v)?;
             if q.admits(kind, at) {
                 let (origin, seq) = origin_seq_at(&k, at_offset + 8)?;
-                out.push(RecordRef {
-                    id,
-                    origin,
-                    seq,
-                    kind,
-                    issued_at: at,
-                });
-                if out.len() >= limit {
-                    break;
+                out.extend(self.record_ref(origin, seq, kind, at)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scans the time index from `q.since` on, expanding each run.
+    fn scan_time(&self, q: &Query, limit: usize) -> Result<Vec<RecordRef>, SledStoreError> {
+        let mut start = vec![T];
+        start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.db.range(start..) {
+            let (k, kinds) = kv?;
+            if k.first() != Some(&T) || out.len() >= limit {
+                break;
+            }
+            let at = Timestamp(u64_at(&k, 1)?);
+            if q.until.is_some_and(|u| at >= u) {
+                break;
+            }
+            let (origin, first) = origin_seq_at(&k, 9)?;
+            for (i, b) in kinds.iter().enumerate() {
+                let kind = kind_of(*b)?;
+                if q.admits(kind, at) && out.len() < limit {
+                    out.extend(self.record_ref(
+                        origin.clone(),
+                        LogIndex(first.0 + i as u64),
+                        kind,
+                        at,
+                    )?);
                 }
             }
         }
         Ok(out)
     }
-}
-
-fn encode_disclosures(list: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(list.iter().map(|d| d.len() + 4).sum());
-    for d in list {
-        v.extend_from_slice(&(d.len() as u32).to_be_bytes());
-        v.extend_from_slice(d);
-    }
-    v
-}
-
-fn decode_disclosures(mut b: &[u8]) -> Result<Vec<Vec<u8>>, SledStoreError> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let len = b
-            .get(..4)
-            .and_then(|s| s.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| corrupt("disclosure length"))?;
-        let d = b
-            .get(4..4 + len as usize)
-            .ok_or_else(|| corrupt("disclosure bytes"))?;
-        out.push(d.to_vec());
-        b = &b[4 + len as usize..];
-    }
-    Ok(out)
 }
 
 impl Store for SledStore {
@@ -229,19 +328,9 @@ impl Store for SledStore {
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
         let mut b = sled::Batch::default();
         for r in &batch.records {
-            b.insert(seq_key(E, &r.origin, r.seq.0), r.envelope.as_slice());
-            b.insert(id_key(D, &r.id), encode_disclosures(&r.disclosures));
-            b.insert(
-                id_key(I, &r.id),
-                seq_key(0, &r.origin, r.seq.0)[1..].to_vec(),
-            );
-            let mut tail = r.issued_at.0.to_be_bytes().to_vec();
-            push_origin(&mut tail, &r.origin);
-            tail.extend_from_slice(&r.seq.0.to_be_bytes());
-            let value = index_value(&r.id, r.kind);
-            let mut tk = vec![T];
-            tk.extend_from_slice(&tail);
-            b.insert(tk, value.clone());
+            b.insert(seq_key(E, &r.origin, r.seq.0), encode_record(r));
+            b.insert(id_key(&r.id), seq_key(0, &r.origin, r.seq.0)[1..].to_vec());
+            let kind = [kind_byte(r.kind)];
             for s in r
                 .subjects
                 .iter()
@@ -249,15 +338,13 @@ impl Store for SledStore {
             {
                 let mut sk = vec![S, s.len() as u8];
                 sk.extend_from_slice(s.as_bytes());
-                sk.extend_from_slice(&tail);
-                b.insert(sk, value.clone());
+                sk.extend_from_slice(&time_tail(r.issued_at, &r.origin, r.seq));
+                b.insert(sk, &kind[..]);
             }
         }
-        for (origin, id, hash) in batch.nodes.iter().filter(|(_, id, _)| id.level > 0) {
-            let mut k = origin_key(N, origin);
-            k.push(id.level);
-            k.extend_from_slice(&id.index.to_be_bytes());
-            b.insert(k, &hash[..]);
+        time_runs(&batch.records, &mut b);
+        for (origin, id, hash) in &batch.nodes {
+            b.insert(node_key(origin, *id), &hash[..]);
         }
         for (origin, head) in &batch.heads {
             let mut v = head.size.to_be_bytes().to_vec();
@@ -302,15 +389,7 @@ impl Store for SledStore {
     }
 
     fn node(&self, origin: &MemberId, id: NodeId) -> Result<Option<Hash>, Self::Error> {
-        if id.level == 0 {
-            return Ok(self
-                .envelope(origin, LogIndex(id.index))?
-                .map(|e| leaf_hash(&e)));
-        }
-        let mut k = origin_key(N, origin);
-        k.push(id.level);
-        k.extend_from_slice(&id.index.to_be_bytes());
-        match self.db.get(k)? {
+        match self.db.get(node_key(origin, id))? {
             None => Ok(None),
             Some(v) => Ok(Some(
                 v.as_ref().try_into().map_err(|_| corrupt("merkle node"))?,
@@ -319,7 +398,10 @@ impl Store for SledStore {
     }
 
     fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error> {
-        Ok(self.db.get(seq_key(E, origin, seq.0))?.map(|v| v.to_vec()))
+        match self.db.get(seq_key(E, origin, seq.0))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(split_record(&v)?.0.to_vec())),
+        }
     }
 
     fn envelopes(
@@ -329,42 +411,44 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
         let prefix = origin_key(E, origin);
-        let start = seq_key(E, origin, from.0);
         let mut out = Vec::new();
-        for kv in self.db.range(start..).take(limit) {
+        for kv in self.db.range(seq_key(E, origin, from.0)..).take(limit) {
             let (k, v) = kv?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            out.push((LogIndex(u64_at(&k, prefix.len())?), v.to_vec()));
+            out.push((
+                LogIndex(u64_at(&k, prefix.len())?),
+                split_record(&v)?.0.to_vec(),
+            ));
         }
         Ok(out)
     }
 
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error> {
-        match self.db.get(id_key(I, id))? {
+        match self.db.get(id_key(id))? {
             None => Ok(None),
             Some(v) => Ok(Some(origin_seq_at(&v, 0)?)),
         }
     }
 
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error> {
-        match self.db.get(id_key(D, id))? {
+        let Some((origin, seq)) = self.locate(id)? else {
+            return Ok(Vec::new());
+        };
+        match self.db.get(seq_key(E, &origin, seq.0))? {
             None => Ok(Vec::new()),
-            Some(v) => decode_disclosures(&v),
+            Some(v) => decode_disclosures(split_record(&v)?.1),
         }
     }
 
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
+        let limit = q.limit.min(QUERY_RESULTS_MAX);
         match &q.subject {
-            Some(s) if s.len() <= usize::from(u8::MAX) => {
-                let mut prefix = vec![S, s.len() as u8];
-                prefix.extend_from_slice(s.as_bytes());
-                self.scan_index(prefix, q)
-            }
+            Some(s) if s.len() <= usize::from(u8::MAX) => self.scan_subject(s, q, limit),
             // Longer subjects are never indexed (apply skips them), so nothing can match.
             Some(_) => Ok(Vec::new()),
-            None => self.scan_index(vec![T], q),
+            None => self.scan_time(q, limit),
         }
     }
 }

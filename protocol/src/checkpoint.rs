@@ -3,7 +3,7 @@
 //! `{1: origin, 2: size, 3: root, 4: time_ms}`. Auditors and witnesses check inclusion and
 //! consistency proofs against these.
 
-use crate::codec::{self, DecodeError, Value};
+use crate::codec::{self, DecodeError};
 use crate::cose::{self, CONTENT_TYPE_CHECKPOINT};
 use crate::ids::{Hash, MemberId, Timestamp};
 use crate::keys::{KeyId, SigningKey};
@@ -33,15 +33,13 @@ pub struct SignedCheckpoint {
 
 impl Checkpoint {
     fn encode(&self) -> Vec<u8> {
-        let mut m = codec::Map::new();
-        m.insert(
-            codec::key(C_ORIGIN),
-            Value::Text(self.origin.as_str().into()),
-        );
-        m.insert(codec::key(C_SIZE), Value::Integer(i128::from(self.size)));
-        m.insert(codec::key(C_ROOT), Value::Bytes(self.root.to_vec()));
-        m.insert(codec::key(C_TIME), Value::Integer(i128::from(self.time.0)));
-        codec::encode(&Value::Map(m))
+        let mut e = codec::Encoder::with_capacity(128);
+        e.map(4);
+        e.uint(C_ORIGIN as u64).text(self.origin.as_str());
+        e.uint(C_SIZE as u64).uint(self.size);
+        e.uint(C_ROOT as u64).bytes(&self.root);
+        e.uint(C_TIME as u64).uint(self.time.0);
+        e.finish()
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {

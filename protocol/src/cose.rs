@@ -39,34 +39,31 @@ impl Sign1 {
 }
 
 fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
-    codec::encode(&Value::Array(vec![
-        Value::Text("Signature1".into()),
-        Value::Bytes(protected.to_vec()),
-        Value::Bytes(Vec::new()),
-        Value::Bytes(payload.to_vec()),
-    ]))
+    let mut e = codec::Encoder::with_capacity(protected.len() + payload.len() + 24);
+    e.array(4)
+        .text("Signature1")
+        .bytes(protected)
+        .bytes(&[])
+        .bytes(payload);
+    e.finish()
 }
 
 /// Signs `payload` and returns the tagged COSE_Sign1 bytes.
 pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
-    let mut hdr = codec::Map::new();
-    hdr.insert(codec::key(HDR_ALG), codec::key(ALG_EDDSA));
-    hdr.insert(
-        codec::key(HDR_CONTENT_TYPE),
-        Value::Text(content_type.into()),
-    );
-    hdr.insert(codec::key(HDR_KID), Value::Bytes(key.key_id().0.to_vec()));
-    let protected = codec::encode(&Value::Map(hdr));
+    let mut hdr = codec::Encoder::with_capacity(64);
+    hdr.map(3).uint(HDR_ALG as u64).int(ALG_EDDSA);
+    hdr.uint(HDR_CONTENT_TYPE as u64).text(content_type);
+    hdr.uint(HDR_KID as u64).bytes(&key.key_id().0);
+    let protected = hdr.finish();
     let signature = key.sign(&sig_structure(&protected, &payload));
-    codec::encode(&codec::tagged(
-        COSE_SIGN1_TAG,
-        Value::Array(vec![
-            Value::Bytes(protected),
-            Value::Map(codec::Map::new()),
-            Value::Bytes(payload),
-            Value::Bytes(signature.to_vec()),
-        ]),
-    ))
+    let mut e = codec::Encoder::with_capacity(protected.len() + payload.len() + 96);
+    e.tag(COSE_SIGN1_TAG)
+        .array(4)
+        .bytes(&protected)
+        .map(0)
+        .bytes(&payload)
+        .bytes(&signature);
+    e.finish()
 }
 
 /// Decodes a COSE_Sign1 and checks its structure, algorithm and content type (not the signature).

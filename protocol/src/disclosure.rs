@@ -4,7 +4,7 @@
 //! others — and without the salt, a withheld low-entropy value (a classification, a band) cannot
 //! be guessed from its digest.
 
-use crate::codec::{self, DecodeError, Value};
+use crate::codec::{self, DecodeError};
 use crate::ids::{sha256, Hash};
 use crate::limits::DISCLOSURE_BYTES_MAX;
 use crate::schema::FieldValue;
@@ -35,11 +35,11 @@ impl std::fmt::Debug for Disclosure {
 
 impl Disclosure {
     pub fn new(salt: [u8; SALT_BYTES], name: &str, value: &FieldValue) -> Self {
-        let bytes = codec::encode(&Value::Array(vec![
-            Value::Bytes(salt.to_vec()),
-            value.to_cbor(),
-            Value::Text(name.to_owned()),
-        ]));
+        let mut e = codec::Encoder::with_capacity(64 + name.len());
+        e.array(3).bytes(&salt);
+        value.encode_into(&mut e);
+        e.text(name);
+        let bytes = e.finish();
         Disclosure {
             digest: sha256(&bytes),
             bytes,
@@ -85,6 +85,9 @@ impl Disclosure {
 
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
     pub fn digest(&self) -> &Hash {
         &self.digest

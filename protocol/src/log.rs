@@ -10,7 +10,7 @@ use crate::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use crate::keys::SigningKey;
 use crate::merkle::{leaf_hash, Frontier, NodeId, ProofError};
 use crate::record::{verify_disclosures, verify_envelope, KeyResolver, SealedRecord, VerifyError};
-use crate::store::{AppendBatch, LogHead, Store, StoreNodes, StoredRecord};
+use crate::store::{AppendBatch, LogHead, Store, StoreNodes, StoredRecord, STORED_LEVEL_MIN};
 
 /// Envelopes read per store call while verifying a log.
 const VERIFY_PAGE: usize = 1024;
@@ -66,10 +66,11 @@ impl LocalLog {
 
     /// Plans the batch that appends `sealed` (which must continue the log in order) and signs a
     /// checkpoint over the result. The log itself advances only with [`LocalLog::advance`], once
-    /// the batch is durable, so a failed write leaves it where the store is.
+    /// the batch is durable, so a failed write leaves it where the store is. Takes the records by
+    /// value: their bytes move into the batch rather than being copied.
     pub fn plan(
         &self,
-        sealed: &[SealedRecord],
+        sealed: Vec<SealedRecord>,
         now: Timestamp,
         key: &SigningKey,
     ) -> Result<(AppendBatch, Frontier), LogError> {
@@ -89,14 +90,11 @@ impl LocalLog {
                 });
             }
             for (id, hash) in frontier.push(leaf_hash(&r.envelope)) {
-                batch.nodes.push((self.origin.clone(), id, hash));
+                if id.level >= STORED_LEVEL_MIN {
+                    batch.nodes.push((self.origin.clone(), id, hash));
+                }
             }
-            batch.records.push(StoredRecord::new(
-                r.id,
-                &r.header,
-                r.envelope.clone(),
-                &r.disclosures,
-            ));
+            batch.records.push(StoredRecord::from_sealed(r));
         }
         let head = LogHead {
             size: frontier.size(),
@@ -243,7 +241,10 @@ pub fn verify_log<S: Store>(
             }
             disclosures_verified += verify_stored_record(store, origin, seq, &envelope, keys)?;
             for (node, hash) in frontier.push(leaf_hash(&envelope)) {
-                if store.node(origin, node).map_err(st)? != Some(hash) {
+                // Lower nodes are not stored (they are recomputed from these very envelopes).
+                if node.level >= STORED_LEVEL_MIN
+                    && store.node(origin, node).map_err(st)? != Some(hash)
+                {
                     return Err(LogVerifyError::NodeMismatch { origin: o(), node });
                 }
             }

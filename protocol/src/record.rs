@@ -7,7 +7,7 @@
 //! structure → key → signature → header rules → each disclosure's digest, field and value; the
 //! error says which step failed.
 
-use crate::codec::{self, DecodeError, Value};
+use crate::codec::{self, DecodeError};
 use crate::cose::{self, CONTENT_TYPE_RECORD};
 use crate::derive::{derived_fields, PseudonymKey};
 use crate::disclosure::{Disclosure, SALT_BYTES};
@@ -43,31 +43,21 @@ pub struct Header {
 
 impl Header {
     pub fn encode(&self) -> Vec<u8> {
-        let mut m = codec::Map::new();
-        m.insert(
-            codec::key(H_ORIGIN),
-            Value::Text(self.origin.as_str().into()),
-        );
-        m.insert(codec::key(H_SEQ), Value::Integer(i128::from(self.seq.0)));
-        m.insert(codec::key(H_KIND), Value::Text(self.kind.name().into()));
-        m.insert(
-            codec::key(H_SCHEMA),
-            Value::Integer(i128::from(self.schema)),
-        );
-        m.insert(
-            codec::key(H_ISSUED_AT),
-            Value::Integer(i128::from(self.issued_at.0)),
-        );
-        if let Some(s) = self.supersedes {
-            m.insert(codec::key(H_SUPERSEDES), Value::Bytes(s.0.to_vec()));
+        let mut e = codec::Encoder::with_capacity(96 + 34 * self.digests.len());
+        e.map(if self.supersedes.is_some() { 7 } else { 6 });
+        e.uint(H_ORIGIN as u64).text(self.origin.as_str());
+        e.uint(H_SEQ as u64).uint(self.seq.0);
+        e.uint(H_KIND as u64).text(self.kind.name());
+        e.uint(H_SCHEMA as u64).uint(self.schema);
+        e.uint(H_ISSUED_AT as u64).uint(self.issued_at.0);
+        if let Some(s) = &self.supersedes {
+            e.uint(H_SUPERSEDES as u64).bytes(&s.0);
         }
-        let digests = self
-            .digests
-            .iter()
-            .map(|d| Value::Bytes(d.to_vec()))
-            .collect();
-        m.insert(codec::key(H_DIGESTS), Value::Array(digests));
-        codec::encode(&Value::Map(m))
+        e.uint(H_DIGESTS as u64).array(self.digests.len());
+        for d in &self.digests {
+            e.bytes(d);
+        }
+        e.finish()
     }
 
     /// Decodes and checks a header: known kind and schema, digest count and order.
@@ -371,12 +361,18 @@ impl RecordFile {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(&Value::Array(vec![
-            Value::Text(RECORD_FILE_MAGIC.into()),
-            Value::Integer(i128::from(RECORD_FILE_VERSION)),
-            Value::Bytes(self.envelope.clone()),
-            Value::Array(self.disclosures.iter().cloned().map(Value::Bytes).collect()),
-        ]))
+        let size: usize =
+            self.envelope.len() + self.disclosures.iter().map(|d| d.len() + 3).sum::<usize>();
+        let mut e = codec::Encoder::with_capacity(size + 32);
+        e.array(4)
+            .text(RECORD_FILE_MAGIC)
+            .uint(RECORD_FILE_VERSION)
+            .bytes(&self.envelope);
+        e.array(self.disclosures.len());
+        for d in &self.disclosures {
+            e.bytes(d);
+        }
+        e.finish()
     }
 
     /// Decodes the container; contents are checked by [`verify_record`].

@@ -310,6 +310,27 @@ impl FieldValue {
         }
     }
 
+    /// Writes the value's CBOR encoding (same bytes as [`FieldValue::to_cbor`] encoded).
+    pub fn encode_into(&self, e: &mut crate::codec::Encoder) {
+        match self {
+            FieldValue::Text(s) => {
+                e.text(s);
+            }
+            FieldValue::Int(i) => {
+                e.uint(*i);
+            }
+            FieldValue::Bool(b) => {
+                e.bool(*b);
+            }
+            FieldValue::List(l) => {
+                e.array(l.len());
+                for s in l {
+                    e.text(s);
+                }
+            }
+        }
+    }
+
     /// Maps a decoded CBOR value back; `None` for shapes no field has.
     pub fn from_cbor(v: &Value) -> Option<FieldValue> {
         match v {

@@ -46,11 +46,7 @@ impl StoredRecord {
         envelope: Vec<u8>,
         disclosures: &[Disclosure],
     ) -> Self {
-        let subjects = disclosures
-            .iter()
-            .filter(|d| d.name() == "subject_uscc" || d.name() == "subject_pseudonym")
-            .filter_map(|d| d.value().as_text().map(str::to_owned))
-            .collect();
+        let subjects = subjects_of(disclosures);
         StoredRecord {
             origin: header.origin.clone(),
             seq: header.seq,
@@ -62,6 +58,29 @@ impl StoredRecord {
             disclosures: disclosures.iter().map(|d| d.bytes().to_vec()).collect(),
         }
     }
+}
+
+impl StoredRecord {
+    /// The stored form of a record this node sealed itself (it holds every disclosure).
+    pub fn from_sealed(r: crate::record::SealedRecord) -> Self {
+        let mut stored = StoredRecord::new(r.id, &r.header, Vec::new(), &[]);
+        stored.subjects = subjects_of(&r.disclosures);
+        stored.envelope = r.envelope;
+        stored.disclosures = r
+            .disclosures
+            .into_iter()
+            .map(Disclosure::into_bytes)
+            .collect();
+        stored
+    }
+}
+
+fn subjects_of(disclosures: &[Disclosure]) -> Vec<String> {
+    disclosures
+        .iter()
+        .filter(|d| d.name() == "subject_uscc" || d.name() == "subject_pseudonym")
+        .filter_map(|d| d.value().as_text().map(str::to_owned))
+        .collect()
 }
 
 /// Everything one append writes, applied atomically.
@@ -142,8 +161,15 @@ pub trait Store {
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
 }
 
-/// Reads one origin's Merkle nodes from a store, for proofs and frontier loading. A store read
-/// error surfaces as a missing node (and is kept in `error` for the caller to report).
+/// Merkle nodes below this level are not persisted: [`StoreNodes`] recomputes one from at most
+/// 2^7 = 128 envelopes (a 256-leaf block at worst for a whole proof), while storing them would
+/// cost about one extra write per append. Nodes at this level and above (one per 256 appends)
+/// are stored, so proofs and frontier loads stay O(log n) reads beyond that block.
+pub const STORED_LEVEL_MIN: u8 = 8;
+
+/// Reads one origin's Merkle nodes from a store, for proofs and frontier loading: stored nodes
+/// from [`STORED_LEVEL_MIN`] up, lower ones hashed from the envelopes. A store read error
+/// surfaces as a missing node (and is kept in `error` for the caller to report).
 #[derive(Debug)]
 pub struct StoreNodes<'a, S: Store> {
     pub store: &'a S,
@@ -159,18 +185,49 @@ impl<'a, S: Store> StoreNodes<'a, S> {
             error: Mutex::new(None),
         }
     }
+
+    fn keep<T>(&self, r: Result<T, S::Error>) -> Option<T> {
+        r.map_err(|e| {
+            if let Ok(mut slot) = self.error.lock() {
+                slot.get_or_insert(e.to_string());
+            }
+        })
+        .ok()
+    }
+
+    /// The root of the perfect subtree `id`, hashed from its envelopes.
+    fn hash_envelopes(&self, id: NodeId) -> Option<Hash> {
+        let width = 1usize << id.level;
+        let start = id.index.checked_shl(u32::from(id.level))?;
+        let envelopes = self.keep(self.store.envelopes(self.origin, LogIndex(start), width))?;
+        if envelopes.len() != width
+            || envelopes
+                .iter()
+                .enumerate()
+                .any(|(i, (seq, _))| seq.0 != start + i as u64)
+        {
+            return None;
+        }
+        let mut level: Vec<Hash> = envelopes
+            .iter()
+            .map(|(_, e)| crate::merkle::leaf_hash(e))
+            .collect();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| crate::merkle::node_hash(&p[0], &p[1]))
+                .collect();
+        }
+        level.pop()
+    }
 }
 
 impl<S: Store> crate::merkle::NodeSource for StoreNodes<'_, S> {
     fn node(&self, id: NodeId) -> Option<Hash> {
-        match self.store.node(self.origin, id) {
-            Ok(h) => h,
-            Err(e) => {
-                if let Ok(mut slot) = self.error.lock() {
-                    slot.get_or_insert(e.to_string());
-                }
-                None
-            }
+        if id.level >= STORED_LEVEL_MIN {
+            self.keep(self.store.node(self.origin, id)).flatten()
+        } else {
+            self.hash_envelopes(id)
         }
     }
 }

@@ -61,6 +61,11 @@ proptest! {
     #[test]
     fn disclosure_round_trip(salt in any::<[u8; 16]>(), name in "[a-z_]{1,30}", value in field_value()) {
         let d = Disclosure::new(salt, &name, &value);
+        // The direct encoder writes exactly what serde_cbor (the reference) writes.
+        let reference = codec::encode(&codec::Value::Array(vec![
+            codec::Value::Bytes(salt.to_vec()), value.to_cbor(), codec::Value::Text(name.clone()),
+        ]));
+        prop_assert_eq!(d.bytes(), reference.as_slice());
         let back = Disclosure::decode(d.bytes()).unwrap();
         prop_assert_eq!(back.name(), name.as_str());
         prop_assert_eq!(back.value(), &value);

@@ -50,9 +50,7 @@ fn append<S: Store>(store: &S, n: u64, batch: usize) {
                 seal(&body, params, &k, &mut entropy).unwrap()
             })
             .collect();
-        let (b, frontier) = log
-            .plan(&sealed, Timestamp(1000 + next + take), &k)
-            .unwrap();
+        let (b, frontier) = log.plan(sealed, Timestamp(1000 + next + take), &k).unwrap();
         store.apply(&b).unwrap();
         store.flush().unwrap();
         log.advance(frontier);
@@ -273,4 +271,56 @@ fn a_tampered_store_fails_log_verification() {
         err.contains("seq 5") && err.contains("digest is not in the signed header"),
         "{err}"
     );
+}
+
+#[test]
+fn proofs_span_stored_and_recomputed_merkle_levels() {
+    // 600 records cross two 256-leaf blocks: proofs mix stored nodes (level ≥ 8) with nodes
+    // recomputed from envelopes, on both stores, and must agree with each other.
+    let dir = tempfile::tempdir().unwrap();
+    let sled_store = SledStore::open(dir.path()).unwrap();
+    let memory = MemoryStore::new();
+    append(&sled_store, 600, 97);
+    append(&memory, 600, 256);
+    let o = origin();
+    let (sled_nodes, memory_nodes) = (
+        StoreNodes::new(&sled_store, &o),
+        StoreNodes::new(&memory, &o),
+    );
+    let head = sled_store.head(&o).unwrap().unwrap();
+    assert_eq!(memory.head(&o).unwrap().unwrap().size, 600);
+    for (index, size) in [
+        (0, 600),
+        (255, 600),
+        (256, 600),
+        (511, 513),
+        (599, 600),
+        (300, 300 + 1),
+    ] {
+        let proof = inclusion_proof(&sled_nodes, index, size).unwrap();
+        assert_eq!(proof, inclusion_proof(&memory_nodes, index, size).unwrap());
+        let root = tfx_protocol::merkle::root(&sled_nodes, size).unwrap();
+        let env = sled_store.envelope(&o, LogIndex(index)).unwrap().unwrap();
+        verify_inclusion(&leaf_hash(&env), index, size, &proof, &root).unwrap();
+    }
+    for (old, new) in [(1, 600), (255, 257), (256, 512), (300, 600), (599, 600)] {
+        let proof = tfx_protocol::merkle::consistency_proof(&sled_nodes, old, new).unwrap();
+        let old_root = tfx_protocol::merkle::root(&sled_nodes, old).unwrap();
+        let new_root = tfx_protocol::merkle::root(&sled_nodes, new).unwrap();
+        tfx_protocol::merkle::verify_consistency(old, new, &old_root, &new_root, &proof).unwrap();
+    }
+    assert_eq!(
+        tfx_protocol::merkle::root(&sled_nodes, 600).unwrap(),
+        head.root
+    );
+    // Level-8 nodes are stored; nothing below is.
+    let stored = |level: u8, index: u64| {
+        sled_store
+            .node(&o, tfx_protocol::merkle::NodeId { level, index })
+            .unwrap()
+    };
+    assert!(stored(8, 0).is_some() && stored(8, 1).is_some() && stored(9, 0).is_some());
+    assert!(stored(7, 0).is_none() && stored(0, 0).is_none());
+    let report = verify_log(&sled_store, &o, key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!(report.size, 600);
 }

@@ -229,9 +229,7 @@ fn seal_only(bodies: &[RecordBody]) -> (f64, Vec<SealedRecord>) {
 /// Inserts the same bytes (envelope + disclosures per record, one key each) into a fresh sled in
 /// batches of the committer's size, flushing after each batch: the storage ceiling.
 fn sled_raw(sealed: &[SealedRecord], dir: &Path) -> anyhow::Result<f64> {
-    let db = sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
+    let db = tfx_node::sled_store::sled_config(dir)
         .open()
         .context("opening raw sled")?;
     let start = Instant::now();
