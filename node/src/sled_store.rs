@@ -7,20 +7,28 @@
 //!
 //! | prefix | key                                         | value                                   |
 //! |--------|---------------------------------------------|-----------------------------------------|
-//! | `E`    | origin, seq u64                             | envelope len u32, envelope, disclosures (each u32 len + bytes) |
+//! | `E`    | origin, first seq u64                       | chunk: ≤ 64 consecutive records, each u32 len + record |
 //! | `I`    | record id                                   | origin, seq u64                         |
 //! | `N`    | origin, level u8, index u64                 | Merkle node (levels ≥ `STORED_LEVEL_MIN`) |
 //! | `H`    | origin                                      | size u64, root                          |
 //! | `C`    | origin                                      | latest signed checkpoint                |
 //! | `T`    | issued_at u64, origin, first seq u64        | one kind byte per record of the run     |
 //! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
+//! | `P`    | pseudonym (len u8 + bytes)                  | the USCC it stands for (len u8 + bytes)  |
 //! | `M`    | name                                        | node metadata (`format` = u32)          |
 //!
-//! Keys per appended record are what an append costs, so they are few: `E` carries the envelope
-//! and the disclosures together, `I` and one `S` per subject follow; the time index `T` holds one
-//! entry per *run* of consecutive records of one origin issued at the same millisecond (a group
-//! commit stamps its whole batch with one time), and Merkle nodes below level 8 are recomputed
-//! from envelopes rather than stored.
+//! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
+//! bytes`.
+//!
+//! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
+//! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
+//! [`CHUNK_RECORDS_MAX`] per value; each record adds only its `I` entry and **one** `S` entry —
+//! under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
+//! pseudonym to its USCC the first time the pair is seen, so a pseudonym query still finds the
+//! records indexed by USCC (and filters them by their signed pseudonym). The time index `T`
+//! holds one entry per *run* of consecutive records of one origin issued in the same millisecond
+//! (a group commit stamps its whole batch with one time), and Merkle nodes below level 8 are
+//! recomputed from envelopes rather than stored.
 
 use std::path::Path;
 
@@ -57,6 +65,11 @@ const H: u8 = b'H';
 const C: u8 = b'C';
 const T: u8 = b'T';
 const S: u8 = b'S';
+const P: u8 = b'P';
+
+/// Records per `E` chunk. 64 records are ~150 KiB: large enough that the chunk key costs under
+/// a microsecond per record, small enough that reading one record copies little.
+pub const CHUNK_RECORDS_MAX: usize = 64;
 const FORMAT_KEY: &[u8] = b"Mformat";
 
 fn push_origin(k: &mut Vec<u8>, origin: &MemberId) {
@@ -138,7 +151,8 @@ fn origin_seq_at(b: &[u8], at: usize) -> Result<(MemberId, LogIndex), SledStoreE
     Ok((id, LogIndex(u64_at(b, end)?)))
 }
 
-/// The `E` value: envelope length, envelope, then each disclosure length-prefixed.
+/// One stored record (an element of an `E` chunk): envelope length, envelope, then each
+/// disclosure length-prefixed.
 fn encode_record(r: &StoredRecord) -> Vec<u8> {
     let size = 4 + r.envelope.len() + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>();
     let mut v = Vec::with_capacity(size);
@@ -151,7 +165,41 @@ fn encode_record(r: &StoredRecord) -> Vec<u8> {
     v
 }
 
-/// Splits an `E` value into the envelope and the rest (the disclosures).
+/// The record at position `index` of a chunk, if the chunk has that many.
+fn chunk_record(chunk: &[u8], index: u64) -> Result<Option<&[u8]>, SledStoreError> {
+    let mut at = 0usize;
+    let mut i = 0u64;
+    while at < chunk.len() {
+        let len = u32_at(chunk, at)?;
+        let record = chunk
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| corrupt("short chunk"))?;
+        if i == index {
+            return Ok(Some(record));
+        }
+        at += 4 + len;
+        i += 1;
+    }
+    Ok(None)
+}
+
+/// Every record of a chunk, in order.
+fn chunk_records(chunk: &[u8]) -> Result<Vec<&[u8]>, SledStoreError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < chunk.len() {
+        let len = u32_at(chunk, at)?;
+        out.push(
+            chunk
+                .get(at + 4..at + 4 + len)
+                .ok_or_else(|| corrupt("short chunk"))?,
+        );
+        at += 4 + len;
+    }
+    Ok(out)
+}
+
+/// Splits a stored record into the envelope and the rest (the disclosures).
 fn split_record(v: &[u8]) -> Result<(&[u8], &[u8]), SledStoreError> {
     let len = u32_at(v, 0)?;
     let envelope = v.get(4..4 + len).ok_or_else(|| corrupt("short envelope"))?;
@@ -172,6 +220,34 @@ fn decode_disclosures(mut b: &[u8]) -> Result<Vec<Vec<u8>>, SledStoreError> {
     Ok(out)
 }
 
+/// A record's USCC and pseudonym subjects, as far as this holder was disclosed them.
+fn subjects(r: &StoredRecord) -> (Option<&str>, Option<&str>) {
+    let uscc = r
+        .subjects
+        .iter()
+        .find(|s| !tfx_protocol::derive::is_pseudonym(s))
+        .map(String::as_str);
+    let pseudonym = r
+        .subjects
+        .iter()
+        .find(|s| tfx_protocol::derive::is_pseudonym(s))
+        .map(String::as_str);
+    (uscc, pseudonym)
+}
+
+/// `prefix, len u8, bytes` for a short string (≤ 255 bytes).
+fn short_key(prefix: u8, s: &str) -> Vec<u8> {
+    let mut k = vec![prefix, s.len() as u8];
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+fn subject_key(subject: &str, r: &StoredRecord) -> Vec<u8> {
+    let mut k = short_key(S, subject);
+    k.extend_from_slice(&time_tail(r.issued_at, &r.origin, r.seq));
+    k
+}
+
 /// Index key tail: `issued_at, origin, seq`.
 fn time_tail(at: Timestamp, origin: &MemberId, seq: LogIndex) -> Vec<u8> {
     let mut k = at.0.to_be_bytes().to_vec();
@@ -180,29 +256,28 @@ fn time_tail(at: Timestamp, origin: &MemberId, seq: LogIndex) -> Vec<u8> {
     k
 }
 
-/// Writes the `T` entries of `records`: one per run of consecutive records with the same origin
-/// and issue time and contiguous sequence numbers.
-fn time_runs(records: &[StoredRecord], b: &mut sled::Batch) {
+/// Splits `records` into runs: consecutive records of one origin with contiguous sequence
+/// numbers, at most `max` long, and — when `same_time` — issued in the same millisecond.
+fn runs(records: &[StoredRecord], max: usize, same_time: bool) -> Vec<&[StoredRecord]> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < records.len() {
         let first = &records[i];
-        let mut kinds = vec![kind_byte(first.kind)];
         let mut j = i + 1;
         while let Some(r) = records.get(j) {
-            let continues = r.origin == first.origin
-                && r.issued_at == first.issued_at
-                && r.seq.0 == first.seq.0 + (j - i) as u64;
+            let continues = j - i < max
+                && r.origin == first.origin
+                && r.seq.0 == first.seq.0 + (j - i) as u64
+                && (!same_time || r.issued_at == first.issued_at);
             if !continues {
                 break;
             }
-            kinds.push(kind_byte(r.kind));
             j += 1;
         }
-        let mut key = vec![T];
-        key.extend_from_slice(&time_tail(first.issued_at, &first.origin, first.seq));
-        b.insert(key, kinds);
+        out.push(&records[i..j]);
         i = j;
     }
+    out
 }
 
 /// The sled configuration every tfx store uses (and the benchmark's raw-sled baseline, so the two
@@ -241,6 +316,62 @@ impl SledStore {
         Ok(self.db.size_on_disk()?)
     }
 
+    /// Runs `f` on the stored bytes of record (origin, seq), found in its chunk.
+    fn with_record<T>(
+        &self,
+        origin: &MemberId,
+        seq: LogIndex,
+        f: impl FnOnce(&[u8]) -> Result<T, SledStoreError>,
+    ) -> Result<Option<T>, SledStoreError> {
+        let prefix = origin_key(E, origin);
+        let Some(kv) = self
+            .db
+            .range(prefix.clone()..=seq_key(E, origin, seq.0))
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, chunk) = kv?;
+        let first = u64_at(&k, prefix.len())?;
+        match chunk_record(&chunk, seq.0 - first)? {
+            Some(record) => Ok(Some(f(record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records of a pseudonym: those indexed under it directly, plus — when this holder knows
+    /// the USCC behind it — those indexed under the USCC that carry this very pseudonym.
+    fn scan_pseudonym(
+        &self,
+        pseudonym: &str,
+        q: &Query,
+        limit: usize,
+    ) -> Result<Vec<RecordRef>, SledStoreError> {
+        let mut out = self.scan_subject(pseudonym, q, limit)?;
+        let Some(v) = self.db.get(short_key(P, pseudonym))? else {
+            return Ok(out);
+        };
+        let len = usize::from(*v.first().ok_or_else(|| corrupt("pseudonym map"))?);
+        let uscc = std::str::from_utf8(v.get(1..1 + len).ok_or_else(|| corrupt("pseudonym map"))?)
+            .map_err(|_| corrupt("pseudonym map"))?;
+        // Other epochs give the same USCC other pseudonyms: keep only records signed with this one.
+        for r in self.scan_subject(uscc, q, QUERY_RESULTS_MAX)? {
+            if out.len() >= limit {
+                break;
+            }
+            let carries = self.disclosures(&r.id)?.iter().any(|d| {
+                tfx_protocol::disclosure::Disclosure::decode(d).is_ok_and(|d| {
+                    d.name() == "subject_pseudonym" && d.value().as_text() == Some(pseudonym)
+                })
+            });
+            if carries {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| (a.issued_at, &a.origin, a.seq).cmp(&(b.issued_at, &b.origin, b.seq)));
+        Ok(out)
+    }
+
     fn record_ref(
         &self,
         origin: MemberId,
@@ -267,8 +398,7 @@ impl SledStore {
         q: &Query,
         limit: usize,
     ) -> Result<Vec<RecordRef>, SledStoreError> {
-        let mut prefix = vec![S, subject.len() as u8];
-        prefix.extend_from_slice(subject.as_bytes());
+        let prefix = short_key(S, subject);
         let at_offset = prefix.len();
         let mut start = prefix.clone();
         start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
@@ -327,22 +457,44 @@ impl Store for SledStore {
 
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
         let mut b = sled::Batch::default();
+        for chunk in runs(&batch.records, CHUNK_RECORDS_MAX, false) {
+            let mut value = Vec::with_capacity(
+                chunk
+                    .iter()
+                    .map(|r| 8 + r.envelope.len() + 64 * r.disclosures.len())
+                    .sum(),
+            );
+            for r in chunk {
+                let record = encode_record(r);
+                value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                value.extend_from_slice(&record);
+            }
+            b.insert(seq_key(E, &chunk[0].origin, chunk[0].seq.0), value);
+        }
+        let mut pseudonyms_seen = std::collections::HashSet::new();
         for r in &batch.records {
-            b.insert(seq_key(E, &r.origin, r.seq.0), encode_record(r));
             b.insert(id_key(&r.id), seq_key(0, &r.origin, r.seq.0)[1..].to_vec());
-            let kind = [kind_byte(r.kind)];
-            for s in r
-                .subjects
-                .iter()
+            let (uscc, pseudonym) = subjects(r);
+            if let Some(subject) = uscc
+                .or(pseudonym)
                 .filter(|s| s.len() <= usize::from(u8::MAX))
             {
-                let mut sk = vec![S, s.len() as u8];
-                sk.extend_from_slice(s.as_bytes());
-                sk.extend_from_slice(&time_tail(r.issued_at, &r.origin, r.seq));
-                b.insert(sk, &kind[..]);
+                b.insert(subject_key(subject, r), &[kind_byte(r.kind)][..]);
+            }
+            if let (Some(u), Some(p)) = (uscc, pseudonym) {
+                if pseudonyms_seen.insert(p) && self.db.get(short_key(P, p))?.is_none() {
+                    b.insert(short_key(P, p), short_key(0, u)[1..].to_vec());
+                }
             }
         }
-        time_runs(&batch.records, &mut b);
+        for run in runs(&batch.records, usize::MAX, true) {
+            let mut key = vec![T];
+            key.extend_from_slice(&time_tail(run[0].issued_at, &run[0].origin, run[0].seq));
+            b.insert(
+                key,
+                run.iter().map(|r| kind_byte(r.kind)).collect::<Vec<u8>>(),
+            );
+        }
         for (origin, id, hash) in &batch.nodes {
             b.insert(node_key(origin, *id), &hash[..]);
         }
@@ -398,10 +550,7 @@ impl Store for SledStore {
     }
 
     fn envelope(&self, origin: &MemberId, seq: LogIndex) -> Result<Option<Vec<u8>>, Self::Error> {
-        match self.db.get(seq_key(E, origin, seq.0))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(split_record(&v)?.0.to_vec())),
-        }
+        self.with_record(origin, seq, |r| Ok(split_record(r)?.0.to_vec()))
     }
 
     fn envelopes(
@@ -412,15 +561,27 @@ impl Store for SledStore {
     ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
         let prefix = origin_key(E, origin);
         let mut out = Vec::new();
-        for kv in self.db.range(seq_key(E, origin, from.0)..).take(limit) {
-            let (k, v) = kv?;
-            if !k.starts_with(&prefix) {
+        // Start at the chunk holding `from` (the last chunk key at or before it).
+        let start = match self
+            .db
+            .range(prefix.clone()..=seq_key(E, origin, from.0))
+            .next_back()
+        {
+            Some(kv) => kv?.0.to_vec(),
+            None => seq_key(E, origin, from.0),
+        };
+        for kv in self.db.range(start..) {
+            let (k, chunk) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            out.push((
-                LogIndex(u64_at(&k, prefix.len())?),
-                split_record(&v)?.0.to_vec(),
-            ));
+            let first = u64_at(&k, prefix.len())?;
+            for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
+                let seq = first + i as u64;
+                if seq >= from.0 && out.len() < limit {
+                    out.push((LogIndex(seq), split_record(record)?.0.to_vec()));
+                }
+            }
         }
         Ok(out)
     }
@@ -436,15 +597,17 @@ impl Store for SledStore {
         let Some((origin, seq)) = self.locate(id)? else {
             return Ok(Vec::new());
         };
-        match self.db.get(seq_key(E, &origin, seq.0))? {
-            None => Ok(Vec::new()),
-            Some(v) => decode_disclosures(split_record(&v)?.1),
-        }
+        Ok(self
+            .with_record(&origin, seq, |r| decode_disclosures(split_record(r)?.1))?
+            .unwrap_or_default())
     }
 
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
         let limit = q.limit.min(QUERY_RESULTS_MAX);
         match &q.subject {
+            Some(s) if s.len() <= usize::from(u8::MAX) && tfx_protocol::derive::is_pseudonym(s) => {
+                self.scan_pseudonym(s, q, limit)
+            }
             Some(s) if s.len() <= usize::from(u8::MAX) => self.scan_subject(s, q, limit),
             // Longer subjects are never indexed (apply skips them), so nothing can match.
             Some(_) => Ok(Vec::new()),

@@ -3,8 +3,8 @@
 //!
 //! Decoding is two-step. [`scan`] walks the raw bytes first and refuses anything outside our
 //! profile — indefinite lengths, floats, undefined simple values, duplicate map keys, depth over
-//! [`CBOR_DEPTH_MAX`], more than [`CBOR_ITEMS_MAX`] items, lengths past the end of input — without
-//! allocating. Only then does serde_cbor build a [`Value`]. Duplicate keys matter: serde_cbor keeps
+//! [`CBOR_DEPTH_MAX`], more than [`CBOR_ITEMS_MAX`] items, lengths past the end of input, map keys
+//! other than integers and text — allocating only one map's key list at a time. Only then does serde_cbor build a [`Value`]. Duplicate keys matter: serde_cbor keeps
 //! the last one, another decoder might keep the first, and a signed document must mean one thing.
 //!
 //! Encoding writes bytes directly with [`Encoder`] (preferred serialization: shortest heads,
@@ -279,6 +279,11 @@ impl Scanner<'_> {
                 }
                 let mut keys: Vec<(usize, usize)> = Vec::with_capacity(arg as usize);
                 for _ in 0..arg {
+                    // Keys are integers or text only: composite keys could be spelled two ways
+                    // (element order) and slip past the byte comparison below.
+                    if !matches!(self.bytes.get(self.pos).map(|b| b >> 5), Some(0 | 1 | 3)) {
+                        return Err(self.err("map keys must be integers or text"));
+                    }
                     let (a, b) = self.item(depth + 1)?;
                     let key = &self.bytes[a..b];
                     if keys.iter().any(|&(x, y)| &self.bytes[x..y] == key) {
@@ -439,6 +444,8 @@ mod tests {
             ("1c", "reserved additional information"),
             ("1801", "integer or length not in shortest form"),
             ("a2011801", "integer or length not in shortest form"),
+            ("a1800000", "map keys must be integers or text"),
+            ("a1a00000", "map keys must be integers or text"),
         ];
         for (h, want) in cases {
             match scan("t", &hex(h)) {

@@ -104,7 +104,7 @@ pub fn open(
         other => {
             return Err(DecodeError::structure(
                 what,
-                format!("unsupported algorithm {other:?} (expected EdDSA -8)"),
+                format!("unsupported algorithm {other:?} (expected EdDSA: -8 or -19)"),
             ))
         }
     };

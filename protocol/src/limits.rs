@@ -1,6 +1,7 @@
 //! Wire and format limits. Every number a peer, a file or an operator can push against is named
 //! here with the reason for its value; decoders check these *before* allocating or recursing.
-//! Each limit is exercised at N and N+1 in the tests.
+//! Limits are tested at N and N+1 where an input can reach them (size limits through the shared
+//! `codec::decode` check).
 
 /// Largest COSE_Sign1 record envelope. A header holds at most [`DIGESTS_PER_RECORD_MAX`] 32-byte
 /// digests (~1.1 KiB) plus a member id, kind and a few integers; 4 KiB leaves room for schema
@@ -8,7 +9,7 @@
 pub const ENVELOPE_BYTES_MAX: usize = 4096;
 
 /// Largest single disclosure (`[salt, value, name]`). The largest value is a list of up to
-/// [`LIST_ITEMS_MAX`] record ids as hex text (64 × 67 bytes ≈ 4.3 KiB); 8 KiB covers it.
+/// [`LIST_ITEMS_MAX`] record ids as hex text (64 × 66 bytes ≈ 4.2 KiB); 8 KiB covers it.
 pub const DISCLOSURE_BYTES_MAX: usize = 8192;
 
 /// Digests in one header (real plus decoys). The largest kind pads to 24; 32 allows growth

@@ -4,8 +4,10 @@
 //! The envelope is a COSE_Sign1 whose payload is the **header**:
 //! `{1: origin, 2: seq, 3: kind, 4: schema, 5: issued_at_ms, ?6: supersedes, 7: [digests]}`,
 //! digests sorted bytewise and padded with decoys to the kind's fixed count. Verification order is
-//! structure → key → signature → header rules → each disclosure's digest, field and value; the
-//! error says which step failed.
+//! COSE structure → header structure and rules (kind, schema, digest count and order; the origin
+//! and time are needed to find the key) → key → signature → each disclosure's digest, field and
+//! value. Nothing from the header is trusted until the signature checks; the error says which
+//! step failed.
 
 use crate::codec::{self, DecodeError};
 use crate::cose::{self, CONTENT_TYPE_RECORD};
@@ -208,6 +210,16 @@ pub trait KeyResolver {
 impl KeyResolver for VerifyingKey {
     fn resolve(&self, _origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
         (*kid == self.id()).then_some(*self)
+    }
+}
+
+/// Several known keys, resolved by key id (until the roster provides validity windows).
+#[derive(Debug, Clone, Default)]
+pub struct KeySet(pub Vec<VerifyingKey>);
+
+impl KeyResolver for KeySet {
+    fn resolve(&self, _origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
+        self.0.iter().find(|k| k.id() == *kid).copied()
     }
 }
 

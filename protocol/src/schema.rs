@@ -53,7 +53,8 @@ impl RecordKind {
         }
     }
 
-    /// Roles allowed to issue this kind (enforced against the roster by the node).
+    /// Roles allowed to issue this kind. Not enforced yet: enforcement needs the roster (the
+    /// PKI issue), where the node will refuse records whose origin lacks one of these roles.
     pub fn issuer_roles(self) -> &'static [&'static str] {
         match self {
             RecordKind::Credit => &["bank", "central-bank", "local-finance"],

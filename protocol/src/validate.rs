@@ -573,6 +573,39 @@ mod tests {
     }
 
     #[test]
+    fn list_limit_at_n_and_n_plus_1() {
+        let warning = |n: usize| {
+            let ids: Vec<String> = (0..n).map(|i| format!("{i:064x}")).collect();
+            serde_json::json!({"kind": "risk-warning", "subject_pseudonym": "ps1.2026.0123456789abcdef0123456789abcdef",
+                "period": "2026Q3", "level": "red", "rule_ids": ["r1"], "basis_record_ids": ids})
+        };
+        assert!(errors_of(warning(LIST_ITEMS_MAX)).is_empty());
+        assert_eq!(errors_of(warning(LIST_ITEMS_MAX + 1)).len(), 1);
+        assert_eq!(
+            errors_of(warning(0)).len(),
+            1,
+            "an empty list is refused too"
+        );
+    }
+
+    #[test]
+    fn json_size_limit_at_n_and_n_plus_1() {
+        // Pad a valid record with trailing whitespace (valid JSON) to exactly the limit.
+        let mut doc = credit().to_string().into_bytes();
+        doc.resize(RECORD_JSON_BYTES_MAX, b' ');
+        assert!(parse_record_json(&doc).is_ok());
+        doc.push(b' ');
+        let e = parse_record_json(&doc)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains(&format!("too large: {} bytes", RECORD_JSON_BYTES_MAX + 1)),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn amount_limit_at_n_and_n_plus_1() {
         let mut v = credit();
         v["contract_amount_fen"] = serde_json::json!(AMOUNT_FEN_MAX);

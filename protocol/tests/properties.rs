@@ -226,6 +226,29 @@ fn verification_names_the_failed_check() {
 }
 
 #[test]
+fn disclosure_count_limit_at_n_and_n_plus_1() {
+    use tfx_protocol::limits::DISCLOSURES_PER_RECORD_MAX;
+    let r = sealed("credit", 0);
+    // N disclosures pass the count check (and then fail as duplicates); N+1 fail the count check.
+    let n: Vec<&[u8]> =
+        std::iter::repeat_n(r.disclosures[0].bytes(), DISCLOSURES_PER_RECORD_MAX).collect();
+    assert!(verify_disclosures(&r.header, &n)
+        .unwrap_err()
+        .to_string()
+        .contains("disclosed twice"));
+    let n1: Vec<&[u8]> =
+        std::iter::repeat_n(r.disclosures[0].bytes(), DISCLOSURES_PER_RECORD_MAX + 1).collect();
+    let e = verify_disclosures(&r.header, &n1).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{} disclosures (max {DISCLOSURES_PER_RECORD_MAX})",
+            DISCLOSURES_PER_RECORD_MAX + 1
+        )
+    );
+}
+
+#[test]
 fn withheld_fields_leave_the_header_unchanged() {
     // A holder given only some disclosures still verifies them; the header is identical.
     let r = sealed("credit", 0);

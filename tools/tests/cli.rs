@@ -264,3 +264,48 @@ fn invalid_records_are_explained_field_by_field() {
     assert!(text(&out).contains("validating"), "{}", text(&out));
     assert!(!f.path("bad.tfxr").exists());
 }
+
+#[test]
+fn bench_append_reports_same_run_ratios_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tfx(&[
+        "bench",
+        "append",
+        "--records",
+        "200",
+        "--runs",
+        "1",
+        "--concurrency",
+        "1,4",
+        "--json",
+        "--dir",
+        p(dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bench"], "append");
+    assert_eq!(v["records"], 200);
+    let rows = v["append"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["concurrency"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+    for r in rows {
+        let rate = r["appends_per_s"].as_f64().unwrap();
+        let seal = v["seal_only_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0 && seal > 0.0);
+        // Ratios are computed within the run, so they must agree with the rates to rounding.
+        assert!(
+            (r["vs_seal_only"].as_f64().unwrap() - rate / seal).abs() < 0.05 * rate / seal + 0.01,
+            "{r}"
+        );
+    }
+    assert!(
+        v["disk_bytes_per_record"].as_f64().unwrap() > 500.0,
+        "an envelope alone is ~1 KB"
+    );
+    // The temporary stores are removed afterwards.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
