@@ -8,7 +8,7 @@ use crate::cose::{self, CONTENT_TYPE_CHECKPOINT};
 use crate::ids::{Hash, MemberId, Timestamp};
 use crate::keys::{KeyId, SigningKey};
 use crate::limits::CHECKPOINT_BYTES_MAX;
-use crate::record::{KeyResolver, VerifyError};
+use crate::record::{check_signature, KeyResolver, VerifyError};
 
 const C_ORIGIN: i64 = 1;
 const C_SIZE: i64 = 2;
@@ -78,18 +78,13 @@ pub fn verify_checkpoint(
         CONTENT_TYPE_CHECKPOINT,
     )?;
     let checkpoint = Checkpoint::decode(&sign1.payload)?;
-    let key = keys
-        .resolve(&checkpoint.origin, &sign1.kid, checkpoint.time)
-        .ok_or_else(|| VerifyError::UnknownKey {
-            origin: checkpoint.origin.clone(),
-            kid: sign1.kid,
-        })?;
-    if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
-        return Err(VerifyError::BadSignature {
-            what: "checkpoint",
-            kid: sign1.kid,
-        });
-    }
+    check_signature(
+        &sign1,
+        "checkpoint",
+        &checkpoint.origin,
+        checkpoint.time,
+        keys,
+    )?;
     Ok(SignedCheckpoint {
         checkpoint,
         kid: sign1.kid,

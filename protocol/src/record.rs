@@ -262,6 +262,30 @@ pub struct VerifiedEnvelope {
     pub kid: KeyId,
 }
 
+/// Resolves the key a COSE_Sign1 names for `origin` at time `at` and checks its signature:
+/// the signature step shared by records and checkpoints.
+pub(crate) fn check_signature(
+    sign1: &cose::Sign1,
+    what: &'static str,
+    origin: &MemberId,
+    at: Timestamp,
+    keys: &dyn KeyResolver,
+) -> Result<(), VerifyError> {
+    let key = keys
+        .resolve(origin, &sign1.kid, at)
+        .ok_or_else(|| VerifyError::UnknownKey {
+            origin: origin.clone(),
+            kid: sign1.kid,
+        })?;
+    if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
+        return Err(VerifyError::BadSignature {
+            what,
+            kid: sign1.kid,
+        });
+    }
+    Ok(())
+}
+
 /// Verifies an envelope's structure and signature, returning its header.
 pub fn verify_envelope(
     envelope: &[u8],
@@ -274,18 +298,13 @@ pub fn verify_envelope(
         CONTENT_TYPE_RECORD,
     )?;
     let header = Header::decode(&sign1.payload)?;
-    let key = keys
-        .resolve(&header.origin, &sign1.kid, header.issued_at)
-        .ok_or_else(|| VerifyError::UnknownKey {
-            origin: header.origin.clone(),
-            kid: sign1.kid,
-        })?;
-    if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
-        return Err(VerifyError::BadSignature {
-            what: "record header",
-            kid: sign1.kid,
-        });
-    }
+    check_signature(
+        &sign1,
+        "record header",
+        &header.origin,
+        header.issued_at,
+        keys,
+    )?;
     Ok(VerifiedEnvelope {
         id: RecordId::of_envelope(envelope),
         header,

@@ -34,32 +34,7 @@ pub enum RecordCommand {
         Normally the node assigns sequence numbers as it appends; signing by hand is for tests,\n\
         test vectors and offline exchanges."
     )]
-    Sign {
-        /// The origin's record-signing private key (PKCS#8 PEM, mode 0600).
-        #[arg(long)]
-        key: PathBuf,
-        /// The origin member id (the log this record belongs to).
-        #[arg(long)]
-        origin: String,
-        /// The record's sequence number in the origin's log.
-        #[arg(long)]
-        seq: u64,
-        /// JSON record to seal.
-        #[arg(long = "in")]
-        input: PathBuf,
-        /// Record file to write (must not exist).
-        #[arg(long)]
-        out: PathBuf,
-        /// Issue time, RFC 3339 UTC (`2026-11-26T09:30:00Z`); default now.
-        #[arg(long)]
-        issued_at: Option<String>,
-        /// Consortium pseudonym secret; without it no subject pseudonym is signed.
-        #[arg(long)]
-        pseudonym_secret: Option<PathBuf>,
-        /// Pseudonym epoch; default the issue year.
-        #[arg(long)]
-        epoch: Option<u32>,
-    },
+    Sign(SignArgs),
     /// Verify a record file: the origin's signature, then every disclosure against the header.
     #[command(
         after_help = "Example:\n  tfx record verify --pub keys/record-signing.pub credit.tfxr\n\n\
@@ -89,28 +64,7 @@ pub enum RecordCommand {
 pub fn run(cmd: RecordCommand) -> anyhow::Result<Outcome> {
     match cmd {
         RecordCommand::Validate { file } => validate(&file),
-        RecordCommand::Sign {
-            key,
-            origin,
-            seq,
-            input,
-            out,
-            issued_at,
-            pseudonym_secret,
-            epoch,
-        } => {
-            let opts = SignOptions {
-                key,
-                origin,
-                seq,
-                input,
-                out,
-                issued_at,
-                pseudonym_secret,
-                epoch,
-            };
-            sign(opts)
-        }
+        RecordCommand::Sign(args) => sign(args),
         RecordCommand::Verify { public, json, file } => verify(&public, json, &file),
         RecordCommand::Show { json, file } => show(json, &file),
     }
@@ -151,18 +105,35 @@ fn validate(file: &Path) -> anyhow::Result<Outcome> {
     }
 }
 
-struct SignOptions {
+#[derive(clap::Args)]
+pub struct SignArgs {
+    /// The origin's record-signing private key (PKCS#8 PEM, mode 0600).
+    #[arg(long)]
     key: PathBuf,
+    /// The origin member id (the log this record belongs to).
+    #[arg(long)]
     origin: String,
+    /// The record's sequence number in the origin's log.
+    #[arg(long)]
     seq: u64,
+    /// JSON record to seal.
+    #[arg(long = "in")]
     input: PathBuf,
+    /// Record file to write (must not exist).
+    #[arg(long)]
     out: PathBuf,
+    /// Issue time, RFC 3339 UTC (`2026-11-26T09:30:00Z`); default now.
+    #[arg(long)]
     issued_at: Option<String>,
+    /// Consortium pseudonym secret; without it no subject pseudonym is signed.
+    #[arg(long)]
     pseudonym_secret: Option<PathBuf>,
+    /// Pseudonym epoch; default the issue year.
+    #[arg(long)]
     epoch: Option<u32>,
 }
 
-fn sign(o: SignOptions) -> anyhow::Result<Outcome> {
+fn sign(o: SignArgs) -> anyhow::Result<Outcome> {
     let origin = MemberId::new(&o.origin).context("--origin")?;
     let json = read_limited(&o.input, RECORD_JSON_BYTES_MAX)?;
     let body =
