@@ -20,7 +20,7 @@ use tfx_protocol::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::log::LocalLog;
 use tfx_protocol::record::{seal, SealParams, SealedRecord};
-use tfx_protocol::store::{AppendBatch, Store};
+use tfx_protocol::store::{AppendBatch, LogHead, Store};
 use tfx_protocol::validate::RecordBody;
 use tokio::sync::{mpsc, oneshot};
 
@@ -140,6 +140,7 @@ pub struct Appender {
     tx: Option<mpsc::Sender<Request>>,
     workers: Vec<JoinHandle<()>>,
     stats: Arc<CommitStats>,
+    durable: tokio::sync::watch::Receiver<LogHead>,
 }
 
 impl Appender {
@@ -150,6 +151,10 @@ impl Appender {
     ) -> Result<Self, AppendError> {
         let log = LocalLog::open(&*store, config.origin.clone())
             .map_err(|e| AppendError::Open(e.to_string()))?;
+        // Everything in the store at start is durable (it was flushed before being acknowledged,
+        // or survived a crash, which is the same thing for sled).
+        let (durable_tx, durable) = tokio::sync::watch::channel(log.head());
+        let last_time = last_checkpoint_time(&*store, &config)?;
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
         // One planned batch may wait while another is written: bounded, and enough to overlap.
         let (to_writer, from_sealer) = std::sync::mpsc::sync_channel::<Planned>(1);
@@ -158,7 +163,7 @@ impl Appender {
         let sealer = Sealer {
             config,
             log,
-            last_time: Timestamp(0),
+            last_time,
             stats: stats.clone(),
             failed: failed.clone(),
         };
@@ -166,6 +171,7 @@ impl Appender {
             store,
             stats: stats.clone(),
             failed,
+            durable: durable_tx,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -181,7 +187,17 @@ impl Appender {
             tx: Some(tx),
             workers,
             stats,
+            durable,
         })
+    }
+
+    /// The local log's durable head: advanced only after the flush that made it durable.
+    /// Architecture invariant: anything that serves the local log to others (sync, the local
+    /// API's reads) must not go past this, even though the store may briefly hold later records
+    /// between a batch's write and its flush. Serving an unflushed record and then losing it in a
+    /// crash would make this node sign a different record at the same seq: equivocation.
+    pub fn durable_head(&self) -> tokio::sync::watch::Receiver<LogHead> {
+        self.durable.clone()
     }
 
     /// Cumulative committer timings.
@@ -311,6 +327,7 @@ struct Writer<S> {
     store: Arc<S>,
     stats: Arc<CommitStats>,
     failed: Failure,
+    durable: tokio::sync::watch::Sender<LogHead>,
 }
 
 impl<S: Store> Writer<S> {
@@ -323,6 +340,9 @@ impl<S: Store> Writer<S> {
             let records = planned.replies.len() as u64;
             match result {
                 Ok(()) => {
+                    if let Some((_, head)) = planned.batch.heads.first() {
+                        self.durable.send_replace(*head);
+                    }
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     self.stats.records.fetch_add(records, Ordering::Relaxed);
                     tracing::debug!(records, "group commit durable");
@@ -356,6 +376,34 @@ impl<S: Store> Writer<S> {
             }
             err
         })
+    }
+}
+
+/// The time of the origin's latest stored checkpoint, so issue times continue from it after a
+/// restart even if the wall clock has stepped back. The checkpoint is verified with our own key:
+/// a store holding someone else's log under our name is refused.
+fn last_checkpoint_time<S: Store>(
+    store: &S,
+    config: &AppenderConfig,
+) -> Result<Timestamp, AppendError> {
+    let open = |e: String| AppendError::Open(e);
+    match store
+        .checkpoint(&config.origin)
+        .map_err(|e| open(e.to_string()))?
+    {
+        None => Ok(Timestamp(0)),
+        Some(bytes) => {
+            let cp =
+                tfx_protocol::checkpoint::verify_checkpoint(&bytes, config.key.verifying_key())
+                    .map_err(|e| open(format!("latest checkpoint of {}: {e}", config.origin)))?;
+            if cp.checkpoint.origin != config.origin {
+                return Err(open(format!(
+                    "latest checkpoint of {} names {}",
+                    config.origin, cp.checkpoint.origin
+                )));
+            }
+            Ok(cp.checkpoint.time)
+        }
     }
 }
 
@@ -394,13 +442,13 @@ fn seal_all(
             .enumerate()
             .map(|(n, reqs)| scope.spawn(move || seal_range(n * chunk, reqs)))
             .collect();
+        // Join every helper before looking at results, so an early error never leaves a panicked
+        // helper for the scope to re-raise. A panic while sealing is a bug, not bad input: it
+        // fails the batch.
+        let parts: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let mut out = Vec::with_capacity(batch.len());
-        for h in handles {
-            // A panic while sealing is a bug, not bad input; surface it as a failed batch.
-            let part = h
-                .join()
-                .map_err(|_| AppendError::Store("sealing thread panicked".into()))??;
-            out.extend(part);
+        for part in parts {
+            out.extend(part.map_err(|_| AppendError::Store("sealing thread panicked".into()))??);
         }
         Ok(out)
     })

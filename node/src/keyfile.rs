@@ -7,6 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -49,9 +50,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
     }
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
+/// PEM-encodes `der`. Both the base64 text and the result are zeroized on drop: for a private
+/// key they are key material too.
+fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    // Sized up front: a reallocation would leave an unzeroized copy behind.
+    let mut out = Zeroizing::new(String::with_capacity(
+        b64.len() + b64.len() / 64 + 2 * label.len() + 48,
+    ));
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
     for line in b64.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(line));
         out.push('\n');
@@ -85,9 +92,23 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError
         .map_err(io(path))
 }
 
-/// Reads a private file after checking that no group/other permission bit is set.
+/// Reads a private file after checking that no group/other permission bit is set. The file is
+/// opened once — not following a symlink, not blocking on a FIFO — and its type and mode are
+/// checked on that open handle, so nothing can be swapped in between check and read.
 fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io(path))?;
+    let meta = f.metadata().map_err(io(path))?;
+    if !meta.is_file() {
+        let reason = "not a regular file".to_string();
+        return Err(KeyFileError::Format {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::LoosePermissions {
@@ -95,11 +116,14 @@ fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
             mode,
         });
     }
-    read_bounded(path)
+    read_handle(f, path)
 }
 
 fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
-    let f = File::open(path).map_err(io(path))?;
+    read_handle(File::open(path).map_err(io(path))?, path)
+}
+
+fn read_handle(f: File, path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let mut buf = Zeroizing::new(Vec::new());
     f.take(KEY_FILE_BYTES_MAX + 1)
         .read_to_end(&mut buf)
@@ -129,7 +153,7 @@ pub fn generate_signing_key(dir: &Path) -> Result<VerifyingKey, KeyFileError> {
         path: key_path.clone(),
         reason: e.to_string(),
     })?;
-    let private_pem = Zeroizing::new(pem("PRIVATE KEY", &der));
+    let private_pem = pem("PRIVATE KEY", &der);
     write_new(&key_path, private_pem.as_bytes(), 0o600)?;
     let public = *key.verifying_key();
     write_new(

@@ -14,7 +14,7 @@
 //! | `C`    | origin                                      | latest signed checkpoint                |
 //! | `T`    | issued_at u64, origin, first seq u64        | one kind byte per record of the run     |
 //! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
-//! | `P`    | pseudonym (len u8 + bytes)                  | the USCC it stands for (len u8 + bytes)  |
+//! | `P`    | pseudonym (len u8 + bytes), USCC (len u8 + bytes) | empty: "signed together"          |
 //! | `M`    | name                                        | node metadata (`format` = u32)          |
 //!
 //! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
@@ -36,7 +36,9 @@ use tfx_protocol::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::limits::QUERY_RESULTS_MAX;
 use tfx_protocol::merkle::NodeId;
 use tfx_protocol::schema::RecordKind;
-use tfx_protocol::store::{AppendBatch, LogHead, Query, RecordRef, Store, StoredRecord};
+use tfx_protocol::store::{
+    check_append, AppendBatch, LogHead, NotAnAppend, Query, RecordRef, Store, StoredRecord,
+};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
@@ -50,6 +52,10 @@ pub enum SledStoreError {
     NewerFormat { found: u32 },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    NotAnAppend(#[from] NotAnAppend),
+    #[error("{0}: not a tfx data directory (no sled database in it)")]
+    NotAStore(std::path::PathBuf),
 }
 
 /// A sled-backed store. Cheap to clone (sled handles are reference-counted).
@@ -66,6 +72,14 @@ const C: u8 = b'C';
 const T: u8 = b'T';
 const S: u8 = b'S';
 const P: u8 = b'P';
+
+/// USCCs followed for one pseudonym in a query. Honestly there is one; more means issuers
+/// signed one pseudonym for several enterprises, and the query must stay bounded regardless.
+const PSEUDONYM_USCCS_MAX: usize = 8;
+
+/// Index entries a query examines at most, matching or not: a filter that matches nothing must
+/// not walk the whole index.
+pub const QUERY_SCAN_MAX: usize = 100_000;
 
 /// Records per `E` chunk. 64 records are ~150 KiB: large enough that the chunk key costs under
 /// a microsecond per record, small enough that reading one record copies little.
@@ -267,7 +281,7 @@ fn runs(records: &[StoredRecord], max: usize, same_time: bool) -> Vec<&[StoredRe
         while let Some(r) = records.get(j) {
             let continues = j - i < max
                 && r.origin == first.origin
-                && r.seq.0 == first.seq.0 + (j - i) as u64
+                && first.seq.0.checked_add((j - i) as u64) == Some(r.seq.0)
                 && (!same_time || r.issued_at == first.issued_at);
             if !continues {
                 break;
@@ -311,6 +325,14 @@ impl SledStore {
         Ok(SledStore { db })
     }
 
+    /// Opens a store that must already exist (for offline tools: never creates one by mistake).
+    pub fn open_existing(dir: &Path) -> Result<Self, SledStoreError> {
+        if !dir.join("db").is_file() {
+            return Err(SledStoreError::NotAStore(dir.to_path_buf()));
+        }
+        Self::open(dir)
+    }
+
     /// Bytes sled reports on disk.
     pub fn size_on_disk(&self) -> Result<u64, SledStoreError> {
         Ok(self.db.size_on_disk()?)
@@ -339,8 +361,10 @@ impl SledStore {
         }
     }
 
-    /// Records of a pseudonym: those indexed under it directly, plus — when this holder knows
-    /// the USCC behind it — those indexed under the USCC that carry this very pseudonym.
+    /// Records of a pseudonym: those indexed under it directly, plus — for each USCC this
+    /// holder has seen signed together with it — those indexed under the USCC that carry this
+    /// very pseudonym. Keying the map by (pseudonym, USCC) means one wrongly issued record cannot
+    /// redirect a pseudonym away from its enterprise's records.
     fn scan_pseudonym(
         &self,
         pseudonym: &str,
@@ -348,27 +372,37 @@ impl SledStore {
         limit: usize,
     ) -> Result<Vec<RecordRef>, SledStoreError> {
         let mut out = self.scan_subject(pseudonym, q, limit)?;
-        let Some(v) = self.db.get(short_key(P, pseudonym))? else {
-            return Ok(out);
-        };
-        let len = usize::from(*v.first().ok_or_else(|| corrupt("pseudonym map"))?);
-        let uscc = std::str::from_utf8(v.get(1..1 + len).ok_or_else(|| corrupt("pseudonym map"))?)
-            .map_err(|_| corrupt("pseudonym map"))?;
-        // Other epochs give the same USCC other pseudonyms: keep only records signed with this one.
-        for r in self.scan_subject(uscc, q, QUERY_RESULTS_MAX)? {
-            if out.len() >= limit {
-                break;
-            }
-            let carries = self.disclosures(&r.id)?.iter().any(|d| {
-                tfx_protocol::disclosure::Disclosure::decode(d).is_ok_and(|d| {
-                    d.name() == "subject_pseudonym" && d.value().as_text() == Some(pseudonym)
-                })
-            });
-            if carries {
-                out.push(r);
+        let prefix = short_key(P, pseudonym);
+        for key in self
+            .db
+            .scan_prefix(&prefix)
+            .keys()
+            .take(PSEUDONYM_USCCS_MAX)
+        {
+            let key = key?;
+            let len = usize::from(
+                *key.get(prefix.len())
+                    .ok_or_else(|| corrupt("pseudonym map"))?,
+            );
+            let uscc = key
+                .get(prefix.len() + 1..prefix.len() + 1 + len)
+                .ok_or_else(|| corrupt("pseudonym map"))?;
+            let uscc = std::str::from_utf8(uscc).map_err(|_| corrupt("pseudonym map"))?;
+            // Other epochs give the same USCC other pseudonyms: keep only records signed with this one.
+            for r in self.scan_subject(uscc, q, limit)? {
+                let carries = self.disclosures(&r.id)?.iter().any(|d| {
+                    tfx_protocol::disclosure::Disclosure::decode(d).is_ok_and(|d| {
+                        d.name() == "subject_pseudonym" && d.value().as_text() == Some(pseudonym)
+                    })
+                });
+                if carries {
+                    out.push(r);
+                }
             }
         }
+        // The earliest `limit` across all sources, so paging by `since` stays correct.
         out.sort_by(|a, b| (a.issued_at, &a.origin, a.seq).cmp(&(b.issued_at, &b.origin, b.seq)));
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -403,7 +437,7 @@ impl SledStore {
         let mut start = prefix.clone();
         start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
         let mut out = Vec::new();
-        for kv in self.db.range(start..) {
+        for kv in self.db.range(start..).take(QUERY_SCAN_MAX) {
             let (k, v) = kv?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -426,7 +460,7 @@ impl SledStore {
         let mut start = vec![T];
         start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
         let mut out = Vec::new();
-        for kv in self.db.range(start..) {
+        for kv in self.db.range(start..).take(QUERY_SCAN_MAX) {
             let (k, kinds) = kv?;
             if k.first() != Some(&T) || out.len() >= limit {
                 break;
@@ -441,7 +475,7 @@ impl SledStore {
                 if q.admits(kind, at) && out.len() < limit {
                     out.extend(self.record_ref(
                         origin.clone(),
-                        LogIndex(first.0 + i as u64),
+                        LogIndex(first.0.saturating_add(i as u64)),
                         kind,
                         at,
                     )?);
@@ -456,6 +490,17 @@ impl Store for SledStore {
     type Error = SledStoreError;
 
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
+        // Logs are append-only; an overlapping or gapped batch would corrupt the chunk layout.
+        let mut heads = std::collections::BTreeMap::new();
+        for r in &batch.records {
+            if !heads.contains_key(&r.origin) {
+                heads.insert(
+                    r.origin.clone(),
+                    self.head(&r.origin)?.map_or(0, |h| h.size),
+                );
+            }
+        }
+        check_append(batch, |o| heads.get(o).copied().unwrap_or(0))?;
         let mut b = sled::Batch::default();
         for chunk in runs(&batch.records, CHUNK_RECORDS_MAX, false) {
             let mut value = Vec::with_capacity(
@@ -471,7 +516,7 @@ impl Store for SledStore {
             }
             b.insert(seq_key(E, &chunk[0].origin, chunk[0].seq.0), value);
         }
-        let mut pseudonyms_seen = std::collections::HashSet::new();
+        let mut pairs_seen = std::collections::HashSet::new();
         for r in &batch.records {
             b.insert(id_key(&r.id), seq_key(0, &r.origin, r.seq.0)[1..].to_vec());
             let (uscc, pseudonym) = subjects(r);
@@ -482,8 +527,9 @@ impl Store for SledStore {
                 b.insert(subject_key(subject, r), &[kind_byte(r.kind)][..]);
             }
             if let (Some(u), Some(p)) = (uscc, pseudonym) {
-                if pseudonyms_seen.insert(p) && self.db.get(short_key(P, p))?.is_none() {
-                    b.insert(short_key(P, p), short_key(0, u)[1..].to_vec());
+                let key = [short_key(P, p), short_key(0, u)[1..].to_vec()].concat();
+                if pairs_seen.insert((p, u)) && self.db.get(&key)?.is_none() {
+                    b.insert(key, &[][..]);
                 }
             }
         }

@@ -41,7 +41,10 @@ fn check_store_verifies_and_fails_clearly() {
             .args(["check-store", "--data"])
             .arg(data)
             .arg("--pub")
-            .arg(key_dir.join(keyfile::VERIFYING_KEY_FILE))
+            .arg(format!(
+                "bank-a={}",
+                key_dir.join(keyfile::VERIFYING_KEY_FILE).display()
+            ))
             .output()
             .unwrap()
     };
@@ -63,4 +66,28 @@ fn check_store_verifies_and_fails_clearly() {
     let missing = run(&keys, &dir.path().join("nope"));
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such data directory"));
+    // An existing directory that is not a store is refused, and left untouched.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let not_store = run(&keys, &empty);
+    assert_eq!(not_store.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_store.stderr).contains("not a tfx data directory"));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    // A key bound to another origin does not verify bank-a's log, even though it is bank-a's key.
+    let out = Command::new(env!("CARGO_BIN_EXE_tfx-node"))
+        .args(["check-store", "--data"])
+        .arg(&data)
+        .arg("--pub")
+        .arg(format!(
+            "ip-center={}",
+            keys.join(keyfile::VERIFYING_KEY_FILE).display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is not known"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

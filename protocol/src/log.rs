@@ -65,9 +65,10 @@ impl LocalLog {
     }
 
     /// Plans the batch that appends `sealed` (which must continue the log in order) and signs a
-    /// checkpoint over the result. The log itself advances only with [`LocalLog::advance`], once
-    /// the batch is durable, so a failed write leaves it where the store is. Takes the records by
-    /// value: their bytes move into the batch rather than being copied.
+    /// checkpoint over the result. The log advances only when the caller calls
+    /// [`LocalLog::advance`]: a caller that advances before the batch is durable (the pipelined
+    /// appender does) must stop appending after any failed write, because its log is then ahead
+    /// of the store. Takes the records by value: their bytes move into the batch.
     pub fn plan(
         &self,
         sealed: Vec<SealedRecord>,
@@ -155,6 +156,8 @@ pub enum LogVerifyError {
     NodeMismatch { origin: MemberId, node: NodeId },
     #[error("{origin}: stored head (size {size}) does not match the envelopes")]
     HeadMismatch { origin: MemberId, size: u64 },
+    #[error("{origin}: a record is stored at seq {size}, past the head")]
+    BeyondHead { origin: MemberId, size: u64 },
     #[error("{origin}: no signed checkpoint")]
     NoCheckpoint { origin: MemberId },
     #[error("{origin}: checkpoint: {error}")]
@@ -254,6 +257,17 @@ pub fn verify_log<S: Store>(
     }
     if frontier.root() != head.root {
         return Err(LogVerifyError::HeadMismatch {
+            origin: o(),
+            size: head.size,
+        });
+    }
+    // Nothing may be stored past the head: a record there would be outside every checkpoint.
+    if store
+        .envelope(origin, LogIndex(head.size))
+        .map_err(st)?
+        .is_some()
+    {
+        return Err(LogVerifyError::BeyondHead {
             origin: o(),
             size: head.size,
         });

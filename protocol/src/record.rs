@@ -206,20 +206,27 @@ pub trait KeyResolver {
     fn resolve(&self, origin: &MemberId, kid: &KeyId, at: Timestamp) -> Option<VerifyingKey>;
 }
 
-/// A single known key (`tfx record verify --pub FILE`): resolves only its own kid.
+/// A single key trusted for **whatever origin the record claims** (`tfx record verify --pub
+/// FILE`, tests). Callers that know the origin must check `header.origin` themselves or use
+/// [`KeySet`], which binds keys to origins.
 impl KeyResolver for VerifyingKey {
     fn resolve(&self, _origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
         (*kid == self.id()).then_some(*self)
     }
 }
 
-/// Several known keys, resolved by key id (until the roster provides validity windows).
+/// Known keys, each bound to the origin it belongs to (until the roster provides members' keys
+/// with validity windows). A key resolves only for its own origin: a member's key must never
+/// verify a record or checkpoint that claims another origin.
 #[derive(Debug, Clone, Default)]
-pub struct KeySet(pub Vec<VerifyingKey>);
+pub struct KeySet(pub Vec<(MemberId, VerifyingKey)>);
 
 impl KeyResolver for KeySet {
-    fn resolve(&self, _origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
-        self.0.iter().find(|k| k.id() == *kid).copied()
+    fn resolve(&self, origin: &MemberId, kid: &KeyId, _at: Timestamp) -> Option<VerifyingKey> {
+        self.0
+            .iter()
+            .find(|(o, k)| o == origin && k.id() == *kid)
+            .map(|(_, k)| *k)
     }
 }
 

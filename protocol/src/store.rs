@@ -137,7 +137,40 @@ pub struct RecordRef {
     pub issued_at: Timestamp,
 }
 
-/// Persistent state of a holder. Implementations must make `apply` atomic and `flush` durable.
+/// Why a batch is not an append: its records for `origin` do not continue the stored log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("batch does not append to the log of {origin}: expected seq {expected}, got {got}")]
+pub struct NotAnAppend {
+    pub origin: MemberId,
+    pub expected: u64,
+    pub got: u64,
+}
+
+/// Checks that, for every origin, the batch's records continue the stored log with no gap,
+/// overlap or reordering (`head` gives each origin's stored size). Every store runs this in
+/// `apply` before writing anything: logs are append-only, and a replayed or overlapping batch
+/// must fail rather than corrupt the layout.
+pub fn check_append(
+    batch: &AppendBatch,
+    head: impl Fn(&MemberId) -> u64,
+) -> Result<(), NotAnAppend> {
+    let mut next: BTreeMap<&MemberId, u64> = BTreeMap::new();
+    for r in &batch.records {
+        let expected = *next.entry(&r.origin).or_insert_with(|| head(&r.origin));
+        if r.seq.0 != expected {
+            return Err(NotAnAppend {
+                origin: r.origin.clone(),
+                expected,
+                got: r.seq.0,
+            });
+        }
+        next.insert(&r.origin, expected.saturating_add(1));
+    }
+    Ok(())
+}
+
+/// Persistent state of a holder. Implementations must make `apply` atomic and `flush` durable,
+/// and refuse a batch whose records do not continue each log ([`check_append`]).
 pub trait Store {
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -250,10 +283,13 @@ struct MemoryInner {
     by_subject: BTreeMap<(String, Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
 }
 
-/// The memory store cannot fail.
 #[derive(Debug, thiserror::Error)]
-#[error("memory store lock poisoned")]
-pub struct MemoryStoreError;
+pub enum MemoryStoreError {
+    #[error("memory store lock poisoned")]
+    Poisoned,
+    #[error(transparent)]
+    NotAnAppend(#[from] NotAnAppend),
+}
 
 impl MemoryStore {
     pub fn new() -> Self {
@@ -261,7 +297,7 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> Result<T, MemoryStoreError> {
-        let mut guard = self.inner.lock().map_err(|_| MemoryStoreError)?;
+        let mut guard = self.inner.lock().map_err(|_| MemoryStoreError::Poisoned)?;
         Ok(f(&mut guard))
     }
 }
@@ -270,6 +306,7 @@ impl Store for MemoryStore {
     type Error = MemoryStoreError;
 
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
+        self.with(|m| check_append(batch, |o| m.heads.get(o).map_or(0, |h| h.size)))??;
         self.with(|m| {
             for r in &batch.records {
                 let pos = (r.origin.clone(), r.seq);

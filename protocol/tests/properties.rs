@@ -226,6 +226,47 @@ fn verification_names_the_failed_check() {
 }
 
 #[test]
+fn a_key_set_binds_keys_to_their_origins() {
+    use tfx_protocol::record::KeySet;
+    // bank-a signs a record claiming to come from ip-center.
+    let body = parse_record_json(
+        &std::fs::read(format!(
+            "{}/../examples/records/credit.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let forged_origin = MemberId::new("ip-center").unwrap();
+    let params = SealParams {
+        origin: &forged_origin,
+        seq: LogIndex(0),
+        issued_at: Timestamp(1),
+        pseudonym: None,
+    };
+    let forged = seal(&body, params, &key(), &mut DeterministicEntropy::new(b"f")).unwrap();
+    let other = SigningKey::from_seed(&[4; 32]);
+    let keys = KeySet(vec![
+        (MemberId::new("bank-a").unwrap(), *key().verifying_key()),
+        (forged_origin.clone(), *other.verifying_key()),
+    ]);
+    let e = verify_envelope(&forged.envelope, &keys)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("of ip-center is not known"), "{e}");
+    // The same record claiming bank-a verifies under bank-a's entry.
+    let origin = MemberId::new("bank-a").unwrap();
+    let params = SealParams {
+        origin: &origin,
+        seq: LogIndex(0),
+        issued_at: Timestamp(1),
+        pseudonym: None,
+    };
+    let honest = seal(&body, params, &key(), &mut DeterministicEntropy::new(b"h")).unwrap();
+    assert!(verify_envelope(&honest.envelope, &keys).is_ok());
+}
+
+#[test]
 fn disclosure_count_limit_at_n_and_n_plus_1() {
     use tfx_protocol::limits::DISCLOSURES_PER_RECORD_MAX;
     let r = sealed("credit", 0);

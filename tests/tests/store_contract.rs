@@ -245,32 +245,28 @@ fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
 
 #[test]
 fn a_tampered_store_fails_log_verification() {
-    let store = MemoryStore::new();
-    append(&store, 20, 7);
-    let o = origin();
-    // Replace one record's stored disclosures with another record's: signatures still fine,
-    // but the digests are not in that header.
-    let e5 = store.envelope(&o, LogIndex(5)).unwrap().unwrap();
-    let e6 = store.envelope(&o, LogIndex(6)).unwrap().unwrap();
-    let id5 = tfx_protocol::RecordId::of_envelope(&e5);
-    let d6 = store
-        .disclosures(&tfx_protocol::RecordId::of_envelope(&e6))
-        .unwrap();
-    let mut batch = tfx_protocol::store::AppendBatch::default();
-    let header = tfx_protocol::record::verify_envelope(&e5, key().verifying_key())
-        .unwrap()
-        .header;
-    let mut rec = tfx_protocol::store::StoredRecord::new(id5, &header, e5, &[]);
-    rec.disclosures = d6;
-    batch.records.push(rec);
-    store.apply(&batch).unwrap();
-    let err = verify_log(&store, &o, key().verifying_key(), &mut |_| {})
+    // Corrupt one byte on disk, inside the last disclosure of record 6 (the end of the first
+    // chunk: batches of 7 make chunks 0..=6, 7..=13, 14..=19). Signatures of the envelope still
+    // hold; the disclosure no longer matches its digest, and verification names the record.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        append(&store, 20, 7);
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let key = [b"E\x06bank-a".as_slice(), &0u64.to_be_bytes()].concat();
+        let mut chunk = db.get(&key).unwrap().unwrap().to_vec();
+        let last = chunk.len() - 1;
+        chunk[last] ^= 0x01;
+        db.insert(key, chunk).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let err = verify_log(&store, &origin(), key().verifying_key(), &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("seq 5") && err.contains("digest is not in the signed header"),
-        "{err}"
-    );
+    assert!(err.starts_with("bank-a seq 6: disclosure"), "{err}");
 }
 
 #[test]
@@ -323,4 +319,158 @@ fn proofs_span_stored_and_recomputed_merkle_levels() {
     assert!(stored(7, 0).is_none() && stored(0, 0).is_none());
     let report = verify_log(&sled_store, &o, key().verifying_key(), &mut |_| {}).unwrap();
     assert_eq!(report.size, 600);
+}
+
+/// Seals records `seqs` of the test origin (they need not continue any log).
+fn sealed_at(seqs: std::ops::Range<u64>) -> Vec<tfx_protocol::record::SealedRecord> {
+    let (o, k, pk) = (origin(), key(), pseudonym_key());
+    let mut entropy = DeterministicEntropy::new(b"overlap");
+    seqs.map(|seq| {
+        let body = tfx_node::synthetic::credit(seq).unwrap();
+        let params = SealParams {
+            origin: &o,
+            seq: LogIndex(seq),
+            issued_at: Timestamp(5000 + seq),
+            pseudonym: Some(&pk),
+        };
+        seal(&body, params, &k, &mut entropy).unwrap()
+    })
+    .collect()
+}
+
+fn batch_of(records: Vec<tfx_protocol::record::SealedRecord>) -> tfx_protocol::store::AppendBatch {
+    tfx_protocol::store::AppendBatch {
+        records: records
+            .into_iter()
+            .map(tfx_protocol::store::StoredRecord::from_sealed)
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn refuses_non_appends<S: Store>(store: &S) {
+    append(store, 70, 70);
+    for (what, seqs) in [
+        ("overlap", 5..6),
+        ("replay", 0..70),
+        ("gap", 71..72),
+        ("straddle", 69..72),
+    ] {
+        let err = store
+            .apply(&batch_of(sealed_at(seqs)))
+            .expect_err(what)
+            .to_string();
+        assert!(
+            err.contains("does not append to the log of bank-a: expected seq 70"),
+            "{what}: {err}"
+        );
+    }
+    // Nothing was written: the log is intact and the next real append continues it.
+    assert_eq!(store.head(&origin()).unwrap().unwrap().size, 70);
+    append(store, 3, 3);
+    let report = verify_log(store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!(report.size, 73);
+}
+
+#[test]
+fn both_stores_refuse_batches_that_do_not_append() {
+    refuses_non_appends(&MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    refuses_non_appends(&SledStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn a_mislabelled_record_cannot_redirect_a_pseudonym() {
+    // Record 0 is about enterprise A but (by an issuer's bug or malice) carries B's pseudonym.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let subject = |n: u64| {
+        tfx_node::synthetic::credit_json(n)["subject_uscc"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (subject(0), subject(3));
+    assert_ne!(a, b);
+    let p_b = pseudonym_key().pseudonym(&tfx_protocol::domain::Uscc::parse(&b).unwrap());
+    let mut log = LocalLog::open(&store, origin()).unwrap();
+    let sealed = sealed_at(0..6);
+    let (mut batch, frontier) = log.plan(sealed, Timestamp(9000), &key()).unwrap();
+    batch.records[0].subjects = vec![a.clone(), p_b.clone()];
+    store.apply(&batch).unwrap();
+    log.advance(frontier);
+    // B's own records (synthetic records n and n+1.. share subject n/3) stay findable.
+    let by_ps: Vec<u64> = store
+        .query(&Query {
+            subject: Some(p_b),
+            ..Query::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.seq.0)
+        .collect();
+    let by_b: Vec<u64> = store
+        .query(&Query {
+            subject: Some(b),
+            ..Query::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.seq.0)
+        .collect();
+    assert!(!by_b.is_empty());
+    assert_eq!(
+        by_ps, by_b,
+        "every record of B is found by B's pseudonym, and none of A's"
+    );
+}
+
+#[test]
+fn the_durable_head_follows_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: None,
+    };
+    let appender = Appender::start(store.clone(), config).unwrap();
+    let durable = appender.durable_head();
+    assert_eq!(durable.borrow().size, 0);
+    let mut last = None;
+    for n in 0..20 {
+        let r = appender
+            .append_blocking(tfx_node::synthetic::credit(n).unwrap())
+            .unwrap();
+        // The receipt is sent after the watermark moves, so it already covers the record.
+        assert!(durable.borrow().size > r.seq.0);
+        last = Some(r);
+    }
+    assert_eq!(durable.borrow().size, 20);
+    assert_eq!(
+        durable.borrow().root,
+        store.head(&origin()).unwrap().unwrap().root
+    );
+    appender.shutdown();
+    // Restarted, the appender starts from the stored head and keeps issue times monotonic.
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: None,
+    };
+    let appender = Appender::start(store.clone(), config).unwrap();
+    assert_eq!(appender.durable_head().borrow().size, 20);
+    let r = appender
+        .append_blocking(tfx_node::synthetic::credit(99).unwrap())
+        .unwrap();
+    assert!(r.issued_at >= last.unwrap().issued_at);
+    // Another origin's key cannot take over this log: its latest checkpoint does not verify.
+    let config = AppenderConfig {
+        origin: origin(),
+        key: SigningKey::from_seed(&[0x77; 32]),
+        pseudonym: None,
+    };
+    drop(appender);
+    let err = Appender::start(store, config).unwrap_err().to_string();
+    assert!(err.contains("latest checkpoint of bank-a"), "{err}");
 }

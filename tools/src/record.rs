@@ -13,7 +13,9 @@ use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
 use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::domain::Date;
 use tfx_protocol::limits::{ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX, RECORD_JSON_BYTES_MAX};
-use tfx_protocol::record::{seal, verify_record, Header, RecordFile, SealParams, VerifyError};
+use tfx_protocol::record::{
+    seal, verify_record, Header, KeySet, RecordFile, SealParams, VerifyError,
+};
 use tfx_protocol::validate::parse_record_json;
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
@@ -44,6 +46,10 @@ pub enum RecordCommand {
         /// The origin's record-signing public key (SPKI PEM).
         #[arg(long = "pub")]
         public: PathBuf,
+        /// The member the key belongs to. Without it the key is trusted for whatever origin the
+        /// record claims; with it, a record claiming another origin fails.
+        #[arg(long)]
+        origin: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -65,7 +71,12 @@ pub fn run(cmd: RecordCommand) -> anyhow::Result<Outcome> {
     match cmd {
         RecordCommand::Validate { file } => validate(&file),
         RecordCommand::Sign(args) => sign(args),
-        RecordCommand::Verify { public, json, file } => verify(&public, json, &file),
+        RecordCommand::Verify {
+            public,
+            origin,
+            json,
+            file,
+        } => verify(&public, origin.as_deref(), json, &file),
         RecordCommand::Show { json, file } => show(json, &file),
     }
 }
@@ -223,12 +234,26 @@ fn failed_check(e: &VerifyError) -> &'static str {
     }
 }
 
-fn verify(public: &Path, as_json: bool, file: &Path) -> anyhow::Result<Outcome> {
+fn verify(
+    public: &Path,
+    origin: Option<&str>,
+    as_json: bool,
+    file: &Path,
+) -> anyhow::Result<Outcome> {
     let key = keyfile::load_verifying_key(public).context("loading public key")?;
     let bytes = read_limited(file, RECORD_FILE_BYTES_MAX)?;
-    let result = RecordFile::decode(&bytes)
-        .map_err(VerifyError::from)
-        .and_then(|rf| verify_record(&rf.envelope, &rf.disclosures, &key).map(|v| (rf, v)));
+    let result = match origin {
+        // Bound to one origin: the key resolves only for records claiming it.
+        Some(o) => {
+            let keys = KeySet(vec![(MemberId::new(o).context("--origin")?, key)]);
+            RecordFile::decode(&bytes)
+                .map_err(VerifyError::from)
+                .and_then(|rf| verify_record(&rf.envelope, &rf.disclosures, &keys).map(|v| (rf, v)))
+        }
+        None => RecordFile::decode(&bytes)
+            .map_err(VerifyError::from)
+            .and_then(|rf| verify_record(&rf.envelope, &rf.disclosures, &key).map(|v| (rf, v))),
+    };
     match result {
         Ok((rf, v)) => {
             let h = &v.envelope.header;

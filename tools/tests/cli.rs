@@ -192,6 +192,28 @@ fn tampering_and_wrong_keys_fail_with_exit_1_and_name_the_check() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("(key check)"), "{}", text(&out));
+    // --origin binds the key to a member: the record claims bank-a, so ip-center fails.
+    let public = f.path("keys/record-signing.pub");
+    let out = tfx(&[
+        "record",
+        "verify",
+        "--pub",
+        p(&public),
+        "--origin",
+        "ip-center",
+        p(&f.path("c.tfxr")),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = tfx(&[
+        "record",
+        "verify",
+        "--pub",
+        p(&public),
+        "--origin",
+        "bank-a",
+        p(&f.path("c.tfxr")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use tfx_node::sled_store::SledStore;
 use tfx_protocol::log::verify_log;
 use tfx_protocol::record::KeySet;
 use tfx_protocol::store::Store;
+use tfx_protocol::MemberId;
 
 #[derive(Parser)]
 #[command(name = "tfx-node", version, about = "tfx member node")]
@@ -32,10 +33,21 @@ enum Command {
         /// The node's data directory.
         #[arg(long)]
         data: PathBuf,
-        /// Record-signing public keys (SPKI PEM) of the origins to check; repeat for each.
-        #[arg(long = "pub", required = true)]
-        public: Vec<PathBuf>,
+        /// `ORIGIN=FILE`: an origin's record-signing public key (SPKI PEM). Repeat for each
+        /// origin; a key verifies only its own origin's records and checkpoints.
+        #[arg(long = "pub", required = true, value_parser = parse_origin_key)]
+        public: Vec<(MemberId, PathBuf)>,
     },
+}
+
+fn parse_origin_key(s: &str) -> Result<(MemberId, PathBuf), String> {
+    let (id, path) = s
+        .split_once('=')
+        .ok_or("expected ORIGIN=FILE, e.g. bank-a=keys/bank-a.pub")?;
+    Ok((
+        MemberId::new(id).map_err(|e| e.to_string())?,
+        PathBuf::from(path),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -53,11 +65,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let Command::CheckStore { data, public } = cli.command;
     let keys = public
         .iter()
-        .map(|p| keyfile::load_verifying_key(p).with_context(|| format!("loading {}", p.display())))
+        .map(|(origin, p)| {
+            let key = keyfile::load_verifying_key(p)
+                .with_context(|| format!("loading {}", p.display()))?;
+            Ok((origin.clone(), key))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(data.is_dir(), "{}: no such data directory", data.display());
-    let store =
-        SledStore::open(&data).with_context(|| format!("opening store {}", data.display()))?;
+    let store = SledStore::open_existing(&data)
+        .with_context(|| format!("opening store {}", data.display()))?;
     let keys = KeySet(keys);
     let mut all_ok = true;
     let origins = store.origins().context("listing logs")?;
