@@ -124,6 +124,11 @@ impl Encoder {
         self
     }
 
+    pub fn null(&mut self) -> &mut Self {
+        self.buf.push(0xf6);
+        self
+    }
+
     pub fn bool(&mut self, b: bool) -> &mut Self {
         self.buf.push(if b { 0xf5 } else { 0xf4 });
         self
@@ -146,6 +151,17 @@ pub fn encode(value: &Value) -> Vec<u8> {
 
 /// Checks `bytes` against our CBOR profile and the size limit, then decodes it.
 pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Value, DecodeError> {
+    decode_with_items(what, bytes, bytes_max, CBOR_ITEMS_MAX)
+}
+
+/// [`decode`] for the few documents larger than one record (the roster): same profile, with
+/// their own item limit.
+pub fn decode_with_items(
+    what: &'static str,
+    bytes: &[u8],
+    bytes_max: usize,
+    items_max: usize,
+) -> Result<Value, DecodeError> {
     if bytes.len() > bytes_max {
         return Err(DecodeError::TooLarge {
             what,
@@ -153,7 +169,7 @@ pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Valu
             max: bytes_max,
         });
     }
-    scan(what, bytes)?;
+    scan_with_items(what, bytes, items_max)?;
     serde_cbor::from_slice::<Value>(bytes).map_err(|e| DecodeError::Structure {
         what,
         detail: format!("cbor: {e}"),
@@ -163,11 +179,16 @@ pub fn decode(what: &'static str, bytes: &[u8], bytes_max: usize) -> Result<Valu
 /// Walks one complete CBOR item spanning all of `bytes`, enforcing the profile described in the
 /// module docs. Never allocates more than the duplicate-key bookkeeping of one map.
 pub fn scan(what: &'static str, bytes: &[u8]) -> Result<(), DecodeError> {
+    scan_with_items(what, bytes, CBOR_ITEMS_MAX)
+}
+
+fn scan_with_items(what: &'static str, bytes: &[u8], items_max: usize) -> Result<(), DecodeError> {
     let mut s = Scanner {
         what,
         bytes,
         pos: 0,
         items: 0,
+        items_max,
     };
     s.item(0)?;
     if s.pos != bytes.len() {
@@ -181,6 +202,7 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
     items: usize,
+    items_max: usize,
 }
 
 impl Scanner<'_> {
@@ -245,7 +267,7 @@ impl Scanner<'_> {
             return Err(self.err("nesting too deep"));
         }
         self.items += 1;
-        if self.items > CBOR_ITEMS_MAX {
+        if self.items > self.items_max {
             return Err(self.err("too many data items"));
         }
         let start = self.pos;

@@ -5,7 +5,8 @@
 //! Map: [`schema`] and [`validate`] define record kinds and check input; [`derive`] computes the
 //! signed derived fields; [`record`] seals and verifies envelopes with [`disclosure`]s over
 //! [`cose`]; [`merkle`] and [`checkpoint`] make origin logs verifiable; [`store`] is the
-//! persistence contract and [`log`] plans appends against it. [`codec`] is the only place CBOR
+//! persistence contract and [`log`] plans appends against it. [`roster`] says who the members
+//! are, with which keys and roles, and who governs. [`codec`] is the only place CBOR
 //! bytes are read or written; [`limits`] names every bound.
 
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod log;
 pub mod merkle;
 pub mod record;
+pub mod roster;
 pub mod schema;
 pub mod store;
 pub mod validate;

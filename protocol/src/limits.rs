@@ -57,3 +57,26 @@ pub const QUERY_RESULTS_MAX: usize = 10_000;
 
 /// Smallest consortium pseudonym secret: 256 bits, the HMAC-SHA256 key strength.
 pub const PSEUDONYM_SECRET_BYTES_MIN: usize = 32;
+
+/// Largest signed roster. DESIGN sizes a consortium at 5–50 members; a member entry is ~300
+/// bytes with a few keys, so 256 KiB holds [`ROSTER_MEMBERS_MAX`] members with room for history
+/// of keys and revocations.
+pub const ROSTER_BYTES_MAX: usize = 256 * 1024;
+
+/// Members in one roster: five times the largest consortium DESIGN foresees.
+pub const ROSTER_MEMBERS_MAX: usize = 256;
+
+/// Governors in one roster, and so signatures on one roster version.
+pub const ROSTER_GOVERNORS_MAX: usize = 16;
+
+/// Record-signing keys a member lists (current, rotated-out ones still verifying old records).
+pub const MEMBER_KEYS_MAX: usize = 8;
+
+/// Roles one member may hold: all ten.
+pub const MEMBER_ROLES_MAX: usize = 10;
+
+/// Revocations kept in a roster (they are never dropped, so they accumulate slowly).
+pub const ROSTER_REVOCATIONS_MAX: usize = 1024;
+
+/// CBOR items in one roster document: ~60 per member at the limits above, plus revocations.
+pub const ROSTER_ITEMS_MAX: usize = ROSTER_MEMBERS_MAX * 60 + ROSTER_REVOCATIONS_MAX * 4 + 256;

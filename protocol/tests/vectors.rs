@@ -5,7 +5,8 @@
 //! checks that SPEC.md quotes every hex value in it.
 //!
 //! Regenerate after an intentional format change with
-//! `TFX_REGENERATE_VECTORS=1 cargo test -p tfx-protocol --test vectors` and update SPEC.md.
+//! `TFX_REGENERATE_VECTORS=1 cargo test -p tfx-protocol --test vectors`, then rewrite SPEC.md's
+//! vector section with `python3 protocol/tests/gen_spec_vectors.py`.
 
 use serde_json::{json, Value};
 use tfx_protocol::checkpoint::Checkpoint;

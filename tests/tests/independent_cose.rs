@@ -108,3 +108,63 @@ fn every_kind_verifies_with_coset_and_sha2() {
         );
     }
 }
+
+#[test]
+fn signed_rosters_are_cose_sign_messages_coset_verifies() {
+    use tfx_protocol::roster::{Governor, KeyWindow, Member, Roster, SignedRoster};
+    let governors: Vec<SigningKey> = (0..3)
+        .map(|i| SigningKey::from_seed(&[0x60 + i; 32]))
+        .collect();
+    let roster = Roster {
+        consortium: "Tianfu test".into(),
+        version: 1,
+        previous: None,
+        issued_at: Timestamp(1),
+        governors: governors
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Governor {
+                id: MemberId::new(&format!("gov-{i}")).unwrap(),
+                key: *k.verifying_key(),
+            })
+            .collect(),
+        threshold: 2,
+        members: vec![Member {
+            id: MemberId::new("bank-a").unwrap(),
+            name: "Bank A".into(),
+            roles: vec!["bank".into()],
+            keys: vec![KeyWindow {
+                key: *governors[0].verifying_key(),
+                valid_from: Timestamp(0),
+                valid_until: None,
+            }],
+            tls_fingerprint: [1; 32],
+            endpoint: "bank-a.example:7400".into(),
+        }],
+        revocations: vec![],
+    };
+    let mut signed = SignedRoster::new(roster).unwrap();
+    signed.sign(&governors[0]);
+    signed.sign(&governors[2]);
+    let msg = coset::CoseSign::from_tagged_slice(&signed.encode())
+        .expect("coset parses tag-98 COSE_Sign");
+    assert_eq!(
+        msg.protected.header.content_type,
+        Some(coset::ContentType::Text(
+            "application/tfx-roster+cbor".into()
+        ))
+    );
+    assert_eq!(msg.signatures.len(), 2);
+    for (i, sig) in msg.signatures.iter().enumerate() {
+        let signer = governors
+            .iter()
+            .find(|k| k.key_id().0.to_vec() == sig.protected.header.key_id)
+            .expect("kid names a governor");
+        let public = signer.verifying_key().raw().to_vec();
+        msg.verify_signature(i, b"", |s, data| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
+                .verify(data, s)
+        })
+        .expect("each governor signature verifies under coset's Sig_structure");
+    }
+}
