@@ -1,12 +1,13 @@
 //! Key and secret files on disk. Private material is written 0600 with `create_new` (never
 //! overwriting a key), read only when no group or other permission bit is set, and zeroized
-//! after parsing. Formats: PKCS#8 PEM (`PRIVATE KEY`) for the Ed25519 record-signing key, SPKI PEM
+//! after parsing. Formats: PKCS#8 PEM (`PRIVATE KEY`) for the Ed25519 record-signing key (and,
+//! through the helpers `pki` uses, the ECDSA P-256 CA and TLS keys), SPKI PEM
 //! (`PUBLIC KEY`) for its public half — what OpenSSL and every COSE library read — and 64 hex
 //! digits for the consortium pseudonym secret.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,11 @@ fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
     out
 }
 
+/// PEM-encodes public material (a certificate).
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    pem(label, der).to_string()
+}
+
 /// Writes `contents` to a new file with `mode`, fsyncs it, and refuses to replace anything.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError> {
     let mut f = OpenOptions::new()
@@ -95,7 +101,7 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError
 /// Reads a private file after checking that no group/other permission bit is set. The file is
 /// opened once — not following a symlink, not blocking on a FIFO — and its type and mode are
 /// checked on that open handle, so nothing can be swapped in between check and read.
-fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+pub(crate) fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -119,7 +125,8 @@ fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     read_handle(f, path)
 }
 
-fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+/// Reads a public file (certificate, public key), at most `KEY_FILE_BYTES_MAX` bytes.
+pub(crate) fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     read_handle(File::open(path).map_err(io(path))?, path)
 }
 
@@ -137,10 +144,30 @@ fn read_handle(f: File, path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError>
     Ok(buf)
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (an existing directory is left as is).
+pub(crate) fn create_key_dir(dir: &Path) -> Result<(), KeyFileError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))
+}
+
+/// Writes `der` as a PEM block labelled `label` to a new file with mode 0600, never overwriting
+/// an existing file. The PEM text is zeroized after writing.
+pub(crate) fn write_private_pem(path: &Path, label: &str, der: &[u8]) -> Result<(), KeyFileError> {
+    write_new(path, pem(label, der).as_bytes(), 0o600)
+}
+
+/// Writes public material (a certificate) to a new file with mode 0644, never overwriting.
+pub(crate) fn write_public(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
+    write_new(path, contents, 0o644)
+}
+
 /// Generates an Ed25519 record-signing key in `dir`: `record-signing.key` (0600) and
 /// `record-signing.pub` (0644). Creates `dir` (0700) if needed; never overwrites.
 pub fn generate_signing_key(dir: &Path) -> Result<VerifyingKey, KeyFileError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    create_key_dir(dir)?;
     let rng = SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyFileError::Rng)?;
     let der = Zeroizing::new(pkcs8.as_ref().to_vec());

@@ -1,6 +1,7 @@
 //! `tfx-node`: the only tfx crate that does I/O. Today it holds the durable side of a member —
 //! the sled [`sled_store::SledStore`], the group-commit [`appender::Appender`] that makes local
-//! appends durable before acknowledging them, key files, the clock and the OS random generator.
+//! appends durable before acknowledging them, key files, the consortium PKI
+//! ([`pki`]: CA, member TLS keys and certificates), the clock and the OS random generator.
 //! The QUIC transport, sync driver and local API (DESIGN §7, §10) will live here too.
 
 pub mod appender;
@@ -8,5 +9,6 @@ pub mod clock;
 pub mod entropy;
 pub mod keyfile;
 pub mod limits;
+pub mod pki;
 pub mod sled_store;
 pub mod synthetic;

@@ -54,7 +54,7 @@ pub fn credit_json(n: u64) -> serde_json::Value {
         "guarantee": guarantee,
         "classification": class,
         "overdue_days": overdue,
-        "risk_compensation_pool": n % 2 == 0
+        "risk_compensation_pool": n.is_multiple_of(2)
     })
 }
 

@@ -49,6 +49,7 @@ const R_GOVERNORS: i64 = 5;
 const R_THRESHOLD: i64 = 6;
 const R_MEMBERS: i64 = 7;
 const R_REVOCATIONS: i64 = 8;
+const R_CA: i64 = 9;
 
 const M_ID: i64 = 1;
 const M_NAME: i64 = 2;
@@ -112,6 +113,9 @@ pub struct Roster {
     pub threshold: u32,
     pub members: Vec<Member>,
     pub revocations: Vec<Revocation>,
+    /// SHA-256 of the consortium CA certificate (DER): binds the CA that issues members' TLS
+    /// certificates to the governed roster, so a join bundle cannot swap in another CA.
+    pub ca_fingerprint: Hash,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +167,7 @@ impl Roster {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(512 + 320 * self.members.len());
-        e.map(if self.previous.is_some() { 8 } else { 7 });
+        e.map(if self.previous.is_some() { 9 } else { 8 });
         e.uint(R_CONSORTIUM as u64).text(&self.consortium);
         e.uint(R_VERSION as u64).uint(self.version);
         if let Some(p) = &self.previous {
@@ -186,6 +190,7 @@ impl Roster {
                 .uint(r.at.0)
                 .text(&r.reason);
         }
+        e.uint(R_CA as u64).bytes(&self.ca_fingerprint);
         e.finish()
     }
 
@@ -203,6 +208,7 @@ impl Roster {
             R_THRESHOLD,
             R_MEMBERS,
             R_REVOCATIONS,
+            R_CA,
         ];
         codec::only_keys(W, m, &allowed)?;
         let governors = bounded(
@@ -246,6 +252,7 @@ impl Roster {
                 .map_err(|_| invalid("threshold is out of range"))?,
             members,
             revocations,
+            ca_fingerprint: codec::as_hash(W, codec::field(W, m, R_CA)?)?,
         };
         roster.check()?;
         Ok(roster)

@@ -58,6 +58,7 @@ fn genesis() -> Roster {
             &SigningKey::from_seed(&[1; 32]),
         )],
         revocations: vec![],
+        ca_fingerprint: [9; 32],
     }
 }
 

@@ -142,6 +142,7 @@ fn signed_rosters_are_cose_sign_messages_coset_verifies() {
             endpoint: "bank-a.example:7400".into(),
         }],
         revocations: vec![],
+        ca_fingerprint: [9; 32],
     };
     let mut signed = SignedRoster::new(roster).unwrap();
     signed.sign(&governors[0]);

@@ -44,7 +44,7 @@ fn main() {
         )
     };
     let c = |j: u64, b: &mut sled::Batch| {
-        if j % 64 == 0 {
+        if j.is_multiple_of(64) {
             b.insert(
                 [b"E".as_slice(), &j.to_be_bytes()].concat(),
                 chunk.as_slice(),

@@ -48,7 +48,8 @@ pub fn run(cmd: KeyCommand) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+/// Creates `dir` (and parents) 0700 if it does not exist.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()

@@ -4,7 +4,11 @@
 //! (unreadable file, bad arguments). Errors print as one chain: `tfx: reading x.json: …`.
 
 mod bench;
+mod consortium;
+mod governance;
 mod key;
+mod member;
+mod onboarding;
 mod record;
 
 use std::process::ExitCode;
@@ -24,6 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a consortium (CA, genesis roster, governors).
+    #[command(subcommand)]
+    Consortium(governance::ConsortiumCommand),
+    /// Bring a member in: init (member), approve (operator), join (member).
+    #[command(subcommand)]
+    Member(governance::MemberCommand),
+    /// Sign, show and verify roster versions.
+    #[command(subcommand)]
+    Roster(governance::RosterCommand),
     /// Generate record-signing keys and pseudonym secrets.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -46,6 +59,9 @@ pub enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Consortium(c) => governance::consortium(c),
+        Command::Member(c) => governance::member(c),
+        Command::Roster(c) => governance::roster(c),
         Command::Key(c) => key::run(c),
         Command::Record(c) => record::run(c),
         Command::Bench(c) => bench::run(c),

@@ -197,7 +197,7 @@ fn sign(o: SignArgs) -> anyhow::Result<Outcome> {
 
 /// Writes a new file, refusing to replace an existing one, via a temporary file and rename so
 /// a crash never leaves half a record file.
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
     }
@@ -215,7 +215,34 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.persist_noclobber(path)
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    sync_dir(dir)
+}
+
+/// Replaces `path` atomically (temporary file, fsync, rename): readers see the old or the new
+/// content, never a mix, and a crash loses nothing.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so a rename in it survives a crash.
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Names the verification step that failed, for scripts.

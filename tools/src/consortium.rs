@@ -1,0 +1,486 @@
+//! The consortium operator's side: `tfx consortium init`, `tfx member approve` and the
+//! `tfx roster` commands, over a consortium directory:
+//!
+//! ```text
+//! DIR/ca.key, ca.crt                the consortium CA (key 0600, stays here)
+//! DIR/genesis.sha256                the trust anchor: hash of roster version 1
+//! DIR/governors/<id>/               governor keys generated here (dev and single-operator setups)
+//! DIR/roster/v000001.tfxroster …    adopted roster versions (each valid on its predecessor)
+//! DIR/roster/pending/v…​.tfxroster   a proposed next version still collecting signatures
+//! DIR/issued/<id>.crt               certificates issued to members
+//! ```
+//!
+//! A proposal becomes the current roster only once it verifies: threshold signatures from the
+//! current version's governors. Nothing is adopted half-signed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tfx_node::keyfile;
+use tfx_node::pki::{self, Ca, MemberCert};
+use tfx_protocol::ids::sha256;
+use tfx_protocol::keys::{SigningKey, VerifyingKey};
+use tfx_protocol::roster::{verify_chain, Governor, KeyWindow, Member, Roster, SignedRoster};
+use tfx_protocol::{MemberId, Timestamp};
+
+use crate::onboarding::{
+    parse_hash, JoinBundle, JoinRequest, JOIN_BUNDLE_FORMAT, ONBOARDING_FILE_BYTES_MAX,
+};
+use crate::record::{read_limited, write_new};
+
+/// A consortium directory on the operator's machine.
+pub struct ConsortiumDir {
+    pub root: PathBuf,
+}
+
+fn roster_file(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("v{version:06}.tfxroster"))
+}
+
+impl ConsortiumDir {
+    pub fn new(root: &Path) -> Self {
+        ConsortiumDir {
+            root: root.to_path_buf(),
+        }
+    }
+    fn roster_dir(&self) -> PathBuf {
+        self.root.join("roster")
+    }
+    fn pending_dir(&self) -> PathBuf {
+        self.root.join("roster/pending")
+    }
+    pub fn governor_dir(&self, id: &MemberId) -> PathBuf {
+        self.root.join("governors").join(id.as_str())
+    }
+    fn genesis(&self) -> anyhow::Result<[u8; 32]> {
+        let path = self.root.join("genesis.sha256");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        parse_hash(&text)
+    }
+
+    /// Every adopted version, in order, verified from the genesis; returns their bytes and the
+    /// current roster. A pending proposal for the next version that has meanwhile collected
+    /// enough signatures is adopted first.
+    pub fn chain(&self) -> anyhow::Result<(Vec<Vec<u8>>, Roster)> {
+        let genesis = self.genesis()?;
+        let mut versions = Vec::new();
+        for v in 1.. {
+            let path = roster_file(&self.roster_dir(), v);
+            if !path.exists() {
+                break;
+            }
+            versions.push(read_limited(&path, tfx_protocol::limits::ROSTER_BYTES_MAX)?);
+        }
+        let current = match versions.is_empty() {
+            true => None,
+            false => Some(
+                verify_chain(&genesis, &versions)
+                    .context("verifying the consortium's roster chain")?,
+            ),
+        };
+        let next = current.as_ref().map_or(1, |r| r.version + 1);
+        let pending = roster_file(&self.pending_dir(), next);
+        if pending.exists() {
+            let bytes = read_limited(&pending, tfx_protocol::limits::ROSTER_BYTES_MAX)?;
+            let proposal = SignedRoster::decode(&bytes)?;
+            let valid = match &current {
+                None => proposal.verify_genesis(&genesis),
+                Some(c) => proposal.verify_successor(c),
+            };
+            if valid.is_ok() {
+                let adopted = roster_file(&self.roster_dir(), next);
+                std::fs::rename(&pending, &adopted)
+                    .with_context(|| format!("adopting {}", adopted.display()))?;
+                println!("adopted roster v{next} (signed by enough governors)");
+                versions.push(bytes);
+                return Ok((versions, proposal.roster));
+            }
+        }
+        match current {
+            Some(r) => Ok((versions, r)),
+            None if pending.exists() => {
+                bail!("roster v1 is not signed by enough governors yet: tfx roster sign --key GOVERNOR_KEY {}", pending.display())
+            }
+            None => bail!(
+                "{}: no roster (is this a consortium directory? run tfx consortium init)",
+                self.root.display()
+            ),
+        }
+    }
+
+    /// Writes the join bundle for `id`, a member of the current roster.
+    fn write_bundle(&self, versions: &[Vec<u8>], id: &MemberId, out: &Path) -> anyhow::Result<()> {
+        let cert_path = self.root.join("issued").join(format!("{id}.crt"));
+        let bundle = JoinBundle {
+            format: JOIN_BUNDLE_FORMAT.into(),
+            member: id.to_string(),
+            genesis: hex::encode(self.genesis()?),
+            ca_cert_pem: std::fs::read_to_string(self.root.join(pki::CA_CERT_FILE))
+                .context("reading ca.crt")?,
+            member_cert_pem: std::fs::read_to_string(&cert_path)
+                .with_context(|| format!("reading {}", cert_path.display()))?,
+            rosters: versions.iter().map(hex::encode).collect(),
+        };
+        write_new(out, serde_json::to_string_pretty(&bundle)?.as_bytes())?;
+        println!("bundle for {id} written to {}", out.display());
+        println!(
+            "  send it to {id}; it runs: tfx member join --dir NODE_DIR --genesis {} {}",
+            bundle.genesis,
+            out.display()
+        );
+        Ok(())
+    }
+
+    /// The governor keys held in this directory that govern `roster`.
+    fn local_governor_keys(&self, roster: &Roster) -> anyhow::Result<Vec<SigningKey>> {
+        let mut keys = Vec::new();
+        for g in &roster.governors {
+            let path = self.governor_dir(&g.id).join(keyfile::SIGNING_KEY_FILE);
+            if path.exists() {
+                let key = keyfile::load_signing_key(&path)
+                    .with_context(|| format!("loading governor key of {}", g.id))?;
+                if key.verifying_key() == &g.key {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// `--governor ID` or `--governor ID=PUBLIC_KEY_FILE`.
+pub fn parse_governor(s: &str) -> Result<(MemberId, Option<PathBuf>), String> {
+    let (id, file) = match s.split_once('=') {
+        Some((id, f)) => (id, Some(PathBuf::from(f))),
+        None => (s, None),
+    };
+    Ok((MemberId::new(id).map_err(|e| e.to_string())?, file))
+}
+
+pub struct InitArgs {
+    pub dir: PathBuf,
+    pub name: String,
+    pub governors: Vec<(MemberId, Option<PathBuf>)>,
+    pub threshold: Option<u32>,
+}
+
+pub fn init(a: InitArgs) -> anyhow::Result<()> {
+    if a.dir.exists()
+        && std::fs::read_dir(&a.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose a new directory",
+            a.dir.display()
+        );
+    }
+    if a.governors.is_empty() {
+        bail!("at least one --governor ID is required (the members whose keys approve roster changes)");
+    }
+    let n = a.governors.len() as u32;
+    let threshold = a.threshold.unwrap_or(n / 2 + 1);
+    if threshold == 0 || threshold > n {
+        bail!("--threshold {threshold} must be between 1 and the {n} governors");
+    }
+    crate::key::create_private_dir(&a.dir)?;
+    let cd = ConsortiumDir::new(&a.dir);
+    let ca = Ca::create(&a.dir, &a.name).context("creating the consortium CA")?;
+    let mut governors = Vec::new();
+    for (id, public) in &a.governors {
+        let key = match public {
+            Some(file) => {
+                keyfile::load_verifying_key(file).with_context(|| format!("governor {id}"))?
+            }
+            None => {
+                let dir = cd.governor_dir(id);
+                crate::key::create_private_dir(&dir)?;
+                keyfile::generate_signing_key(&dir)
+                    .with_context(|| format!("generating governor key of {id}"))?
+            }
+        };
+        governors.push(Governor {
+            id: id.clone(),
+            key,
+        });
+    }
+    let roster = Roster {
+        consortium: a.name.clone(),
+        version: 1,
+        previous: None,
+        issued_at: tfx_node::clock::now(),
+        governors,
+        threshold,
+        members: Vec::new(),
+        revocations: Vec::new(),
+        ca_fingerprint: sha256(ca.cert_der()),
+    };
+    let genesis = roster.hash();
+    let mut signed = SignedRoster::new(roster)?;
+    for key in cd.local_governor_keys(&signed.roster)? {
+        signed.sign(&key);
+    }
+    std::fs::create_dir_all(cd.pending_dir()).context("creating roster directory")?;
+    write_new(
+        &a.dir.join("genesis.sha256"),
+        format!("{}\n", hex::encode(genesis)).as_bytes(),
+    )?;
+    let adopted = signed.verify_genesis(&genesis).is_ok();
+    let target = if adopted {
+        cd.roster_dir()
+    } else {
+        cd.pending_dir()
+    };
+    write_new(&roster_file(&target, 1), &signed.encode())?;
+    println!("consortium {:?} created in {}", a.name, a.dir.display());
+    println!(
+        "  CA certificate   {}",
+        a.dir.join(pki::CA_CERT_FILE).display()
+    );
+    println!(
+        "  genesis roster   v1, {} governors, threshold {threshold}",
+        n
+    );
+    println!(
+        "  genesis hash     {}   (publish this: members check their bundle against it)",
+        hex::encode(genesis)
+    );
+    if !adopted {
+        println!("  roster v1 needs {threshold} governor signatures: tfx roster sign --key GOVERNOR_KEY {}", roster_file(&cd.pending_dir(), 1).display());
+    }
+    println!("next: each new member runs `tfx member init`, then you run `tfx member approve --consortium {} REQUEST --out BUNDLE`", a.dir.display());
+    Ok(())
+}
+
+pub struct ApproveArgs {
+    pub consortium: PathBuf,
+    pub request: PathBuf,
+    pub out: PathBuf,
+    pub valid_days: u32,
+}
+
+/// Issues the certificate and proposes the next roster version with the new member; writes the
+/// bundle once the proposal carries enough governor signatures. Idempotent: run again after
+/// other governors have signed (`tfx roster sign`), it adopts the proposal and writes the bundle.
+pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
+    let cd = ConsortiumDir::new(&a.consortium);
+    let (versions, current) = cd.chain()?;
+    let bytes = read_limited(&a.request, ONBOARDING_FILE_BYTES_MAX)?;
+    let (request, id, record_key) =
+        JoinRequest::parse(&bytes).with_context(|| format!("checking {}", a.request.display()))?;
+    let cert_path = a.consortium.join("issued").join(format!("{id}.crt"));
+    if let Some(entry) = current.member(&id) {
+        // Admitted already (this is the re-run after signing): hand out the bundle, but only
+        // for exactly the keys this request carries.
+        let issued = std::fs::read_to_string(&cert_path)
+            .ok()
+            .and_then(|p| MemberCert::parse_pem(&p).ok());
+        let same = entry.keys.iter().any(|k| k.key == record_key)
+            && issued.is_some_and(|c| c.fingerprint == entry.tls_fingerprint)
+            && entry.roles == request.roles
+            && entry.endpoint == request.endpoint;
+        if !same {
+            bail!(
+                "{id} is already a member (roster v{}) with other keys or settings",
+                current.version
+            );
+        }
+        cd.write_bundle(&versions, &id, &a.out)?;
+        return Ok(true);
+    }
+    let next_version = current.version + 1;
+    let pending_path = roster_file(&cd.pending_dir(), next_version);
+    let mut proposal = if pending_path.exists() {
+        let p = SignedRoster::decode(&read_limited(
+            &pending_path,
+            tfx_protocol::limits::ROSTER_BYTES_MAX,
+        )?)?;
+        if p.roster.member(&id).is_none() || p.roster.previous != Some(current.hash()) {
+            bail!(
+                "{} is a pending proposal for another change; adopt or remove it first",
+                pending_path.display()
+            );
+        }
+        p
+    } else {
+        let ca = Ca::load(&a.consortium).context("loading the consortium CA")?;
+        let cert = ca
+            .issue(&request.tls_csr_pem, &id, a.valid_days)
+            .context("issuing the member certificate")?;
+        std::fs::create_dir_all(a.consortium.join("issued")).context("creating issued/")?;
+        crate::record::replace_file(&cert_path, cert.pem.as_bytes())?;
+        let p = SignedRoster::new(admit(&current, &request, &id, record_key, &cert))?;
+        write_new(&pending_path, &p.encode())?;
+        p
+    };
+    for key in cd.local_governor_keys(&current)? {
+        proposal.sign(&key);
+    }
+    crate::record::replace_file(&pending_path, &proposal.encode())?;
+    if let Err(e) = proposal.verify_successor(&current) {
+        println!("roster v{next_version} (admitting {id}) proposed: {e}");
+        println!(
+            "  each further governor runs: tfx roster sign --key GOVERNOR_KEY {}",
+            pending_path.display()
+        );
+        println!("  then run this command again to write the bundle");
+        return Ok(false);
+    }
+    let (versions, _) = cd.chain()?; // adopts the now fully signed proposal
+    println!("{id} admitted in roster v{next_version}");
+    cd.write_bundle(&versions, &id, &a.out)?;
+    Ok(true)
+}
+
+/// The next roster version: `current` plus the requested member.
+fn admit(
+    current: &Roster,
+    request: &JoinRequest,
+    id: &MemberId,
+    key: VerifyingKey,
+    cert: &MemberCert,
+) -> Roster {
+    let mut next = current.clone();
+    next.version += 1;
+    next.previous = Some(current.hash());
+    next.issued_at = Timestamp(tfx_node::clock::now().0.max(current.issued_at.0));
+    next.members.push(Member {
+        id: id.clone(),
+        name: request.name.clone(),
+        roles: request.roles.clone(),
+        keys: vec![KeyWindow {
+            key,
+            valid_from: next.issued_at,
+            valid_until: None,
+        }],
+        tls_fingerprint: cert.fingerprint,
+        endpoint: request.endpoint.clone(),
+    });
+    next
+}
+
+/// `tfx roster sign`: adds one governor's signature to a roster file in place.
+pub fn sign_roster(key: &Path, file: &Path) -> anyhow::Result<()> {
+    let key = keyfile::load_signing_key(key).context("loading governor key")?;
+    let mut roster =
+        SignedRoster::decode(&read_limited(file, tfx_protocol::limits::ROSTER_BYTES_MAX)?)
+            .with_context(|| format!("reading {}", file.display()))?;
+    if !roster
+        .roster
+        .governors
+        .iter()
+        .any(|g| g.key == *key.verifying_key())
+        && roster.roster.version == 1
+    {
+        bail!("key {} is not a governor of this roster", key.key_id());
+    }
+    roster.sign(&key);
+    crate::record::replace_file(file, &roster.encode())?;
+    println!(
+        "signed roster v{} with key {} ({} signatures now)",
+        roster.roster.version,
+        key.key_id(),
+        roster.signer_ids().len()
+    );
+    Ok(())
+}
+
+/// `tfx roster show`: a readable summary (or JSON) of one roster file or a consortium's current
+/// roster, with certificate expiry warnings where the issued certificates are at hand.
+pub fn show(path: &Path, as_json: bool) -> anyhow::Result<()> {
+    let (roster, issued) = if path.is_dir() {
+        (
+            ConsortiumDir::new(path).chain()?.1,
+            Some(path.join("issued")),
+        )
+    } else {
+        (
+            SignedRoster::decode(&read_limited(path, tfx_protocol::limits::ROSTER_BYTES_MAX)?)?
+                .roster,
+            None,
+        )
+    };
+    let now = tfx_node::clock::now();
+    let expiry = |id: &MemberId| -> Option<i64> {
+        let pem = std::fs::read_to_string(issued.as_ref()?.join(format!("{id}.crt"))).ok()?;
+        MemberCert::parse_pem(&pem).ok().map(|c| c.days_left(now))
+    };
+    if as_json {
+        let members: Vec<_> = roster.members.iter().map(|m| serde_json::json!({
+            "id": m.id.as_str(), "name": m.name, "roles": m.roles, "endpoint": m.endpoint,
+            "tls_fingerprint": hex::encode(m.tls_fingerprint),
+            "keys": m.keys.iter().map(|k| serde_json::json!({"kid": k.key.id().to_string(), "valid_from": k.valid_from.to_rfc3339(), "valid_until": k.valid_until.map(|u| u.to_rfc3339())})).collect::<Vec<_>>(),
+            "revoked_at": roster.revocation(&m.id).map(|r| r.at.to_rfc3339()),
+            "certificate_days_left": expiry(&m.id),
+        })).collect();
+        let out = serde_json::json!({
+            "consortium": roster.consortium, "version": roster.version, "hash": hex::encode(roster.hash()),
+            "issued_at": roster.issued_at.to_rfc3339(), "threshold": roster.threshold,
+            "governors": roster.governors.iter().map(|g| serde_json::json!({"id": g.id.as_str(), "kid": g.key.id().to_string()})).collect::<Vec<_>>(),
+            "members": members, "ca_fingerprint": hex::encode(roster.ca_fingerprint),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "roster v{} of {:?}  (hash {}, issued {})",
+        roster.version,
+        roster.consortium,
+        hex::encode(roster.hash()),
+        roster.issued_at.to_rfc3339()
+    );
+    let govs: Vec<&str> = roster.governors.iter().map(|g| g.id.as_str()).collect();
+    println!(
+        "  governors: {} (threshold {})",
+        govs.join(", "),
+        roster.threshold
+    );
+    println!("  {} members:", roster.members.len());
+    for m in &roster.members {
+        let revoked = roster
+            .revocation(&m.id)
+            .map(|r| format!("  REVOKED {} ({})", r.at.to_rfc3339(), r.reason))
+            .unwrap_or_default();
+        let cert = match expiry(&m.id) {
+            Some(d) if d < 0 => format!("  certificate EXPIRED {} days ago", -d),
+            Some(d) if d <= i64::from(pki::EXPIRY_WARNING_DAYS) => {
+                format!("  certificate expires in {d} days: renew now")
+            }
+            Some(d) => format!("  certificate {d} days left"),
+            None => String::new(),
+        };
+        println!(
+            "    {:<20} {:<28} {:<24} {}{revoked}{cert}",
+            m.id.as_str(),
+            m.roles.join(","),
+            m.endpoint,
+            m.name
+        );
+    }
+    Ok(())
+}
+
+/// `tfx roster verify`: checks a chain of roster files from a trusted genesis hash.
+pub fn verify(genesis: &str, files: &[PathBuf]) -> anyhow::Result<bool> {
+    let genesis = parse_hash(genesis)?;
+    let versions = files
+        .iter()
+        .map(|f| read_limited(f, tfx_protocol::limits::ROSTER_BYTES_MAX))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match verify_chain(&genesis, &versions) {
+        Ok(r) => {
+            println!(
+                "roster chain verified: {} versions, current v{} with {} members",
+                versions.len(),
+                r.version,
+                r.members.len()
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            println!("roster chain NOT verified: {e}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Command-line surface of the PKI and governance commands (`tfx consortium`, `tfx member`,
+//! `tfx roster`); the work is in [`crate::consortium`] (operator side) and [`crate::member`]
+//! (new member's side).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use tfx_protocol::MemberId;
+
+use crate::consortium::{self, parse_governor};
+use crate::{member, Outcome};
+
+#[derive(Subcommand)]
+pub enum ConsortiumCommand {
+    /// Create a consortium: its CA, roster version 1 with the governors, and the genesis hash.
+    #[command(
+        after_help = "Example:\n  tfx consortium init --dir consortium --name \"Sichuan sci-tech finance\" \\\n      \
+        --governor science-dept --governor local-finance --governor central-bank --threshold 2\n\n\
+        A governor given as ID gets a key generated under DIR/governors/ID (for development and\n\
+        single-operator setups); ID=FILE uses a public key the governor generated on its own machine\n\
+        with `tfx key generate`."
+    )]
+    Init {
+        /// New (or empty) directory for the consortium's CA and rosters.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The consortium's name.
+        #[arg(long)]
+        name: String,
+        /// A governor: `ID` or `ID=PUBLIC_KEY_FILE`. Repeat for each.
+        #[arg(long = "governor", value_parser = parse_governor)]
+        governors: Vec<(MemberId, Option<PathBuf>)>,
+        /// Signatures required to change the roster (default: a majority of the governors).
+        #[arg(long)]
+        threshold: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// On the new member's machine: generate its keys and a join request (public material only).
+    #[command(
+        after_help = "Example:\n  tfx member init --dir /var/lib/tfx/bank-a --id bank-a --name \"天府银行科技支行\" \\\n      \
+        --role bank --endpoint bank-a.example.cn:7400"
+    )]
+    Init {
+        /// The node's directory (keys go in DIR/keys, 0600).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member id: lowercase letters, digits, '-' and '.'.
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A role (science-dept, local-finance, central-bank, banking-regulator,
+        /// securities-regulator, finance-dept, ip-center, bank, risk-warning, auditor). Repeatable.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// HOST:PORT other members dial.
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// On the consortium operator's machine: issue the member's certificate and propose the
+    /// next roster version; writes the bundle once enough governors have signed.
+    #[command(
+        after_help = "Example:\n  tfx member approve --consortium consortium bank-a/join-request.json --out bank-a.bundle\n\n\
+        With a threshold above the governor keys held locally, the command stops after proposing;\n\
+        other governors run `tfx roster sign`, then this command is run again to write the bundle.\n\
+        Exit status: 0 bundle written, 1 still waiting for signatures, 2 error."
+    )]
+    Approve {
+        /// The consortium directory.
+        #[arg(long)]
+        consortium: PathBuf,
+        /// The member's join request.
+        request: PathBuf,
+        /// Where to write the join bundle.
+        #[arg(long)]
+        out: PathBuf,
+        /// Certificate validity in days.
+        #[arg(long, default_value_t = tfx_node::pki::MEMBER_CERT_VALID_DAYS)]
+        valid_days: u32,
+    },
+    /// On the new member's machine: check the bundle and install it with a node config.
+    #[command(
+        after_help = "Example:\n  tfx member join --dir /var/lib/tfx/bank-a --genesis 3f1c…  bank-a.bundle\n\n\
+        Checks the roster chain from the genesis, the CA named in the roster, the certificate\n\
+        against this node's TLS key, and this node's roster entry, before writing anything."
+    )]
+    Join {
+        /// The node's directory (where `tfx member init` ran).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The consortium's published genesis hash (strongly recommended).
+        #[arg(long)]
+        genesis: Option<String>,
+        /// The join bundle.
+        bundle: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RosterCommand {
+    /// Add a governor's signature to a roster file (a proposal collecting signatures).
+    #[command(
+        after_help = "Example:\n  tfx roster sign --key governors/local-finance/record-signing.key consortium/roster/pending/v000002.tfxroster"
+    )]
+    Sign {
+        /// The governor's private key (0600).
+        #[arg(long)]
+        key: PathBuf,
+        /// The roster file; rewritten in place, atomically.
+        roster: PathBuf,
+    },
+    /// Show a roster file, or a consortium directory's current roster with certificate expiry.
+    #[command(
+        after_help = "Example:\n  tfx roster show consortium\n  tfx roster show --json node/roster/v000002.tfxroster"
+    )]
+    Show {
+        #[arg(long)]
+        json: bool,
+        /// A roster file or a consortium directory.
+        path: PathBuf,
+    },
+    /// Verify a chain of roster files from the trusted genesis hash (exit 0 valid, 1 invalid).
+    #[command(
+        after_help = "Example:\n  tfx roster verify --genesis $(cat consortium/genesis.sha256) consortium/roster/v*.tfxroster"
+    )]
+    Verify {
+        /// SHA-256 of roster version 1, as published by the consortium.
+        #[arg(long)]
+        genesis: String,
+        /// Roster files, version 1 first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+pub fn consortium(cmd: ConsortiumCommand) -> anyhow::Result<Outcome> {
+    let ConsortiumCommand::Init {
+        dir,
+        name,
+        governors,
+        threshold,
+    } = cmd;
+    consortium::init(consortium::InitArgs {
+        dir,
+        name,
+        governors,
+        threshold,
+    })?;
+    Ok(Outcome::Ok)
+}
+
+pub fn member(cmd: MemberCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        MemberCommand::Init {
+            dir,
+            id,
+            name,
+            roles,
+            endpoint,
+        } => {
+            member::init(member::InitArgs {
+                dir,
+                id,
+                name,
+                roles,
+                endpoint,
+            })?;
+            Ok(Outcome::Ok)
+        }
+        MemberCommand::Approve {
+            consortium,
+            request,
+            out,
+            valid_days,
+        } => {
+            let done = consortium::approve(consortium::ApproveArgs {
+                consortium,
+                request,
+                out,
+                valid_days,
+            })?;
+            Ok(if done {
+                Outcome::Ok
+            } else {
+                Outcome::CheckFailed
+            })
+        }
+        MemberCommand::Join {
+            dir,
+            genesis,
+            bundle,
+        } => {
+            member::join(member::JoinArgs {
+                dir,
+                bundle,
+                genesis,
+            })?;
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+pub fn roster(cmd: RosterCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        RosterCommand::Sign { key, roster } => {
+            consortium::sign_roster(&key, &roster).map(|()| Outcome::Ok)
+        }
+        RosterCommand::Show { json, path } => consortium::show(&path, json).map(|()| Outcome::Ok),
+        RosterCommand::Verify { genesis, files } => Ok(if consortium::verify(&genesis, &files)? {
+            Outcome::Ok
+        } else {
+            Outcome::CheckFailed
+        }),
+    }
+}

@@ -1,0 +1,217 @@
+//! The new member's side: `tfx member init` makes the keys on the member's own machine (they
+//! never leave it) and a join request holding only public material; `tfx member join` checks the
+//! bundle the consortium sends back — CA, roster chain and signatures from the trusted genesis,
+//! the certificate against the member's own TLS key, the roster entry against its own keys — and
+//! only then installs it with a node config.
+//!
+//! ```text
+//! NODE_DIR/keys/record-signing.key, .pub, tls.key    generated here, 0600
+//! NODE_DIR/join-request.json                         to send to the consortium operator
+//! NODE_DIR/ca.crt, tls.crt, genesis.sha256           installed by join
+//! NODE_DIR/roster/v000001.tfxroster …                the verified roster chain
+//! NODE_DIR/node.toml                                 node configuration
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tfx_node::keyfile;
+use tfx_node::pki::{self, MemberCert};
+use tfx_protocol::ids::sha256;
+use tfx_protocol::roster::verify_chain;
+use tfx_protocol::MemberId;
+
+use crate::onboarding::{
+    check_roles, parse_hash, JoinBundle, JoinRequest, ONBOARDING_FILE_BYTES_MAX,
+};
+use crate::record::{read_limited, write_new};
+
+pub struct InitArgs {
+    pub dir: PathBuf,
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub endpoint: String,
+}
+
+pub fn init(a: InitArgs) -> anyhow::Result<()> {
+    let id = MemberId::new(&a.id).context("--id")?;
+    check_roles(&a.roles)?;
+    let endpoint_ok = a
+        .endpoint
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !endpoint_ok {
+        bail!(
+            "--endpoint {:?} must be HOST:PORT (the address other members dial)",
+            a.endpoint
+        );
+    }
+    let request_path = a.dir.join("join-request.json");
+    if request_path.exists() {
+        bail!(
+            "{} already exists; this node directory was initialised before",
+            request_path.display()
+        );
+    }
+    let keys = a.dir.join("keys");
+    crate::key::create_private_dir(&a.dir)?;
+    crate::key::create_private_dir(&keys)?;
+    keyfile::generate_signing_key(&keys).context("generating record-signing key")?;
+    let csr = pki::create_tls_key_and_csr(&keys, &id).context("generating TLS key")?;
+    let key = keyfile::load_signing_key(&keys.join(keyfile::SIGNING_KEY_FILE))?;
+    let request = JoinRequest::new(&id, &a.name, a.roles, &a.endpoint, &key, csr);
+    write_new(
+        &request_path,
+        serde_json::to_string_pretty(&request)?.as_bytes(),
+    )?;
+    println!(
+        "member {id}: keys generated in {} (private keys 0600; they never leave this machine)",
+        keys.display()
+    );
+    println!("  record-signing key id {}", key.key_id());
+    println!(
+        "  join request {} — send it to the consortium operator",
+        request_path.display()
+    );
+    println!(
+        "next: install the bundle you receive with `tfx member join --dir {} BUNDLE`",
+        a.dir.display()
+    );
+    Ok(())
+}
+
+pub struct JoinArgs {
+    pub dir: PathBuf,
+    pub bundle: PathBuf,
+    pub genesis: Option<String>,
+}
+
+pub fn join(a: JoinArgs) -> anyhow::Result<()> {
+    let request_path = a.dir.join("join-request.json");
+    let request = read_limited(&request_path, ONBOARDING_FILE_BYTES_MAX)
+        .context("this node directory has no join request; run tfx member init first")?;
+    let (request, id, own_record_key) = JoinRequest::parse(&request)?;
+    let bundle = JoinBundle::parse(&read_limited(&a.bundle, ONBOARDING_FILE_BYTES_MAX)?)
+        .with_context(|| format!("reading {}", a.bundle.display()))?;
+    let check = |what: &str| format!("checking bundle {}: {what}", a.bundle.display());
+    let genesis = parse_hash(&bundle.genesis).with_context(|| check("genesis"))?;
+    if let Some(expected) = &a.genesis {
+        if parse_hash(expected)? != genesis {
+            bail!(
+                "{}: genesis {} is not the consortium's published genesis {expected}",
+                check("trust anchor"),
+                bundle.genesis
+            );
+        }
+    }
+    let versions = bundle.roster_bytes()?;
+    let roster = verify_chain(&genesis, &versions).with_context(|| check("roster chain"))?;
+    let ca = pem_to_der(&bundle.ca_cert_pem).with_context(|| check("CA certificate"))?;
+    if sha256(&ca) != roster.ca_fingerprint {
+        bail!(
+            "{}: the CA certificate is not the one the roster names",
+            check("CA")
+        );
+    }
+    let cert = MemberCert::parse_pem(&bundle.member_cert_pem)
+        .with_context(|| check("member certificate"))?;
+    cert.verify(&ca, tfx_node::clock::now())
+        .with_context(|| check("member certificate"))?;
+    if cert.member != id || bundle.member != id.as_str() {
+        bail!(
+            "{}: the bundle is for {}, this node is {id}",
+            check("member"),
+            cert.member
+        );
+    }
+    let keys = a.dir.join("keys");
+    if !pki::tls_key_matches(&keys, &cert)? {
+        bail!(
+            "{}: the certificate's key is not this node's TLS key ({})",
+            check("certificate"),
+            keys.join(pki::TLS_KEY_FILE).display()
+        );
+    }
+    let entry = roster
+        .member(&id)
+        .with_context(|| check(&format!("{id} is not in roster v{}", roster.version)))?;
+    if entry.tls_fingerprint != cert.fingerprint {
+        bail!(
+            "{}: the roster lists another certificate for {id}",
+            check("roster entry")
+        );
+    }
+    if !entry.keys.iter().any(|k| k.key == own_record_key) {
+        bail!(
+            "{}: the roster does not list this node's record-signing key for {id}",
+            check("roster entry")
+        );
+    }
+    if entry.roles != request.roles || entry.endpoint != request.endpoint {
+        bail!(
+            "{}: roles or endpoint differ from this node's join request",
+            check("roster entry")
+        );
+    }
+    let port = request.endpoint.rsplit_once(':').map_or("", |(_, p)| p);
+    install(&a.dir, &bundle, &versions, &cert, &id, port)?;
+    if a.genesis.is_none() {
+        println!(
+            "note: compare the genesis hash {} with the one your consortium published",
+            bundle.genesis
+        );
+    }
+    println!(
+        "{id} joined {:?}: roster v{} verified from genesis, certificate valid {} more days",
+        roster.consortium,
+        roster.version,
+        cert.days_left(tfx_node::clock::now())
+    );
+    println!("  node config {}", a.dir.join("node.toml").display());
+    Ok(())
+}
+
+/// Writes the verified material. Everything was checked before the first write.
+fn install(
+    dir: &Path,
+    bundle: &JoinBundle,
+    versions: &[Vec<u8>],
+    cert: &MemberCert,
+    id: &MemberId,
+    port: &str,
+) -> anyhow::Result<()> {
+    let roster_dir = dir.join("roster");
+    std::fs::create_dir_all(&roster_dir).context("creating roster/")?;
+    write_new(&dir.join(pki::CA_CERT_FILE), bundle.ca_cert_pem.as_bytes())?;
+    write_new(&dir.join(pki::TLS_CERT_FILE), cert.pem.as_bytes())?;
+    write_new(
+        &dir.join("genesis.sha256"),
+        format!("{}\n", bundle.genesis).as_bytes(),
+    )?;
+    for (i, v) in versions.iter().enumerate() {
+        write_new(&roster_dir.join(format!("v{:06}.tfxroster", i + 1)), v)?;
+    }
+    let config = format!(
+        "# tfx-node configuration for {id}, written by `tfx member join`.\n\
+         # Paths are relative to this file. The network daemon that reads [network] arrives with\n\
+         # the replication work; see deploy/README.md.\n\n\
+         [member]\nid = \"{id}\"\n\n\
+         [paths]\ndata = \"data\"\nrecord_signing_key = \"keys/{}\"\ntls_key = \"keys/{}\"\n\
+         tls_cert = \"{}\"\nca_cert = \"{}\"\nroster = \"roster\"\ngenesis = \"genesis.sha256\"\n\n\
+         [network]\nlisten = \"0.0.0.0:{port}\"\n",
+        keyfile::SIGNING_KEY_FILE,
+        pki::TLS_KEY_FILE,
+        pki::TLS_CERT_FILE,
+        pki::CA_CERT_FILE,
+    );
+    write_new(&dir.join("node.toml"), config.as_bytes())
+}
+
+/// The DER of a single PEM certificate.
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    Ok(der.as_ref().to_vec())
+}

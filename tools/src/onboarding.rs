@@ -1,0 +1,160 @@
+//! The two documents that carry a new member into the consortium, so that no secret crosses
+//! between institutions:
+//!
+//! - the **join request** (`tfx member init` → the consortium operator): the member's id, name,
+//!   roles, endpoint, record-signing public key and a CSR for its TLS key, with a proof of
+//!   possession — an Ed25519 signature by the record-signing key over all of it;
+//! - the **join bundle** (`tfx member approve` → the member): the CA certificate, the member's
+//!   TLS certificate, and the roster chain from genesis to the version that admits it.
+//!
+//! Both are JSON, so operators can read what they pass on; everything in them that matters is
+//! covered by a signature the receiver checks (CSR, proof, certificate, roster chain).
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tfx_protocol::codec::Encoder;
+use tfx_protocol::keys::{SigningKey, VerifyingKey};
+use tfx_protocol::roster::ROLES;
+use tfx_protocol::MemberId;
+
+pub const JOIN_REQUEST_FORMAT: &str = "tfx-join-request/1";
+pub const JOIN_BUNDLE_FORMAT: &str = "tfx-join-bundle/1";
+/// Largest request or bundle file read (a bundle holds a few PEM certificates and rosters).
+pub const ONBOARDING_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub format: String,
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub endpoint: String,
+    /// Raw Ed25519 public key, hex.
+    pub record_signing_key: String,
+    pub tls_csr_pem: String,
+    /// Ed25519 signature (hex) by the record-signing key over [`JoinRequest::signed_bytes`].
+    pub proof: String,
+}
+
+impl JoinRequest {
+    /// CBOR array of every field but the proof, in order: what the proof signs.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(512 + self.tls_csr_pem.len());
+        e.array(7)
+            .text(&self.format)
+            .text(&self.id)
+            .text(&self.name)
+            .array(self.roles.len());
+        for r in &self.roles {
+            e.text(r);
+        }
+        e.text(&self.endpoint)
+            .text(&self.record_signing_key)
+            .text(&self.tls_csr_pem);
+        e.finish()
+    }
+
+    pub fn new(
+        id: &MemberId,
+        name: &str,
+        roles: Vec<String>,
+        endpoint: &str,
+        key: &SigningKey,
+        csr_pem: String,
+    ) -> Self {
+        let mut r = JoinRequest {
+            format: JOIN_REQUEST_FORMAT.into(),
+            id: id.to_string(),
+            name: name.into(),
+            roles,
+            endpoint: endpoint.into(),
+            record_signing_key: hex::encode(key.verifying_key().raw()),
+            tls_csr_pem: csr_pem,
+            proof: String::new(),
+        };
+        r.proof = hex::encode(key.sign(&r.signed_bytes()));
+        r
+    }
+
+    /// Parses and checks a request: format, id, known roles, key, proof of possession.
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<(JoinRequest, MemberId, VerifyingKey)> {
+        let r: JoinRequest = serde_json::from_slice(bytes).context("not a join request (JSON)")?;
+        if r.format != JOIN_REQUEST_FORMAT {
+            bail!(
+                "unsupported join request format {:?} (expected {JOIN_REQUEST_FORMAT})",
+                r.format
+            );
+        }
+        let id = MemberId::new(&r.id)?;
+        check_roles(&r.roles)?;
+        let raw = hex::decode(&r.record_signing_key).context("record_signing_key is not hex")?;
+        let key = VerifyingKey::from_slice(&raw)?;
+        let proof = hex::decode(&r.proof).context("proof is not hex")?;
+        if !key.verify(&r.signed_bytes(), &proof) {
+            bail!("proof of possession does not verify: the request was altered or not signed by its record-signing key");
+        }
+        Ok((r, id, key))
+    }
+}
+
+/// Refuses unknown or repeated roles, naming the bad one and the known set.
+pub fn check_roles(roles: &[String]) -> anyhow::Result<()> {
+    if roles.is_empty() {
+        bail!(
+            "at least one --role is required (roles: {})",
+            ROLES.join(", ")
+        );
+    }
+    for (i, r) in roles.iter().enumerate() {
+        if !ROLES.contains(&r.as_str()) {
+            bail!("unknown role {r:?} (roles: {})", ROLES.join(", "));
+        }
+        if roles[..i].contains(r) {
+            bail!("role {r:?} given twice");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinBundle {
+    pub format: String,
+    pub member: String,
+    /// SHA-256 (hex) of the genesis roster payload: compare with what the consortium published.
+    pub genesis: String,
+    pub ca_cert_pem: String,
+    pub member_cert_pem: String,
+    /// Signed roster versions, genesis first, as hex.
+    pub rosters: Vec<String>,
+}
+
+impl JoinBundle {
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<JoinBundle> {
+        let b: JoinBundle = serde_json::from_slice(bytes).context("not a join bundle (JSON)")?;
+        if b.format != JOIN_BUNDLE_FORMAT {
+            bail!(
+                "unsupported join bundle format {:?} (expected {JOIN_BUNDLE_FORMAT})",
+                b.format
+            );
+        }
+        Ok(b)
+    }
+
+    pub fn roster_bytes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.rosters
+            .iter()
+            .enumerate()
+            .map(|(i, h)| hex::decode(h).with_context(|| format!("roster {} is not hex", i + 1)))
+            .collect()
+    }
+}
+
+/// Parses 64 hex digits into a hash.
+pub fn parse_hash(s: &str) -> anyhow::Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut out)
+        .with_context(|| format!("{s:?} is not a SHA-256 hash (64 hex digits)"))?;
+    Ok(out)
+}

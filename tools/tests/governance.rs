@@ -1,0 +1,337 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is a failed test
+//! End-to-end onboarding through the `tfx` binary with a 2-of-3 governor threshold where only one
+//! governor key is held by the consortium operator: init, member init, approve (stops for
+//! signatures), roster sign, approve (bundle), join — and the refusals, each leaving nothing
+//! written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tfx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tfx"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = tfx(args);
+    assert_eq!(o.status.code(), Some(0), "tfx {args:?}: {}", text(&o));
+    text(&o)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl World {
+    fn p(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// A consortium governed 2-of-3; the operator holds only science-dept's key.
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = World {
+            root: tmp.path().to_path_buf(),
+            _tmp: tmp,
+        };
+        ok(&["key", "generate", "--out", s(&w.p("lf"))]);
+        ok(&["key", "generate", "--out", s(&w.p("cb"))]);
+        let lf = format!("local-finance={}", s(&w.p("lf/record-signing.pub")));
+        let cb = format!("central-bank={}", s(&w.p("cb/record-signing.pub")));
+        let out = ok(&[
+            "consortium",
+            "init",
+            "--dir",
+            s(&w.p("cons")),
+            "--name",
+            "Sichuan test",
+            "--governor",
+            "science-dept",
+            "--governor",
+            &lf,
+            "--governor",
+            &cb,
+            "--threshold",
+            "2",
+        ]);
+        assert!(
+            out.contains("roster v1 needs 2 governor signatures"),
+            "{out}"
+        );
+        ok(&[
+            "roster",
+            "sign",
+            "--key",
+            s(&w.p("lf/record-signing.key")),
+            s(&w.p("cons/roster/pending/v000001.tfxroster")),
+        ]);
+        w
+    }
+
+    fn genesis(&self) -> String {
+        std::fs::read_to_string(self.p("cons/genesis.sha256"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn member_init(&self, id: &str, role: &str, port: u16) {
+        let endpoint = format!("127.0.0.1:{port}");
+        ok(&[
+            "member",
+            "init",
+            "--dir",
+            s(&self.p(id)),
+            "--id",
+            id,
+            "--name",
+            &format!("{id} test"),
+            "--role",
+            role,
+            "--endpoint",
+            &endpoint,
+        ]);
+    }
+
+    /// Approves `id` with the second signature from central-bank; returns the bundle path.
+    fn admit(&self, id: &str, version: u64) -> PathBuf {
+        let bundle = self.p(&format!("{id}.bundle"));
+        let req = self.p(&format!("{id}/join-request.json"));
+        let first = tfx(&[
+            "member",
+            "approve",
+            "--consortium",
+            s(&self.p("cons")),
+            s(&req),
+            "--out",
+            s(&bundle),
+        ]);
+        assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+        assert!(
+            text(&first).contains(&format!(
+                "roster version {version}: signed by 1 of 2 required governors"
+            )),
+            "{}",
+            text(&first)
+        );
+        assert!(!bundle.exists(), "no bundle before the threshold is met");
+        let pending = self.p(&format!("cons/roster/pending/v{version:06}.tfxroster"));
+        ok(&[
+            "roster",
+            "sign",
+            "--key",
+            s(&self.p("cb/record-signing.key")),
+            s(&pending),
+        ]);
+        let out = ok(&[
+            "member",
+            "approve",
+            "--consortium",
+            s(&self.p("cons")),
+            s(&req),
+            "--out",
+            s(&bundle),
+        ]);
+        assert!(out.contains(&format!("adopted roster v{version}")), "{out}");
+        bundle
+    }
+}
+
+#[test]
+fn onboarding_with_a_two_of_three_threshold() {
+    let w = World::new();
+    w.member_init("bank-a", "bank", 7401);
+    w.member_init("ip-center", "ip-center", 7402);
+    let a = w.admit("bank-a", 2);
+    let b = w.admit("ip-center", 3);
+    let out = ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &w.genesis(),
+        s(&a),
+    ]);
+    assert!(
+        out.contains("bank-a joined \"Sichuan test\": roster v2 verified from genesis"),
+        "{out}"
+    );
+    // ip-center joins from a bundle carrying v1..v3.
+    let out = ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("ip-center")),
+        "--genesis",
+        &w.genesis(),
+        s(&b),
+    ]);
+    assert!(out.contains("roster v3 verified"), "{out}");
+    for f in ["node.toml", "ca.crt", "tls.crt", "roster/v000003.tfxroster"] {
+        assert!(w.p("ip-center").join(f).exists(), "{f}");
+    }
+    let show = ok(&["roster", "show", s(&w.p("cons"))]);
+    assert!(
+        show.contains("roster v3")
+            && show.contains("bank-a")
+            && show.contains("ip-center")
+            && show.contains("days left"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["roster", "show", "--json", s(&w.p("cons"))])).unwrap();
+    assert_eq!(json["members"].as_array().unwrap().len(), 2);
+    assert_eq!(json["threshold"], 2);
+    let files: Vec<String> = (1..=3)
+        .map(|v| s(&w.p(&format!("cons/roster/v{v:06}.tfxroster"))).to_string())
+        .collect();
+    let mut args = vec!["roster", "verify", "--genesis"];
+    let g = w.genesis();
+    args.push(&g);
+    args.extend(files.iter().map(String::as_str));
+    assert!(ok(&args).contains("current v3 with 2 members"));
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let w = World::new();
+    // A join request with an unknown role.
+    let o = tfx(&[
+        "member",
+        "init",
+        "--dir",
+        s(&w.p("x")),
+        "--id",
+        "x",
+        "--name",
+        "X",
+        "--role",
+        "banker",
+        "--endpoint",
+        "h:1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("unknown role \"banker\""), "{}", text(&o));
+    assert!(!w.p("x").exists());
+    w.member_init("bank-a", "bank", 7401);
+    w.member_init("bank-b", "bank", 7403);
+    let bundle = w.admit("bank-a", 2);
+    let dir_b = w.p("bank-b");
+    let before: Vec<_> = std::fs::read_dir(&dir_b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // A bundle whose certificate does not match the member's key (bank-a's bundle at bank-b).
+    let o = tfx(&["member", "join", "--dir", s(&dir_b), s(&bundle)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("the bundle is for bank-a, this node is bank-b"),
+        "{}",
+        text(&o)
+    );
+    // A tampered bundle: one hex digit of the newest roster changed.
+    let mut b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let last = b["rosters"].as_array().unwrap().len() - 1;
+    let mut hexed = b["rosters"][last].as_str().unwrap().to_string();
+    let i = hexed.len() / 2;
+    let flipped = if &hexed[i..=i] == "0" { "1" } else { "0" };
+    hexed.replace_range(i..=i, flipped);
+    b["rosters"][last] = serde_json::json!(hexed);
+    let tampered = w.p("tampered.bundle");
+    std::fs::write(&tampered, b.to_string()).unwrap();
+    let o = tfx(&["member", "join", "--dir", s(&w.p("bank-a")), s(&tampered)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("checking bundle"), "{}", text(&o));
+    // The wrong trust anchor.
+    let o = tfx(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &"ab".repeat(32),
+        s(&bundle),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("is not the consortium's published genesis"),
+        "{}",
+        text(&o)
+    );
+    for dir in [w.p("bank-a"), dir_b.clone()] {
+        assert!(
+            !dir.join("node.toml").exists() && !dir.join("roster").exists(),
+            "nothing installed in {}",
+            dir.display()
+        );
+    }
+    let after: Vec<_> = std::fs::read_dir(&dir_b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    // A roster signed by too few governors does not verify: bank-b's proposal (v3) holds only
+    // the operator's signature so far.
+    let g = w.genesis();
+    let o = tfx(&[
+        "member",
+        "approve",
+        "--consortium",
+        s(&w.p("cons")),
+        s(&w.p("bank-b/join-request.json")),
+        "--out",
+        s(&w.p("b.bundle")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v1 = w.p("cons/roster/v000001.tfxroster");
+    let v2 = w.p("cons/roster/v000002.tfxroster");
+    let v3 = w.p("cons/roster/pending/v000003.tfxroster");
+    let o = tfx(&["roster", "verify", "--genesis", &g, s(&v1), s(&v2), s(&v3)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("roster version 3: signed by 1 of 2 required governors"),
+        "{}",
+        text(&o)
+    );
+    // A roster that does not chain to the current one: v2 twice, or v2 without v1.
+    let o = tfx(&["roster", "verify", "--genesis", &g, s(&v1), s(&v1)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("does not follow version 1"),
+        "{}",
+        text(&o)
+    );
+    let o = tfx(&["roster", "verify", "--genesis", &g, s(&v2)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not the trusted genesis"), "{}", text(&o));
+    // Governor keys with loose permissions are refused, naming the fix.
+    use std::os::unix::fs::PermissionsExt;
+    let key = w.p("cb/record-signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = std::fs::read(&v3).unwrap();
+    let o = tfx(&["roster", "sign", "--key", s(&key), s(&v3)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("chmod 600"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(&v3).unwrap(),
+        before,
+        "the proposal is untouched"
+    );
+}
