@@ -20,7 +20,9 @@ use tfx_node::keyfile;
 use tfx_node::pki::{self, Ca, MemberCert};
 use tfx_protocol::ids::sha256;
 use tfx_protocol::keys::{SigningKey, VerifyingKey};
-use tfx_protocol::roster::{verify_chain, Governor, KeyWindow, Member, Roster, SignedRoster};
+use tfx_protocol::roster::{
+    verify_chain, Governor, KeyWindow, Member, Revocation, Roster, SignedRoster,
+};
 use tfx_protocol::{MemberId, Timestamp};
 
 use crate::onboarding::{
@@ -107,6 +109,48 @@ impl ConsortiumDir {
                 self.root.display()
             ),
         }
+    }
+
+    /// Proposes the next roster version (made by `make` unless a matching proposal is pending —
+    /// `is_this` recognises it), adds the local governors' signatures, and adopts it if that
+    /// reaches the threshold. Returns whether it was adopted; otherwise says who must sign.
+    fn propose(
+        &self,
+        current: &Roster,
+        change: &str,
+        is_this: impl Fn(&Roster) -> bool,
+        make: impl FnOnce() -> anyhow::Result<Roster>,
+    ) -> anyhow::Result<bool> {
+        let next_version = current.version + 1;
+        let pending_path = roster_file(&self.pending_dir(), next_version);
+        let mut proposal = if pending_path.exists() {
+            let p = SignedRoster::decode(&read_limited(
+                &pending_path,
+                tfx_protocol::limits::ROSTER_BYTES_MAX,
+            )?)?;
+            if !is_this(&p.roster) || p.roster.previous != Some(current.hash()) {
+                bail!("{} is a pending proposal for another change; have it signed or remove it first", pending_path.display());
+            }
+            p
+        } else {
+            let p = SignedRoster::new(make()?)?;
+            write_new(&pending_path, &p.encode())?;
+            p
+        };
+        for key in self.local_governor_keys(current)? {
+            proposal.sign(&key);
+        }
+        crate::record::replace_file(&pending_path, &proposal.encode())?;
+        if let Err(e) = proposal.verify_successor(current) {
+            println!("roster v{next_version} ({change}) proposed: {e}");
+            println!(
+                "  each further governor runs: tfx roster sign --key GOVERNOR_KEY {}",
+                pending_path.display()
+            );
+            return Ok(false);
+        }
+        self.chain()?; // adopts it
+        Ok(true)
     }
 
     /// Writes the join bundle for `id`, a member of the current roster.
@@ -289,46 +333,27 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
         cd.write_bundle(&versions, &id, &a.out)?;
         return Ok(true);
     }
-    let next_version = current.version + 1;
-    let pending_path = roster_file(&cd.pending_dir(), next_version);
-    let mut proposal = if pending_path.exists() {
-        let p = SignedRoster::decode(&read_limited(
-            &pending_path,
-            tfx_protocol::limits::ROSTER_BYTES_MAX,
-        )?)?;
-        if p.roster.member(&id).is_none() || p.roster.previous != Some(current.hash()) {
-            bail!(
-                "{} is a pending proposal for another change; adopt or remove it first",
-                pending_path.display()
-            );
-        }
-        p
-    } else {
-        let ca = Ca::load(&a.consortium).context("loading the consortium CA")?;
-        let cert = ca
-            .issue(&request.tls_csr_pem, &id, a.valid_days)
-            .context("issuing the member certificate")?;
-        std::fs::create_dir_all(a.consortium.join("issued")).context("creating issued/")?;
-        crate::record::replace_file(&cert_path, cert.pem.as_bytes())?;
-        let p = SignedRoster::new(admit(&current, &request, &id, record_key, &cert))?;
-        write_new(&pending_path, &p.encode())?;
-        p
-    };
-    for key in cd.local_governor_keys(&current)? {
-        proposal.sign(&key);
-    }
-    crate::record::replace_file(&pending_path, &proposal.encode())?;
-    if let Err(e) = proposal.verify_successor(&current) {
-        println!("roster v{next_version} (admitting {id}) proposed: {e}");
-        println!(
-            "  each further governor runs: tfx roster sign --key GOVERNOR_KEY {}",
-            pending_path.display()
-        );
+    let change = format!("admitting {id}");
+    let proposed = cd.propose(
+        &current,
+        &change,
+        |p| p.member(&id).is_some(),
+        || {
+            let ca = Ca::load(&a.consortium).context("loading the consortium CA")?;
+            let cert = ca
+                .issue(&request.tls_csr_pem, &id, a.valid_days)
+                .context("issuing the member certificate")?;
+            std::fs::create_dir_all(a.consortium.join("issued")).context("creating issued/")?;
+            crate::record::replace_file(&cert_path, cert.pem.as_bytes())?;
+            Ok(admit(&current, &request, &id, record_key, &cert))
+        },
+    )?;
+    if !proposed {
         println!("  then run this command again to write the bundle");
         return Ok(false);
     }
     let (versions, _) = cd.chain()?; // adopts the now fully signed proposal
-    println!("{id} admitted in roster v{next_version}");
+    println!("{id} admitted in roster v{}", current.version + 1);
     cd.write_bundle(&versions, &id, &a.out)?;
     Ok(true)
 }
@@ -358,6 +383,65 @@ fn admit(
         endpoint: request.endpoint.clone(),
     });
     next
+}
+
+pub struct RevokeArgs {
+    pub consortium: PathBuf,
+    pub id: MemberId,
+    pub reason: String,
+    pub at: Option<Timestamp>,
+}
+
+/// `tfx member revoke`: proposes the next roster version revoking `id` from `at` (default now).
+/// Its records issued before then keep verifying; from then on its keys verify nothing and its
+/// node is refused. Idempotent like `approve`: run again after the other governors have signed.
+pub fn revoke(a: RevokeArgs) -> anyhow::Result<bool> {
+    let cd = ConsortiumDir::new(&a.consortium);
+    let (_, current) = cd.chain()?;
+    if current.member(&a.id).is_none() {
+        bail!("{} is not a member (roster v{})", a.id, current.version);
+    }
+    if let Some(r) = current.revocation(&a.id) {
+        println!(
+            "{} is revoked as of {} (roster v{}): {}",
+            a.id,
+            r.at.to_rfc3339(),
+            current.version,
+            r.reason
+        );
+        return Ok(true);
+    }
+    let now = tfx_node::clock::now();
+    let at = a.at.unwrap_or(now);
+    let change = format!("revoking {}", a.id);
+    let adopted = cd.propose(
+        &current,
+        &change,
+        |p| p.revocation(&a.id).is_some(),
+        || {
+            let mut next = current.clone();
+            next.version += 1;
+            next.previous = Some(current.hash());
+            next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+            next.revocations.push(Revocation {
+                member: a.id.clone(),
+                at,
+                reason: a.reason.clone(),
+            });
+            Ok(next)
+        },
+    )?;
+    if adopted {
+        println!(
+            "{} revoked as of {} in roster v{}",
+            a.id,
+            at.to_rfc3339(),
+            current.version + 1
+        );
+    } else {
+        println!("  then run this command again to confirm");
+    }
+    Ok(adopted)
 }
 
 /// `tfx roster sign`: adds one governor's signature to a roster file in place.

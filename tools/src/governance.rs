@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Subcommand;
 use tfx_protocol::MemberId;
 
@@ -81,6 +82,26 @@ pub enum MemberCommand {
         /// Certificate validity in days.
         #[arg(long, default_value_t = tfx_node::pki::MEMBER_CERT_VALID_DAYS)]
         valid_days: u32,
+    },
+    /// On the consortium operator's machine: propose revoking a member from a time on (default
+    /// now). Its earlier records keep verifying; its keys verify nothing issued later and its node
+    /// is refused at the next handshake.
+    #[command(
+        after_help = "Example:\n  tfx member revoke --consortium consortium --id bank-b --reason \"left the programme\"\n\n\
+        Exit status: 0 revoked (roster adopted), 1 still waiting for governor signatures, 2 error."
+    )]
+    Revoke {
+        #[arg(long)]
+        consortium: PathBuf,
+        /// The member to revoke.
+        #[arg(long)]
+        id: String,
+        /// Why (kept in the roster).
+        #[arg(long)]
+        reason: String,
+        /// Revocation time, RFC 3339 UTC (default now). Records issued from then on are refused.
+        #[arg(long)]
+        at: Option<String>,
     },
     /// On the new member's machine: check the bundle and install it with a node config.
     #[command(
@@ -182,6 +203,32 @@ pub fn member(cmd: MemberCommand) -> anyhow::Result<Outcome> {
                 request,
                 out,
                 valid_days,
+            })?;
+            Ok(if done {
+                Outcome::Ok
+            } else {
+                Outcome::CheckFailed
+            })
+        }
+        MemberCommand::Revoke {
+            consortium,
+            id,
+            reason,
+            at,
+        } => {
+            let id = MemberId::new(&id).context("--id")?;
+            let at = at
+                .map(|t| {
+                    tfx_protocol::Timestamp::parse_rfc3339(&t)
+                        .map_err(anyhow::Error::msg)
+                        .context("--at")
+                })
+                .transpose()?;
+            let done = consortium::revoke(consortium::RevokeArgs {
+                consortium,
+                id,
+                reason,
+                at,
             })?;
             Ok(if done {
                 Outcome::Ok

@@ -206,6 +206,55 @@ fn onboarding_with_a_two_of_three_threshold() {
     args.push(&g);
     args.extend(files.iter().map(String::as_str));
     assert!(ok(&args).contains("current v3 with 2 members"));
+
+    // Revoke bank-a: proposed with the operator's signature, adopted after central-bank's.
+    let cons = w.p("cons");
+    let revoke = [
+        "member",
+        "revoke",
+        "--consortium",
+        s(&cons),
+        "--id",
+        "bank-a",
+        "--reason",
+        "left the programme",
+    ];
+    let o = tfx(&revoke);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("roster v4 (revoking bank-a) proposed: roster version 4: signed by 1 of 2 required governors"), "{}", text(&o));
+    ok(&[
+        "roster",
+        "sign",
+        "--key",
+        s(&w.p("cb/record-signing.key")),
+        s(&w.p("cons/roster/pending/v000004.tfxroster")),
+    ]);
+    let out = ok(&revoke);
+    assert!(
+        out.contains("adopted roster v4") && out.contains("bank-a is revoked as of"),
+        "{out}"
+    );
+    assert!(
+        ok(&revoke).contains("bank-a is revoked as of"),
+        "idempotent"
+    );
+    let show = ok(&["roster", "show", s(&w.p("cons"))]);
+    assert!(
+        show.contains("REVOKED") && show.contains("left the programme"),
+        "{show}"
+    );
+    let o = tfx(&[
+        "member",
+        "revoke",
+        "--consortium",
+        s(&w.p("cons")),
+        "--id",
+        "nobody",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("nobody is not a member"), "{}", text(&o));
 }
 
 #[test]
@@ -334,4 +383,32 @@ fn refusals_write_nothing() {
         before,
         "the proposal is untouched"
     );
+}
+
+#[test]
+fn dev_consortium_script_builds_four_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../certs/dev-consortium.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .env("TFX", env!("CARGO_BIN_EXE_tfx"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("roster v5") && t.contains("4 members"), "{t}");
+    for m in ["science-dept", "pbc-chengdu", "bank-a", "risk-warning"] {
+        assert!(dir.join(m).join("node.toml").exists(), "{m}");
+        assert!(t.contains(&format!("{m} joined")), "{t}");
+    }
+    // Running it again on the same directory refuses rather than overwriting keys.
+    let again = Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .env("TFX", env!("CARGO_BIN_EXE_tfx"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds a four-member development consortium in DIR using only the tfx CLI:
+#   DIR/consortium/         the CA, the governors' keys (dev only: real governors keep their own),
+#                           and the roster chain
+#   DIR/<member>/           each member's node directory: keys (0600), certificate, roster, node.toml
+# Members: science-dept, pbc-chengdu (central bank branch), bank-a, risk-warning, on 127.0.0.1.
+# Governors: science-dept, local-finance, central-bank, threshold 2, all held locally, so every
+# approval completes at once. Never use this for anything but development: all keys sit together.
+#
+# Usage: certs/dev-consortium.sh DIR        (TFX=path/to/tfx to choose the binary)
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 DIR" >&2
+  exit 2
+fi
+dir=$1
+here=$(cd "$(dirname "$0")/.." && pwd)
+tfx=${TFX:-}
+if [ -z "$tfx" ]; then
+  for candidate in "$here/target/release/tfx" "$here/target/debug/tfx"; do
+    if [ -x "$candidate" ]; then tfx=$candidate; break; fi
+  done
+fi
+if [ -z "$tfx" ]; then
+  echo "dev-consortium: no tfx binary; run 'cargo build --release' or set TFX" >&2
+  exit 2
+fi
+if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+  echo "dev-consortium: $dir exists and is not empty" >&2
+  exit 2
+fi
+mkdir -p "$dir"
+
+"$tfx" consortium init --dir "$dir/consortium" --name "Sichuan sci-tech finance (dev)" \
+  --governor science-dept --governor local-finance --governor central-bank --threshold 2
+genesis=$(cat "$dir/consortium/genesis.sha256")
+
+port=7401
+while read -r id role name; do
+  "$tfx" member init --dir "$dir/$id" --id "$id" --name "$name" --role "$role" --endpoint "127.0.0.1:$port"
+  "$tfx" member approve --consortium "$dir/consortium" "$dir/$id/join-request.json" --out "$dir/$id.bundle"
+  "$tfx" member join --dir "$dir/$id" --genesis "$genesis" "$dir/$id.bundle"
+  port=$((port + 1))
+done <<'MEMBERS'
+science-dept science-dept 四川省科学技术厅
+pbc-chengdu central-bank 中国人民银行成都分行
+bank-a bank 天府银行科技支行
+risk-warning risk-warning 科技金融风险预警系统
+MEMBERS
+
+"$tfx" roster show "$dir/consortium"
+echo "dev consortium ready in $dir (genesis $genesis)"
