@@ -21,3 +21,8 @@ pub const SEAL_THREADS_MAX: usize = 8;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
 pub const KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
+
+/// How long opening a store waits for sled's directory lock. A store dropped moments ago in this
+/// process may still hold it while sled's threads wind down; longer than this means another
+/// process (another tfx-node) has the directory, and we say so.
+pub const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

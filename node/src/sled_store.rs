@@ -54,6 +54,8 @@ pub enum SledStoreError {
     Corrupt(String),
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
+    #[error("{0}: the data directory is in use by another process (is another tfx-node running?)")]
+    Locked(std::path::PathBuf),
     #[error("{0}: not a tfx data directory (no sled database in it)")]
     NotAStore(std::path::PathBuf),
 }
@@ -304,10 +306,28 @@ pub fn sled_config(dir: &Path) -> sled::Config {
         .mode(sled::Mode::HighThroughput)
 }
 
+/// Opens the sled database in `dir` with [`sled_config`], waiting up to
+/// [`STORE_LOCK_WAIT`](crate::limits::STORE_LOCK_WAIT) for its directory lock.
+pub fn open_db(dir: &Path) -> Result<sled::Db, SledStoreError> {
+    let deadline = std::time::Instant::now() + crate::limits::STORE_LOCK_WAIT;
+    loop {
+        match sled_config(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(SledStoreError::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`, checking the on-disk format version.
     pub fn open(dir: &Path) -> Result<Self, SledStoreError> {
-        let db = sled_config(dir).open()?;
+        let db = open_db(dir)?;
         match db.get(FORMAT_KEY)? {
             None => {
                 db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;

@@ -165,13 +165,99 @@ fn sled_store_meets_the_contract_and_survives_reopen() {
 #[test]
 fn sled_store_refuses_a_newer_format() {
     let dir = tempfile::tempdir().unwrap();
+    {
+        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
+        db.insert(b"Mformat", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(dir.path()) {
+        Err(e @ SledStoreError::NewerFormat { found: 99 }) => {
+            assert!(e.to_string().contains("upgrade tfx-node"))
+        }
+        other => panic!("expected a newer-format refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: Some(pseudonym_key()),
+    };
+    let appender = Arc::new(Appender::start(store.clone(), config).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut receipts = rt.block_on(async {
+        let tasks: Vec<_> = (0..16u64)
+            .map(|t| {
+                let a = appender.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..25 {
+                        out.push(
+                            a.append(tfx_node::synthetic::credit(t * 100 + i).unwrap())
+                                .await
+                                .unwrap(),
+                        );
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    receipts.sort_by_key(|r| r.seq);
+    assert_eq!(
+        receipts.iter().map(|r| r.seq.0).collect::<Vec<_>>(),
+        (0..400).collect::<Vec<_>>()
+    );
+    for r in &receipts {
+        assert_eq!(store.locate(&r.id).unwrap(), Some((origin(), r.seq)));
+    }
+    assert!(
+        receipts
+            .windows(2)
+            .all(|w| w[0].issued_at <= w[1].issued_at),
+        "issue times never go backwards"
+    );
+    Arc::try_unwrap(appender).unwrap().shutdown();
+    let report = verify_log(&*store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!((report.size, report.checkpoint_size), (400, 400));
+
+    // A restarted appender continues the same log.
+    let config = AppenderConfig {
+        origin: origin(),
+        key: key(),
+        pseudonym: None,
+    };
+    let appender = Appender::start(store.clone(), config).unwrap();
+    let r = appender
+        .append_blocking(tfx_node::synthetic::credit(9999).unwrap())
+        .unwrap();
+    assert_eq!(r.seq, LogIndex(400));
+}
+
+#[test]
+fn a_tampered_store_fails_log_verification() {
+    // Corrupt one byte on disk, inside the last disclosure of record 6 (the end of the first
+    // chunk: batches of 7 make chunks 0..=6, 7..=13, 14..=19). Signatures of the envelope still
+    // hold; the disclosure no longer matches its digest, and verification names the record.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        append(&store, 20, 7);
+    }
     // Tamper through sled itself, with the store's own configuration, and make sure the flipped
     // byte is what reopening sees before asking the store to verify.
     let chunk_key = [b"E\x06bank-a".as_slice(), &0u64.to_be_bytes()].concat();
     let tampered = {
-        let db = tfx_node::sled_store::sled_config(dir.path())
-            .open()
-            .unwrap();
+        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
         let mut chunk = db.get(&chunk_key).unwrap().unwrap().to_vec();
         let last = chunk.len() - 1;
         chunk[last] ^= 0x01;
@@ -180,9 +266,7 @@ fn sled_store_refuses_a_newer_format() {
         chunk
     };
     {
-        let db = tfx_node::sled_store::sled_config(dir.path())
-            .open()
-            .unwrap();
+        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
         assert_eq!(
             db.get(&chunk_key).unwrap().unwrap().to_vec(),
             tampered,
