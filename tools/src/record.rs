@@ -196,45 +196,35 @@ fn sign(o: SignArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Writes a new file, refusing to replace an existing one, via a temporary file and rename so
-/// a crash never leaves half a record file.
+/// a crash never leaves half a file.
 pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    sync_dir(dir)
+    write_atomically(path, bytes, false)
 }
 
 /// Replaces `path` atomically (temporary file, fsync, rename): readers see the old or the new
 /// content, never a mix, and a crash loses nothing.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomically(path, bytes, true)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
+    let context = || format!("writing {}", path.display());
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(context)?;
+    std::io::Write::write_all(&mut tmp, bytes).with_context(context)?;
+    tmp.as_file().sync_all().with_context(context)?;
+    let persisted = if overwrite {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
+    persisted.map_err(|e| e.error).with_context(context)?;
     sync_dir(dir)
 }
 

@@ -3,33 +3,17 @@
 //! codes (0 verified, 1 check failed, 2 error) and the messages an operator sees.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-fn tfx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfx"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{p, text, tfx};
 
 fn example(kind: &str) -> String {
     format!(
         "{}/../examples/records/{kind}.json",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 struct Fixture {

@@ -4,32 +4,16 @@
 //! signatures), roster sign, approve (bundle), join — and the refusals, each leaving nothing
 //! written.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
-fn tfx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfx"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{p as s, text, tfx};
 
 fn ok(args: &[&str]) -> String {
     let o = tfx(args);
     assert_eq!(o.status.code(), Some(0), "tfx {args:?}: {}", text(&o));
     text(&o)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 struct World {
