@@ -167,12 +167,27 @@ pub(crate) fn write_public(path: &Path, contents: &[u8]) -> Result<(), KeyFileEr
 /// Generates an Ed25519 record-signing key in `dir`: `record-signing.key` (0600) and
 /// `record-signing.pub` (0644). Creates `dir` (0700) if needed; never overwrites.
 pub fn generate_signing_key(dir: &Path) -> Result<VerifyingKey, KeyFileError> {
+    generate_signing_key_as(dir, SIGNING_KEY_FILE, VERIFYING_KEY_FILE)
+}
+
+/// File names of the next record-signing key while a rotation is pending (`tfx member
+/// rotate-key`); they replace [`SIGNING_KEY_FILE`] / [`VERIFYING_KEY_FILE`] once the roster lists
+/// the new key.
+pub const NEXT_SIGNING_KEY_FILE: &str = "record-signing.next.key";
+pub const NEXT_VERIFYING_KEY_FILE: &str = "record-signing.next.pub";
+
+/// [`generate_signing_key`] with chosen file names in `dir`.
+pub fn generate_signing_key_as(
+    dir: &Path,
+    key_file: &str,
+    pub_file: &str,
+) -> Result<VerifyingKey, KeyFileError> {
     create_key_dir(dir)?;
     let rng = SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyFileError::Rng)?;
     let der = Zeroizing::new(pkcs8.as_ref().to_vec());
-    let key_path = dir.join(SIGNING_KEY_FILE);
-    let pub_path = dir.join(VERIFYING_KEY_FILE);
+    let key_path = dir.join(key_file);
+    let pub_path = dir.join(pub_file);
     if pub_path.exists() {
         return Err(KeyFileError::Exists { path: pub_path });
     }

@@ -26,7 +26,8 @@ use tfx_protocol::roster::{
 use tfx_protocol::{MemberId, Timestamp};
 
 use crate::onboarding::{
-    parse_hash, JoinBundle, JoinRequest, JOIN_BUNDLE_FORMAT, ONBOARDING_FILE_BYTES_MAX,
+    parse_hash, request_format, JoinBundle, JoinRequest, RotationRequest, JOIN_BUNDLE_FORMAT,
+    ONBOARDING_FILE_BYTES_MAX, ROTATION_REQUEST_FORMAT,
 };
 use crate::record::{read_limited, write_new};
 
@@ -302,6 +303,8 @@ pub struct ApproveArgs {
     pub request: PathBuf,
     pub out: PathBuf,
     pub valid_days: u32,
+    /// For key rotations: how long the old key keeps signing after the new one is listed.
+    pub overlap_hours: u32,
 }
 
 /// Issues the certificate and proposes the next roster version with the new member; writes the
@@ -311,6 +314,9 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
     let cd = ConsortiumDir::new(&a.consortium);
     let (versions, current) = cd.chain()?;
     let bytes = read_limited(&a.request, ONBOARDING_FILE_BYTES_MAX)?;
+    if request_format(&bytes)? == ROTATION_REQUEST_FORMAT {
+        return rotate(&cd, &current, &bytes, &a);
+    }
     let (request, id, record_key) =
         JoinRequest::parse(&bytes).with_context(|| format!("checking {}", a.request.display()))?;
     let cert_path = a.consortium.join("issued").join(format!("{id}.crt"));
@@ -354,6 +360,92 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
     }
     let (versions, _) = cd.chain()?; // adopts the now fully signed proposal
     println!("{id} admitted in roster v{}", current.version + 1);
+    cd.write_bundle(&versions, &id, &a.out)?;
+    Ok(true)
+}
+
+/// A key rotation: the next roster version closes the old key's window `overlap_hours` from
+/// now and lists the new key from now. Records signed with the old key inside its window keep
+/// verifying for good. Idempotent like the rest of `approve`.
+fn rotate(
+    cd: &ConsortiumDir,
+    current: &Roster,
+    bytes: &[u8],
+    a: &ApproveArgs,
+) -> anyhow::Result<bool> {
+    let (id, old, new) = RotationRequest::parse(bytes)
+        .with_context(|| format!("checking {}", a.request.display()))?;
+    let member = current
+        .member(&id)
+        .with_context(|| format!("{id} is not a member"))?;
+    let now = tfx_node::clock::now();
+    if !current.is_active(&id, now) {
+        bail!("{id} is revoked");
+    }
+    if member.keys.iter().any(|k| k.key == new) {
+        let (versions, _) = cd.chain()?;
+        println!(
+            "{id}'s new key {} is listed (roster v{})",
+            new.id(),
+            current.version
+        );
+        cd.write_bundle(&versions, &id, &a.out)?;
+        return Ok(true);
+    }
+    if !member.keys.iter().any(|k| k.key == old && k.contains(now)) {
+        bail!(
+            "{id}'s old key {} is not a currently valid key of its roster entry",
+            old.id()
+        );
+    }
+    if member.keys.len() >= tfx_protocol::limits::MEMBER_KEYS_MAX {
+        bail!(
+            "{id} already lists {} keys (max {}); drop expired ones first",
+            member.keys.len(),
+            tfx_protocol::limits::MEMBER_KEYS_MAX
+        );
+    }
+    let until = Timestamp(now.0.saturating_add(u64::from(a.overlap_hours) * 3_600_000));
+    let change = format!("rotating {id}'s record-signing key");
+    let adopted = cd.propose(
+        current,
+        &change,
+        |p| {
+            p.member(&id)
+                .is_some_and(|m| m.keys.iter().any(|k| k.key == new))
+        },
+        || {
+            let mut next = current.clone();
+            next.version += 1;
+            next.previous = Some(current.hash());
+            next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+            let m = next
+                .members
+                .iter_mut()
+                .find(|m| m.id == id)
+                .context("member vanished")?;
+            for k in m.keys.iter_mut().filter(|k| k.key == old) {
+                k.valid_until = Some(k.valid_until.map_or(until, |u| u.min(until)));
+            }
+            m.keys.push(KeyWindow {
+                key: new,
+                valid_from: next.issued_at,
+                valid_until: None,
+            });
+            Ok(next)
+        },
+    )?;
+    if !adopted {
+        println!("  then run this command again to write the bundle");
+        return Ok(false);
+    }
+    let (versions, _) = cd.chain()?;
+    println!(
+        "{id}'s key rotated in roster v{}: old key {} signs until {}",
+        current.version + 1,
+        old.id(),
+        until.to_rfc3339()
+    );
     cd.write_bundle(&versions, &id, &a.out)?;
     Ok(true)
 }

@@ -62,8 +62,9 @@ pub enum MemberCommand {
         #[arg(long)]
         endpoint: String,
     },
-    /// On the consortium operator's machine: issue the member's certificate and propose the
-    /// next roster version; writes the bundle once enough governors have signed.
+    /// On the consortium operator's machine: act on a member's request — a join request (issue
+    /// its certificate, propose admitting it) or a key rotation request (propose listing the new
+    /// key) — and write the bundle once enough governors have signed the roster version.
     #[command(
         after_help = "Example:\n  tfx member approve --consortium consortium bank-a/join-request.json --out bank-a.bundle\n\n\
         With a threshold above the governor keys held locally, the command stops after proposing;\n\
@@ -82,6 +83,22 @@ pub enum MemberCommand {
         /// Certificate validity in days.
         #[arg(long, default_value_t = tfx_node::pki::MEMBER_CERT_VALID_DAYS)]
         valid_days: u32,
+        /// For a key rotation request: hours the old key may still sign after the new one is
+        /// listed (records it signed before then verify for good).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+    },
+    /// On a member's machine: generate the next record-signing key and a rotation request (signed
+    /// by the current and the new key) for the consortium operator.
+    #[command(
+        after_help = "Example:\n  tfx member rotate-key --dir /var/lib/tfx/bank-a\n  \
+        (operator) tfx member approve --consortium consortium bank-a/rotate-request.json --out bank-a.rotation\n  \
+        tfx member join --dir /var/lib/tfx/bank-a bank-a.rotation"
+    )]
+    RotateKey {
+        /// The node's directory.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// On the consortium operator's machine: propose revoking a member from a time on (default
     /// now). Its earlier records keep verifying; its keys verify nothing issued later and its node
@@ -197,18 +214,24 @@ pub fn member(cmd: MemberCommand) -> anyhow::Result<Outcome> {
             request,
             out,
             valid_days,
+            overlap_hours,
         } => {
             let done = consortium::approve(consortium::ApproveArgs {
                 consortium,
                 request,
                 out,
                 valid_days,
+                overlap_hours,
             })?;
             Ok(if done {
                 Outcome::Ok
             } else {
                 Outcome::CheckFailed
             })
+        }
+        MemberCommand::RotateKey { dir } => {
+            member::rotate_key(&dir)?;
+            Ok(Outcome::Ok)
         }
         MemberCommand::Revoke {
             consortium,

@@ -18,11 +18,11 @@ use anyhow::{bail, Context};
 use tfx_node::keyfile;
 use tfx_node::pki::{self, MemberCert};
 use tfx_protocol::ids::sha256;
-use tfx_protocol::roster::verify_chain;
+use tfx_protocol::roster::{verify_chain, Roster};
 use tfx_protocol::MemberId;
 
 use crate::onboarding::{
-    check_roles, parse_hash, JoinBundle, JoinRequest, ONBOARDING_FILE_BYTES_MAX,
+    check_roles, parse_hash, JoinBundle, JoinRequest, RotationRequest, ONBOARDING_FILE_BYTES_MAX,
 };
 use crate::record::{read_limited, write_new};
 
@@ -91,7 +91,7 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
     let request_path = a.dir.join("join-request.json");
     let request = read_limited(&request_path, ONBOARDING_FILE_BYTES_MAX)
         .context("this node directory has no join request; run tfx member init first")?;
-    let (request, id, own_record_key) = JoinRequest::parse(&request)?;
+    let (request, id, _) = JoinRequest::parse(&request)?;
     let bundle = JoinBundle::parse(&read_limited(&a.bundle, ONBOARDING_FILE_BYTES_MAX)?)
         .with_context(|| format!("reading {}", a.bundle.display()))?;
     let check = |what: &str| format!("checking bundle {}: {what}", a.bundle.display());
@@ -142,7 +142,17 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
             check("roster entry")
         );
     }
-    if !entry.keys.iter().any(|k| k.key == own_record_key) {
+    // This node's keys: the current one, and the next one while a rotation is pending.
+    let keys = a.dir.join("keys");
+    let current_key = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
+    let next_path = keys.join(keyfile::NEXT_VERIFYING_KEY_FILE);
+    let next_key = next_path
+        .exists()
+        .then(|| keyfile::load_verifying_key(&next_path))
+        .transpose()?;
+    let lists = |k: &tfx_protocol::keys::VerifyingKey| entry.keys.iter().any(|w| w.key == *k);
+    let rotating = next_key.as_ref().is_some_and(&lists);
+    if !lists(&current_key) && !rotating {
         bail!(
             "{}: the roster does not list this node's record-signing key for {id}",
             check("roster entry")
@@ -153,6 +163,9 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
             "{}: roles or endpoint differ from this node's join request",
             check("roster entry")
         );
+    }
+    if a.dir.join("node.toml").exists() {
+        return update(&a.dir, &versions, &cert, rotating, &roster);
     }
     let port = request.endpoint.rsplit_once(':').map_or("", |(_, p)| p);
     install(&a.dir, &bundle, &versions, &cert, &id, port)?;
@@ -169,6 +182,113 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
         cert.days_left(tfx_node::clock::now())
     );
     println!("  node config {}", a.dir.join("node.toml").display());
+    Ok(())
+}
+
+/// Installs an update bundle on a node that has joined: new roster versions, a renewed
+/// certificate, and — when the roster now lists the pending next key — the key switch (the old
+/// private key is kept under keys/retired/, 0600, for the operator to destroy when its overlap
+/// window has passed).
+fn update(
+    dir: &Path,
+    versions: &[Vec<u8>],
+    cert: &MemberCert,
+    rotating: bool,
+    roster: &Roster,
+) -> anyhow::Result<()> {
+    let roster_dir = dir.join("roster");
+    for (i, v) in versions.iter().enumerate() {
+        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
+        if !path.exists() {
+            write_new(&path, v)?;
+        }
+    }
+    let tls = dir.join(pki::TLS_CERT_FILE);
+    if std::fs::read_to_string(&tls).ok().as_deref() != Some(cert.pem.as_str()) {
+        crate::record::replace_file(&tls, cert.pem.as_bytes())?;
+        println!(
+            "installed the renewed certificate ({} days left)",
+            cert.days_left(tfx_node::clock::now())
+        );
+    }
+    if rotating {
+        let keys = dir.join("keys");
+        let old = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
+        let retired = keys.join("retired");
+        crate::key::create_private_dir(&retired)?;
+        let rename = |from: &str, to: PathBuf| {
+            std::fs::rename(keys.join(from), &to)
+                .with_context(|| format!("moving {from} to {}", to.display()))
+        };
+        rename(
+            keyfile::SIGNING_KEY_FILE,
+            retired.join(format!("record-signing.{}.key", old.id())),
+        )?;
+        rename(
+            keyfile::VERIFYING_KEY_FILE,
+            retired.join(format!("record-signing.{}.pub", old.id())),
+        )?;
+        rename(
+            keyfile::NEXT_SIGNING_KEY_FILE,
+            keys.join(keyfile::SIGNING_KEY_FILE),
+        )?;
+        rename(
+            keyfile::NEXT_VERIFYING_KEY_FILE,
+            keys.join(keyfile::VERIFYING_KEY_FILE),
+        )?;
+        let new = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
+        println!(
+            "record-signing key rotated: now {}; the old key {} is in {}",
+            new.id(),
+            old.id(),
+            retired.display()
+        );
+    }
+    println!(
+        "updated to roster v{} of {:?}",
+        roster.version, roster.consortium
+    );
+    Ok(())
+}
+
+/// `tfx member rotate-key`: a new record-signing key beside the current one and a rotation
+/// request signed by both, for the consortium operator's `tfx member approve`.
+pub fn rotate_key(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("node.toml").exists() {
+        bail!(
+            "{} has not joined a consortium yet (no node.toml); run tfx member join first",
+            dir.display()
+        );
+    }
+    let bytes = read_limited(&dir.join("join-request.json"), ONBOARDING_FILE_BYTES_MAX)?;
+    let (_, id, _) = JoinRequest::parse(&bytes)?;
+    let keys = dir.join("keys");
+    let request_path = dir.join("rotate-request.json");
+    if keys.join(keyfile::NEXT_SIGNING_KEY_FILE).exists() {
+        bail!("a key rotation is already pending: send {} to the consortium operator, then install the bundle", request_path.display());
+    }
+    let old = keyfile::load_signing_key(&keys.join(keyfile::SIGNING_KEY_FILE))?;
+    keyfile::generate_signing_key_as(
+        &keys,
+        keyfile::NEXT_SIGNING_KEY_FILE,
+        keyfile::NEXT_VERIFYING_KEY_FILE,
+    )?;
+    let new = keyfile::load_signing_key(&keys.join(keyfile::NEXT_SIGNING_KEY_FILE))?;
+    let request = RotationRequest::new(&id, &old, &new);
+    crate::record::replace_file(
+        &request_path,
+        serde_json::to_string_pretty(&request)?.as_bytes(),
+    )?;
+    println!(
+        "{id}: new record-signing key {} generated beside the current {}",
+        new.key_id(),
+        old.key_id()
+    );
+    println!(
+        "  rotation request {} — send it to the consortium operator",
+        request_path.display()
+    );
+    println!("  keep signing with the current key until `tfx member join --dir {} BUNDLE` installs the result", dir.display());
     Ok(())
 }
 

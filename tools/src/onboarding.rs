@@ -158,3 +158,86 @@ pub fn parse_hash(s: &str) -> anyhow::Result<[u8; 32]> {
         .with_context(|| format!("{s:?} is not a SHA-256 hash (64 hex digits)"))?;
     Ok(out)
 }
+
+pub const ROTATION_REQUEST_FORMAT: &str = "tfx-key-rotation/1";
+
+/// A member's request to replace its record-signing key (`tfx member rotate-key`). Signed by
+/// both keys: the old one proves the request comes from the member, the new one that the member
+/// holds the key it asks to have listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RotationRequest {
+    pub format: String,
+    pub id: String,
+    /// Raw Ed25519 public keys, hex.
+    pub old_key: String,
+    pub new_key: String,
+    /// Signatures (hex) over [`RotationRequest::signed_bytes`] by the old and the new key.
+    pub proof_old: String,
+    pub proof_new: String,
+}
+
+impl RotationRequest {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(256);
+        e.array(4)
+            .text(&self.format)
+            .text(&self.id)
+            .text(&self.old_key)
+            .text(&self.new_key);
+        e.finish()
+    }
+
+    pub fn new(id: &MemberId, old: &SigningKey, new: &SigningKey) -> Self {
+        let mut r = RotationRequest {
+            format: ROTATION_REQUEST_FORMAT.into(),
+            id: id.to_string(),
+            old_key: hex::encode(old.verifying_key().raw()),
+            new_key: hex::encode(new.verifying_key().raw()),
+            proof_old: String::new(),
+            proof_new: String::new(),
+        };
+        let msg = r.signed_bytes();
+        r.proof_old = hex::encode(old.sign(&msg));
+        r.proof_new = hex::encode(new.sign(&msg));
+        r
+    }
+
+    /// Parses and checks both proofs; returns the member and its old and new keys.
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<(MemberId, VerifyingKey, VerifyingKey)> {
+        let r: RotationRequest =
+            serde_json::from_slice(bytes).context("not a key rotation request (JSON)")?;
+        if r.format != ROTATION_REQUEST_FORMAT {
+            bail!("unsupported rotation request format {:?}", r.format);
+        }
+        let id = MemberId::new(&r.id)?;
+        let key = |h: &str, what: &str| -> anyhow::Result<VerifyingKey> {
+            Ok(VerifyingKey::from_slice(
+                &hex::decode(h).with_context(|| format!("{what} is not hex"))?,
+            )?)
+        };
+        let (old, new) = (key(&r.old_key, "old_key")?, key(&r.new_key, "new_key")?);
+        if old == new {
+            bail!("the new key is the old key");
+        }
+        let msg = r.signed_bytes();
+        for (k, proof, which) in [(&old, &r.proof_old, "old"), (&new, &r.proof_new, "new")] {
+            if !k.verify(
+                &msg,
+                &hex::decode(proof).with_context(|| format!("proof_{which} is not hex"))?,
+            ) {
+                bail!("the {which} key's proof does not verify: the request was altered or not signed by it");
+            }
+        }
+        Ok((id, old, new))
+    }
+}
+
+/// What kind of request a file holds, by its `format` field.
+pub fn request_format(bytes: &[u8]) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).context("not a request (JSON)")?;
+    Ok(v.get("format")
+        .and_then(|f| f.as_str())
+        .unwrap_or_default()
+        .to_string())
+}

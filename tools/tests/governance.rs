@@ -191,6 +191,67 @@ fn onboarding_with_a_two_of_three_threshold() {
     args.extend(files.iter().map(String::as_str));
     assert!(ok(&args).contains("current v3 with 2 members"));
 
+    // Rotate bank-a's record-signing key: a request signed by both keys, the usual 2-of-3
+    // approval, and an update bundle that switches the node's key files.
+    let old_pub = std::fs::read(w.p("bank-a/keys/record-signing.pub")).unwrap();
+    ok(&["member", "rotate-key", "--dir", s(&w.p("bank-a"))]);
+    let again = tfx(&["member", "rotate-key", "--dir", s(&w.p("bank-a"))]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a second rotation while one is pending is refused"
+    );
+    let rotation = w.p("bank-a.rotation");
+    let approve = |expect: i32| {
+        let o = tfx(&[
+            "member",
+            "approve",
+            "--consortium",
+            s(&w.p("cons")),
+            s(&w.p("bank-a/rotate-request.json")),
+            "--out",
+            s(&rotation),
+        ]);
+        assert_eq!(o.status.code(), Some(expect), "{}", text(&o));
+        text(&o)
+    };
+    assert!(approve(1).contains("rotating bank-a's record-signing key"));
+    ok(&[
+        "roster",
+        "sign",
+        "--key",
+        s(&w.p("cb/record-signing.key")),
+        s(&w.p("cons/roster/pending/v000004.tfxroster")),
+    ]);
+    approve(0);
+    let out = ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &w.genesis(),
+        s(&rotation),
+    ]);
+    assert!(
+        out.contains("record-signing key rotated") && out.contains("updated to roster v4"),
+        "{out}"
+    );
+    assert_ne!(
+        std::fs::read(w.p("bank-a/keys/record-signing.pub")).unwrap(),
+        old_pub
+    );
+    assert!(!w.p("bank-a/keys/record-signing.next.key").exists());
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["roster", "show", "--json", s(&w.p("cons"))])).unwrap();
+    let keys = json["members"][0]["keys"].as_array().unwrap().clone();
+    assert_eq!(
+        keys.len(),
+        2,
+        "old key kept (closed window) beside the new one: {keys:?}"
+    );
+    assert!(keys[0]["valid_until"].is_string() && keys[1]["valid_until"].is_null());
+
     // Revoke bank-a: proposed with the operator's signature, adopted after central-bank's.
     let cons = w.p("cons");
     let revoke = [
@@ -205,17 +266,17 @@ fn onboarding_with_a_two_of_three_threshold() {
     ];
     let o = tfx(&revoke);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("roster v4 (revoking bank-a) proposed: roster version 4: signed by 1 of 2 required governors"), "{}", text(&o));
+    assert!(text(&o).contains("roster v5 (revoking bank-a) proposed: roster version 5: signed by 1 of 2 required governors"), "{}", text(&o));
     ok(&[
         "roster",
         "sign",
         "--key",
         s(&w.p("cb/record-signing.key")),
-        s(&w.p("cons/roster/pending/v000004.tfxroster")),
+        s(&w.p("cons/roster/pending/v000005.tfxroster")),
     ]);
     let out = ok(&revoke);
     assert!(
-        out.contains("adopted roster v4") && out.contains("bank-a is revoked as of"),
+        out.contains("adopted roster v5") && out.contains("bank-a is revoked as of"),
         "{out}"
     );
     assert!(
