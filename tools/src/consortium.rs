@@ -26,8 +26,8 @@ use tfx_protocol::roster::{
 use tfx_protocol::{MemberId, Timestamp};
 
 use crate::onboarding::{
-    parse_hash, request_format, JoinBundle, JoinRequest, RotationRequest, JOIN_BUNDLE_FORMAT,
-    ONBOARDING_FILE_BYTES_MAX, ROTATION_REQUEST_FORMAT,
+    parse_hash, request_format, JoinBundle, JoinRequest, RenewalRequest, RotationRequest,
+    JOIN_BUNDLE_FORMAT, ONBOARDING_FILE_BYTES_MAX, RENEWAL_REQUEST_FORMAT, ROTATION_REQUEST_FORMAT,
 };
 use crate::record::{read_limited, write_new};
 
@@ -314,8 +314,10 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
     let cd = ConsortiumDir::new(&a.consortium);
     let (versions, current) = cd.chain()?;
     let bytes = read_limited(&a.request, ONBOARDING_FILE_BYTES_MAX)?;
-    if request_format(&bytes)? == ROTATION_REQUEST_FORMAT {
-        return rotate(&cd, &current, &bytes, &a);
+    match request_format(&bytes)?.as_str() {
+        ROTATION_REQUEST_FORMAT => return rotate(&cd, &current, &bytes, &a),
+        RENEWAL_REQUEST_FORMAT => return renew(&cd, &current, &bytes, &a),
+        _ => {}
     }
     let (request, id, record_key) =
         JoinRequest::parse(&bytes).with_context(|| format!("checking {}", a.request.display()))?;
@@ -447,6 +449,91 @@ fn rotate(
         until.to_rfc3339()
     );
     cd.write_bundle(&versions, &id, &a.out)?;
+    Ok(true)
+}
+
+/// A certificate renewal: a new certificate for the member's **same** TLS key (checked against
+/// the certificate issued before), and a roster version listing its fingerprint. Idempotent.
+fn renew(
+    cd: &ConsortiumDir,
+    current: &Roster,
+    bytes: &[u8],
+    a: &ApproveArgs,
+) -> anyhow::Result<bool> {
+    let (request, id, key) = RenewalRequest::parse(bytes)
+        .with_context(|| format!("checking {}", a.request.display()))?;
+    let member = current
+        .member(&id)
+        .with_context(|| format!("{id} is not a member"))?;
+    let now = tfx_node::clock::now();
+    if !current.is_active(&id, now) {
+        bail!("{id} is revoked");
+    }
+    if !member.keys.iter().any(|k| k.key == key && k.contains(now)) {
+        bail!("the renewal request is not signed by a currently valid record-signing key of {id}");
+    }
+    let cert_path = a.consortium.join("issued").join(format!("{id}.crt"));
+    let issued = MemberCert::parse_pem(
+        &std::fs::read_to_string(&cert_path)
+            .with_context(|| format!("reading {}", cert_path.display()))?,
+    )?;
+    let pending_cert = a
+        .consortium
+        .join("issued")
+        .join(format!("{id}.renewed.crt"));
+    if pending_cert.exists() {
+        let renewed = MemberCert::parse_pem(&std::fs::read_to_string(&pending_cert)?)?;
+        if renewed.fingerprint == member.tls_fingerprint {
+            // The re-run after the other governors signed: the roster now lists the new one.
+            return finish_renewal(cd, &pending_cert, &cert_path, &id, &a.out);
+        }
+    }
+    if issued.fingerprint != member.tls_fingerprint {
+        bail!(
+            "{} does not match {id}'s roster entry; the consortium directory is inconsistent",
+            cert_path.display()
+        );
+    }
+    let change = format!("renewing {id}'s certificate");
+    let adopted = cd.propose(current, &change, |p| p.member(&id).is_some_and(|m| m.tls_fingerprint != member.tls_fingerprint), || {
+        let ca = Ca::load(&a.consortium).context("loading the consortium CA")?;
+        let cert = ca.issue(&request.tls_csr_pem, &id, a.valid_days).context("issuing the renewed certificate")?;
+        if cert.public_key_der != issued.public_key_der {
+            bail!("the renewal CSR is for a different TLS key; renewal keeps the key (a new key means a new join)");
+        }
+        crate::record::replace_file(&pending_cert, cert.pem.as_bytes())?;
+        let mut next = current.clone();
+        next.version += 1;
+        next.previous = Some(current.hash());
+        next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+        let m = next.members.iter_mut().find(|m| m.id == id).context("member vanished")?;
+        m.tls_fingerprint = cert.fingerprint;
+        Ok(next)
+    })?;
+    if !adopted {
+        println!("  then run this command again to write the bundle");
+        return Ok(false);
+    }
+    finish_renewal(cd, &pending_cert, &cert_path, &id, &a.out)
+}
+
+/// Makes the renewed certificate the issued one and writes the update bundle.
+fn finish_renewal(
+    cd: &ConsortiumDir,
+    renewed: &Path,
+    issued: &Path,
+    id: &MemberId,
+    out: &Path,
+) -> anyhow::Result<bool> {
+    std::fs::rename(renewed, issued).with_context(|| format!("installing {}", issued.display()))?;
+    let (versions, roster) = cd.chain()?;
+    let days =
+        MemberCert::parse_pem(&std::fs::read_to_string(issued)?)?.days_left(tfx_node::clock::now());
+    println!(
+        "{id}'s certificate renewed in roster v{} ({days} days left)",
+        roster.version
+    );
+    cd.write_bundle(&versions, id, out)?;
     Ok(true)
 }
 

@@ -62,9 +62,10 @@ pub enum MemberCommand {
         #[arg(long)]
         endpoint: String,
     },
-    /// On the consortium operator's machine: act on a member's request — a join request (issue
-    /// its certificate, propose admitting it) or a key rotation request (propose listing the new
-    /// key) — and write the bundle once enough governors have signed the roster version.
+    /// On the consortium operator's machine: act on a member's request — join (issue its
+    /// certificate, propose admitting it), key rotation (propose listing the new key) or renewal
+    /// (issue a new certificate for the same key, propose its fingerprint) — and write the bundle
+    /// once enough governors have signed the roster version.
     #[command(
         after_help = "Example:\n  tfx member approve --consortium consortium bank-a/join-request.json --out bank-a.bundle\n\n\
         With a threshold above the governor keys held locally, the command stops after proposing;\n\
@@ -87,6 +88,17 @@ pub enum MemberCommand {
         /// listed (records it signed before then verify for good).
         #[arg(long, default_value_t = 24)]
         overlap_hours: u32,
+    },
+    /// On a member's machine: request a new TLS certificate for the same key, before expiry.
+    #[command(
+        after_help = "Example:\n  tfx member renew --dir /var/lib/tfx/bank-a\n  \
+        (operator) tfx member approve --consortium consortium bank-a/renew-request.json --out bank-a.renewal\n  \
+        tfx member join --dir /var/lib/tfx/bank-a bank-a.renewal"
+    )]
+    Renew {
+        /// The node's directory.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// On a member's machine: generate the next record-signing key and a rotation request (signed
     /// by the current and the new key) for the consortium operator.
@@ -228,6 +240,10 @@ pub fn member(cmd: MemberCommand) -> anyhow::Result<Outcome> {
             } else {
                 Outcome::CheckFailed
             })
+        }
+        MemberCommand::Renew { dir } => {
+            member::renew(&dir)?;
+            Ok(Outcome::Ok)
         }
         MemberCommand::RotateKey { dir } => {
             member::rotate_key(&dir)?;

@@ -22,7 +22,8 @@ use tfx_protocol::roster::{verify_chain, Roster};
 use tfx_protocol::MemberId;
 
 use crate::onboarding::{
-    check_roles, parse_hash, JoinBundle, JoinRequest, RotationRequest, ONBOARDING_FILE_BYTES_MAX,
+    check_roles, parse_hash, JoinBundle, JoinRequest, RenewalRequest, RotationRequest,
+    ONBOARDING_FILE_BYTES_MAX,
 };
 use crate::record::{read_limited, write_new};
 
@@ -248,6 +249,34 @@ fn update(
         "updated to roster v{} of {:?}",
         roster.version, roster.consortium
     );
+    Ok(())
+}
+
+/// `tfx member renew`: a CSR for this node's existing TLS key, signed off by its record-signing
+/// key, for the consortium operator's `tfx member approve`. Renew well before expiry
+/// (`tfx roster show` on the operator's side warns 30 days ahead).
+pub fn renew(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("node.toml").exists() {
+        bail!(
+            "{} has not joined a consortium yet (no node.toml); run tfx member join first",
+            dir.display()
+        );
+    }
+    let bytes = read_limited(&dir.join("join-request.json"), ONBOARDING_FILE_BYTES_MAX)?;
+    let (_, id, _) = JoinRequest::parse(&bytes)?;
+    let keys = dir.join("keys");
+    let csr = pki::renewal_csr(&keys, &id).context("making the renewal CSR")?;
+    let key = keyfile::load_signing_key(&keys.join(keyfile::SIGNING_KEY_FILE))?;
+    let request = RenewalRequest::new(&id, csr, &key);
+    let path = dir.join("renew-request.json");
+    crate::record::replace_file(&path, serde_json::to_string_pretty(&request)?.as_bytes())?;
+    let current = MemberCert::parse_pem(&std::fs::read_to_string(dir.join(pki::TLS_CERT_FILE))?)?;
+    println!(
+        "{id}: renewal request {} for the same TLS key (current certificate: {} days left)",
+        path.display(),
+        current.days_left(tfx_node::clock::now())
+    );
+    println!("  send it to the consortium operator, then install the bundle with tfx member join --dir {} BUNDLE", dir.display());
     Ok(())
 }
 

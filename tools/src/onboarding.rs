@@ -241,3 +241,63 @@ pub fn request_format(bytes: &[u8]) -> anyhow::Result<String> {
         .unwrap_or_default()
         .to_string())
 }
+
+pub const RENEWAL_REQUEST_FORMAT: &str = "tfx-cert-renewal/1";
+
+/// A member's request for a new TLS certificate for the same key (`tfx member renew`): a CSR for
+/// its existing TLS key, with a proof by its current record-signing key that the member asks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalRequest {
+    pub format: String,
+    pub id: String,
+    pub tls_csr_pem: String,
+    /// The record-signing key (hex) that signed `proof`.
+    pub record_signing_key: String,
+    pub proof: String,
+}
+
+impl RenewalRequest {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(256 + self.tls_csr_pem.len());
+        e.array(4)
+            .text(&self.format)
+            .text(&self.id)
+            .text(&self.tls_csr_pem)
+            .text(&self.record_signing_key);
+        e.finish()
+    }
+
+    pub fn new(id: &MemberId, csr_pem: String, key: &SigningKey) -> Self {
+        let mut r = RenewalRequest {
+            format: RENEWAL_REQUEST_FORMAT.into(),
+            id: id.to_string(),
+            tls_csr_pem: csr_pem,
+            record_signing_key: hex::encode(key.verifying_key().raw()),
+            proof: String::new(),
+        };
+        r.proof = hex::encode(key.sign(&r.signed_bytes()));
+        r
+    }
+
+    /// Parses and checks the proof; returns the request, the member and the signing key (which
+    /// the operator must find among the member's current roster keys).
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<(RenewalRequest, MemberId, VerifyingKey)> {
+        let r: RenewalRequest =
+            serde_json::from_slice(bytes).context("not a renewal request (JSON)")?;
+        if r.format != RENEWAL_REQUEST_FORMAT {
+            bail!("unsupported renewal request format {:?}", r.format);
+        }
+        let id = MemberId::new(&r.id)?;
+        let key = VerifyingKey::from_slice(
+            &hex::decode(&r.record_signing_key).context("record_signing_key is not hex")?,
+        )?;
+        if !key.verify(
+            &r.signed_bytes(),
+            &hex::decode(&r.proof).context("proof is not hex")?,
+        ) {
+            bail!("the renewal request's proof does not verify: altered, or not signed by its record-signing key");
+        }
+        Ok((r, id, key))
+    }
+}

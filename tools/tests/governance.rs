@@ -252,6 +252,52 @@ fn onboarding_with_a_two_of_three_threshold() {
     );
     assert!(keys[0]["valid_until"].is_string() && keys[1]["valid_until"].is_null());
 
+    // Renew bank-a's certificate for the same TLS key.
+    let old_cert = std::fs::read_to_string(w.p("bank-a/tls.crt")).unwrap();
+    ok(&["member", "renew", "--dir", s(&w.p("bank-a"))]);
+    let renewal = w.p("bank-a.renewal");
+    let renew = |expect: i32| {
+        let o = tfx(&[
+            "member",
+            "approve",
+            "--consortium",
+            s(&w.p("cons")),
+            s(&w.p("bank-a/renew-request.json")),
+            "--out",
+            s(&renewal),
+        ]);
+        assert_eq!(o.status.code(), Some(expect), "{}", text(&o));
+        text(&o)
+    };
+    assert!(renew(1).contains("renewing bank-a's certificate"));
+    ok(&[
+        "roster",
+        "sign",
+        "--key",
+        s(&w.p("cb/record-signing.key")),
+        s(&w.p("cons/roster/pending/v000005.tfxroster")),
+    ]);
+    assert!(renew(0).contains("bank-a's certificate renewed in roster v5"));
+    let out = ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &w.genesis(),
+        s(&renewal),
+    ]);
+    assert!(
+        out.contains("installed the renewed certificate") && out.contains("updated to roster v5"),
+        "{out}"
+    );
+    let new_cert = std::fs::read_to_string(w.p("bank-a/tls.crt")).unwrap();
+    assert_ne!(new_cert, old_cert);
+    assert_eq!(
+        std::fs::read_to_string(w.p("cons/issued/bank-a.crt")).unwrap(),
+        new_cert
+    );
+
     // Revoke bank-a: proposed with the operator's signature, adopted after central-bank's.
     let cons = w.p("cons");
     let revoke = [
@@ -266,17 +312,17 @@ fn onboarding_with_a_two_of_three_threshold() {
     ];
     let o = tfx(&revoke);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("roster v5 (revoking bank-a) proposed: roster version 5: signed by 1 of 2 required governors"), "{}", text(&o));
+    assert!(text(&o).contains("roster v6 (revoking bank-a) proposed: roster version 6: signed by 1 of 2 required governors"), "{}", text(&o));
     ok(&[
         "roster",
         "sign",
         "--key",
         s(&w.p("cb/record-signing.key")),
-        s(&w.p("cons/roster/pending/v000005.tfxroster")),
+        s(&w.p("cons/roster/pending/v000006.tfxroster")),
     ]);
     let out = ok(&revoke);
     assert!(
-        out.contains("adopted roster v5") && out.contains("bank-a is revoked as of"),
+        out.contains("adopted roster v6") && out.contains("bank-a is revoked as of"),
         "{out}"
     );
     assert!(
