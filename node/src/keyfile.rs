@@ -69,7 +69,7 @@ fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
 }
 
 /// PEM-encodes public material (a certificate).
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     pem(label, der).to_string()
 }
 

@@ -266,6 +266,11 @@ impl Roster {
         if chars == 0 || chars > 64 {
             return Err(invalid("consortium name must be 1 to 64 characters"));
         }
+        if self.consortium.chars().any(char::is_control) {
+            return Err(invalid(
+                "consortium name must not contain control characters",
+            ));
+        }
         if self.version == 0 {
             return Err(invalid("versions start at 1"));
         }
@@ -301,6 +306,12 @@ impl Roster {
             if self.member(&r.member).is_none() {
                 return Err(invalid(format!(
                     "revocation names {}, who is not a member",
+                    r.member
+                )));
+            }
+            if r.reason.chars().count() > TEXT_CHARS_MAX || r.reason.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "revocation of {}: reason must be at most {TEXT_CHARS_MAX} printable characters",
                     r.member
                 )));
             }
@@ -362,7 +373,11 @@ fn check_member(m: &Member) -> Result<(), RosterError> {
         )));
     }
     let endpoint_ok = m.endpoint.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && host.len() <= 253 && port.parse::<u16>().is_ok_and(|p| p > 0)
+        // Hostnames, IPv4 and bracketed IPv6 only: nothing an operator's terminal would interpret.
+        let host_ok = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
+        !host.is_empty() && host.len() <= 253 && host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
     });
     if !endpoint_ok {
         return Err(invalid(format!(

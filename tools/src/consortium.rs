@@ -124,6 +124,7 @@ impl ConsortiumDir {
     ) -> anyhow::Result<bool> {
         let next_version = current.version + 1;
         let pending_path = roster_file(&self.pending_dir(), next_version);
+        let built_hash_path = pending_path.with_extension("built.sha256");
         let mut proposal = if pending_path.exists() {
             let p = SignedRoster::decode(&read_limited(
                 &pending_path,
@@ -132,10 +133,25 @@ impl ConsortiumDir {
             if !is_this(&p.roster) || p.roster.previous != Some(current.hash()) {
                 bail!("{} is a pending proposal for another change; have it signed or remove it first", pending_path.display());
             }
+            // Sign only the payload this tool built: other governors add signatures, never edits.
+            let built = std::fs::read_to_string(&built_hash_path)
+                .ok()
+                .and_then(|h| parse_hash(&h).ok());
+            if built != Some(sha256(&p.payload)) {
+                bail!(
+                    "{} is not the proposal this consortium directory built (its payload changed); \
+                     refusing to sign it. Remove it to propose afresh",
+                    pending_path.display()
+                );
+            }
             p
         } else {
             let p = SignedRoster::new(make()?)?;
             write_new(&pending_path, &p.encode())?;
+            crate::record::replace_file(
+                &built_hash_path,
+                format!("{}\n", hex::encode(sha256(&p.payload))).as_bytes(),
+            )?;
             p
         };
         for key in self.local_governor_keys(current)? {
@@ -151,6 +167,7 @@ impl ConsortiumDir {
             return Ok(false);
         }
         self.chain()?; // adopts it
+        let _ = std::fs::remove_file(&built_hash_path);
         Ok(true)
     }
 
@@ -394,9 +411,15 @@ fn rotate(
         cd.write_bundle(&versions, &id, &a.out)?;
         return Ok(true);
     }
-    if !member.keys.iter().any(|k| k.key == old && k.contains(now)) {
+    // Only the member's current, open-ended key may ask: a key already rotated out (still inside
+    // its overlap window) must not be able to rotate in a key of its holder's choosing.
+    if !member
+        .keys
+        .iter()
+        .any(|k| k.key == old && k.valid_until.is_none() && k.contains(now))
+    {
         bail!(
-            "{id}'s old key {} is not a currently valid key of its roster entry",
+            "{id}'s key {} is not its current record-signing key (rotated out, or not yet valid)",
             old.id()
         );
     }
@@ -469,18 +492,22 @@ fn renew(
     if !current.is_active(&id, now) {
         bail!("{id} is revoked");
     }
-    if !member.keys.iter().any(|k| k.key == key && k.contains(now)) {
-        bail!("the renewal request is not signed by a currently valid record-signing key of {id}");
+    if !member
+        .keys
+        .iter()
+        .any(|k| k.key == key && k.valid_until.is_none() && k.contains(now))
+    {
+        bail!("the renewal request is not signed by {id}'s current record-signing key");
     }
     let cert_path = a.consortium.join("issued").join(format!("{id}.crt"));
     let issued = MemberCert::parse_pem(
         &std::fs::read_to_string(&cert_path)
             .with_context(|| format!("reading {}", cert_path.display()))?,
     )?;
-    let pending_cert = a
-        .consortium
-        .join("issued")
-        .join(format!("{id}.renewed.crt"));
+    // Pending renewals live apart from issued certificates, so no member id can collide with them.
+    let pending_dir = a.consortium.join("issued/pending");
+    std::fs::create_dir_all(&pending_dir).context("creating issued/pending/")?;
+    let pending_cert = pending_dir.join(format!("{id}.crt"));
     if pending_cert.exists() {
         let renewed = MemberCert::parse_pem(&std::fs::read_to_string(&pending_cert)?)?;
         if renewed.fingerprint == member.tls_fingerprint {
@@ -638,6 +665,17 @@ pub fn sign_roster(key: &Path, file: &Path) -> anyhow::Result<()> {
     {
         bail!("key {} is not a governor of this roster", key.key_id());
     }
+    let r = &roster.roster;
+    println!(
+        "signing roster v{} of {:?} (payload {}, previous {})",
+        r.version,
+        r.consortium,
+        hex::encode(sha256(&roster.payload)),
+        r.previous.map_or("none".to_string(), hex::encode)
+    );
+    let govs: Vec<&str> = r.governors.iter().map(|g| g.id.as_str()).collect();
+    println!("  governors {} (threshold {}), {} members, {} revocations; review it with: tfx roster show {}",
+        govs.join(", "), r.threshold, r.members.len(), r.revocations.len(), file.display());
     roster.sign(&key);
     crate::record::replace_file(file, &roster.encode())?;
     println!(

@@ -142,7 +142,8 @@ pub enum MemberCommand {
         /// The node's directory (where `tfx member init` ran).
         #[arg(long)]
         dir: PathBuf,
-        /// The consortium's published genesis hash (strongly recommended).
+        /// The consortium's published genesis hash: required on first join (the trust anchor is
+        /// never taken from the bundle); on updates it must match the installed one.
         #[arg(long)]
         genesis: Option<String>,
         /// The join bundle.

@@ -97,18 +97,41 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", a.bundle.display()))?;
     let check = |what: &str| format!("checking bundle {}: {what}", a.bundle.display());
     let genesis = parse_hash(&bundle.genesis).with_context(|| check("genesis"))?;
+    // The trust anchor never comes from the bundle: on first join it is the genesis the
+    // consortium published (--genesis), afterwards the one installed then.
+    let installed = a.dir.join("node.toml").exists();
+    let anchor = if installed {
+        parse_hash(
+            &std::fs::read_to_string(a.dir.join("genesis.sha256"))
+                .context("reading the installed genesis.sha256")?,
+        )?
+    } else {
+        let published = a.genesis.as_deref().context(
+            "--genesis HASH is required on first join: the consortium's published genesis hash",
+        )?;
+        parse_hash(published)?
+    };
     if let Some(expected) = &a.genesis {
-        if parse_hash(expected)? != genesis {
-            bail!(
-                "{}: genesis {} is not the consortium's published genesis {expected}",
-                check("trust anchor"),
-                bundle.genesis
-            );
+        if parse_hash(expected)? != anchor {
+            bail!("--genesis {expected} is not the genesis this node joined with");
         }
+    }
+    if genesis != anchor {
+        bail!(
+            "{}: genesis {} is not the consortium's genesis {}",
+            check("trust anchor"),
+            bundle.genesis,
+            hex::encode(anchor)
+        );
     }
     let versions = bundle.roster_bytes()?;
     let roster = verify_chain(&genesis, &versions).with_context(|| check("roster chain"))?;
-    let ca = pem_to_der(&bundle.ca_cert_pem).with_context(|| check("CA certificate"))?;
+    // Exactly one certificate, re-encoded from its DER when installed: nothing unsigned rides along.
+    let ca = MemberCert::ca_der_from_pem(&bundle.ca_cert_pem)
+        .with_context(|| check("CA certificate"))?;
+    if installed {
+        check_extends_installed(&a.dir, &versions, &ca).with_context(|| check("update"))?;
+    }
     if sha256(&ca) != roster.ca_fingerprint {
         bail!(
             "{}: the CA certificate is not the one the roster names",
@@ -170,12 +193,6 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
     }
     let port = request.endpoint.rsplit_once(':').map_or("", |(_, p)| p);
     install(&a.dir, &bundle, &versions, &cert, &id, port)?;
-    if a.genesis.is_none() {
-        println!(
-            "note: compare the genesis hash {} with the one your consortium published",
-            bundle.genesis
-        );
-    }
     println!(
         "{id} joined {:?}: roster v{} verified from genesis, certificate valid {} more days",
         roster.consortium,
@@ -332,7 +349,11 @@ fn install(
 ) -> anyhow::Result<()> {
     let roster_dir = dir.join("roster");
     std::fs::create_dir_all(&roster_dir).context("creating roster/")?;
-    write_new(&dir.join(pki::CA_CERT_FILE), bundle.ca_cert_pem.as_bytes())?;
+    let ca_der = MemberCert::ca_der_from_pem(&bundle.ca_cert_pem)?;
+    write_new(
+        &dir.join(pki::CA_CERT_FILE),
+        keyfile::pem_encode("CERTIFICATE", &ca_der).as_bytes(),
+    )?;
     write_new(&dir.join(pki::TLS_CERT_FILE), cert.pem.as_bytes())?;
     write_new(
         &dir.join("genesis.sha256"),
@@ -357,10 +378,37 @@ fn install(
     write_new(&dir.join("node.toml"), config.as_bytes())
 }
 
-/// The DER of a single PEM certificate.
-fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
-    Ok(der.as_ref().to_vec())
+/// An update bundle must extend exactly what this node installed: the same CA, every installed
+/// roster version byte for byte, and at least one newer version. An older or foreign bundle is
+/// refused before anything is written.
+fn check_extends_installed(dir: &Path, versions: &[Vec<u8>], ca_der: &[u8]) -> anyhow::Result<()> {
+    let installed_ca =
+        MemberCert::ca_der_from_pem(&std::fs::read_to_string(dir.join(pki::CA_CERT_FILE))?)?;
+    if installed_ca != ca_der {
+        bail!("the bundle's CA is not the CA this node joined with");
+    }
+    let roster_dir = dir.join("roster");
+    let mut installed = 0usize;
+    while roster_dir
+        .join(format!("v{:06}.tfxroster", installed + 1))
+        .exists()
+    {
+        installed += 1;
+    }
+    if versions.len() <= installed {
+        bail!(
+            "the bundle's roster v{} is not newer than the installed v{installed}",
+            versions.len()
+        );
+    }
+    for (i, v) in versions.iter().take(installed).enumerate() {
+        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
+        if &read_limited(&path, tfx_protocol::limits::ROSTER_BYTES_MAX)? != v {
+            bail!(
+                "the bundle's roster v{} differs from the installed one",
+                i + 1
+            );
+        }
+    }
+    Ok(())
 }

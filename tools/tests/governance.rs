@@ -378,7 +378,16 @@ fn refusals_write_nothing() {
         .map(|e| e.unwrap().file_name())
         .collect();
     // A bundle whose certificate does not match the member's key (bank-a's bundle at bank-b).
-    let o = tfx(&["member", "join", "--dir", s(&dir_b), s(&bundle)]);
+    let g0 = w.genesis();
+    let o = tfx(&[
+        "member",
+        "join",
+        "--dir",
+        s(&dir_b),
+        "--genesis",
+        &g0,
+        s(&bundle),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o).contains("the bundle is for bank-a, this node is bank-b"),
@@ -396,7 +405,15 @@ fn refusals_write_nothing() {
     b["rosters"][last] = serde_json::json!(hexed);
     let tampered = w.p("tampered.bundle");
     std::fs::write(&tampered, b.to_string()).unwrap();
-    let o = tfx(&["member", "join", "--dir", s(&w.p("bank-a")), s(&tampered)]);
+    let o = tfx(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &g0,
+        s(&tampered),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("checking bundle"), "{}", text(&o));
     // The wrong trust anchor.
@@ -411,7 +428,7 @@ fn refusals_write_nothing() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("is not the consortium's published genesis"),
+        text(&o).contains("is not the consortium's genesis"),
         "{}",
         text(&o)
     );
@@ -502,4 +519,160 @@ fn dev_consortium_script_builds_four_members() {
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
+}
+
+/// The attacks a security review of onboarding reproduced, each now refused.
+#[test]
+fn review_attacks_are_refused() {
+    let w = World::new();
+    w.member_init("bank-a", "bank", 7401);
+    let a_bundle = w.admit("bank-a", 2);
+    // First join needs the published genesis: the bundle's own claim is not a trust anchor.
+    let o = tfx(&["member", "join", "--dir", s(&w.p("bank-a")), s(&a_bundle)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--genesis HASH is required on first join"),
+        "{}",
+        text(&o)
+    );
+    ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &w.genesis(),
+        s(&a_bundle),
+    ]);
+
+    // A foreign consortium approves bank-a's own (public) join request: its bundle is refused.
+    ok(&[
+        "consortium",
+        "init",
+        "--dir",
+        s(&w.p("evil")),
+        "--name",
+        "Evil",
+        "--governor",
+        "mallory",
+        "--threshold",
+        "1",
+    ]);
+    let evil = w.p("evil.bundle");
+    ok(&[
+        "member",
+        "approve",
+        "--consortium",
+        s(&w.p("evil")),
+        s(&w.p("bank-a/join-request.json")),
+        "--out",
+        s(&evil),
+    ]);
+    let o = tfx(&["member", "join", "--dir", s(&w.p("bank-a")), s(&evil)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not the consortium's genesis"),
+        "{}",
+        text(&o)
+    );
+
+    // Snapshot bank-a's keys before rotating (the copy a thief would keep).
+    let thief = w.p("thief");
+    let cp = Command::new("cp")
+        .args(["-a", s(&w.p("bank-a")), s(&thief)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    ok(&["member", "rotate-key", "--dir", s(&w.p("bank-a"))]);
+    let approve = |req: &str, out: &str| {
+        tfx(&[
+            "member",
+            "approve",
+            "--consortium",
+            s(&w.p("cons")),
+            s(&w.p(req)),
+            "--out",
+            s(&w.p(out)),
+        ])
+    };
+    assert_eq!(
+        approve("bank-a/rotate-request.json", "rot.bundle")
+            .status
+            .code(),
+        Some(1)
+    );
+    ok(&[
+        "roster",
+        "sign",
+        "--key",
+        s(&w.p("cb/record-signing.key")),
+        s(&w.p("cons/roster/pending/v000003.tfxroster")),
+    ]);
+    assert_eq!(
+        approve("bank-a/rotate-request.json", "rot.bundle")
+            .status
+            .code(),
+        Some(0)
+    );
+    ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        s(&w.p("rot.bundle")),
+    ]);
+    // An older bundle cannot roll the node back.
+    let o = tfx(&["member", "join", "--dir", s(&w.p("bank-a")), s(&a_bundle)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("is not newer than the installed v3"),
+        "{}",
+        text(&o)
+    );
+    // The rotated-out key (inside its overlap window) cannot rotate in a key of its choosing.
+    ok(&["member", "rotate-key", "--dir", s(&thief)]);
+    let o = approve("thief/rotate-request.json", "thief.bundle");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not its current record-signing key"),
+        "{}",
+        text(&o)
+    );
+
+    // A governor rewrites a pending proposal to govern alone: the operator refuses to sign it.
+    let cons_dir = w.p("cons");
+    let revoke = [
+        "member",
+        "revoke",
+        "--consortium",
+        s(&cons_dir),
+        "--id",
+        "bank-a",
+        "--reason",
+        "test",
+    ];
+    assert_eq!(tfx(&revoke).status.code(), Some(1));
+    let pending = w.p("cons/roster/pending/v000004.tfxroster");
+    let proposal =
+        tfx_protocol::roster::SignedRoster::decode(&std::fs::read(&pending).unwrap()).unwrap();
+    let mut forged = proposal.roster.clone();
+    let cb_key = tfx_node::keyfile::load_signing_key(&w.p("cb/record-signing.key")).unwrap();
+    forged
+        .governors
+        .retain(|g| g.key == *cb_key.verifying_key());
+    forged.threshold = 1;
+    let mut forged = tfx_protocol::roster::SignedRoster::new(forged).unwrap();
+    forged.sign(&cb_key);
+    std::fs::write(&pending, forged.encode()).unwrap();
+    let o = tfx(&revoke);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not the proposal this consortium directory built"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !w.p("cons/roster/v000004.tfxroster").exists(),
+        "nothing adopted"
+    );
 }
