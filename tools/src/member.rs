@@ -203,10 +203,12 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs an update bundle on a node that has joined: new roster versions, a renewed
-/// certificate, and — when the roster now lists the pending next key — the key switch (the old
-/// private key is kept under keys/retired/, 0600, for the operator to destroy when its overlap
-/// window has passed).
+/// Installs an update bundle on a node that has joined: the key switch when the roster now
+/// lists the pending next key (the old private key is kept under keys/retired/, 0600, for the
+/// operator to destroy once its overlap window has passed), a renewed certificate, and the new
+/// roster versions — in that order, each step idempotent, roster files last. Whether a bundle is
+/// "newer" is judged by the installed roster files, so if anything fails halfway, running the
+/// same `tfx member join` again completes the update.
 fn update(
     dir: &Path,
     versions: &[Vec<u8>],
@@ -214,12 +216,8 @@ fn update(
     rotating: bool,
     roster: &Roster,
 ) -> anyhow::Result<()> {
-    let roster_dir = dir.join("roster");
-    for (i, v) in versions.iter().enumerate() {
-        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
-        if !path.exists() {
-            write_new(&path, v)?;
-        }
+    if rotating {
+        switch_keys(&dir.join("keys"))?;
     }
     let tls = dir.join(pki::TLS_CERT_FILE);
     if std::fs::read_to_string(&tls).ok().as_deref() != Some(cert.pem.as_str()) {
@@ -229,42 +227,56 @@ fn update(
             cert.days_left(tfx_node::clock::now())
         );
     }
-    if rotating {
-        let keys = dir.join("keys");
-        let old = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
-        let retired = keys.join("retired");
-        crate::key::create_private_dir(&retired)?;
-        let rename = |from: &str, to: PathBuf| {
-            std::fs::rename(keys.join(from), &to)
-                .with_context(|| format!("moving {from} to {}", to.display()))
-        };
-        rename(
-            keyfile::SIGNING_KEY_FILE,
-            retired.join(format!("record-signing.{}.key", old.id())),
-        )?;
-        rename(
-            keyfile::VERIFYING_KEY_FILE,
-            retired.join(format!("record-signing.{}.pub", old.id())),
-        )?;
-        rename(
-            keyfile::NEXT_SIGNING_KEY_FILE,
-            keys.join(keyfile::SIGNING_KEY_FILE),
-        )?;
-        rename(
-            keyfile::NEXT_VERIFYING_KEY_FILE,
-            keys.join(keyfile::VERIFYING_KEY_FILE),
-        )?;
-        let new = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
-        println!(
-            "record-signing key rotated: now {}; the old key {} is in {}",
-            new.id(),
-            old.id(),
-            retired.display()
-        );
+    let roster_dir = dir.join("roster");
+    for (i, v) in versions.iter().enumerate() {
+        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
+        if !path.exists() {
+            write_new(&path, v)?;
+        }
     }
     println!(
         "updated to roster v{} of {:?}",
         roster.version, roster.consortium
+    );
+    Ok(())
+}
+
+/// Makes the pending next record-signing key the current one. Steps, each skipped when already
+/// done, so an interrupted switch resumes: hard-link the current pair into retired/ (the old key
+/// is never deleted here), move the next private key over the current one, then the next public
+/// key over the current one. The public key moves last: until it does, `join` still sees a
+/// rotation in progress.
+fn switch_keys(keys: &Path) -> anyhow::Result<()> {
+    let old = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
+    let retired = keys.join("retired");
+    crate::key::create_private_dir(&retired)?;
+    let retired_key = retired.join(format!("record-signing.{}.key", old.id()));
+    let retired_pub = retired.join(format!("record-signing.{}.pub", old.id()));
+    let next_key = keys.join(keyfile::NEXT_SIGNING_KEY_FILE);
+    // Before the private key moves, the current file still holds the old key: keep a link.
+    if next_key.exists() && !retired_key.exists() {
+        std::fs::hard_link(keys.join(keyfile::SIGNING_KEY_FILE), &retired_key)
+            .with_context(|| format!("keeping the old key as {}", retired_key.display()))?;
+    }
+    if !retired_pub.exists() {
+        std::fs::hard_link(keys.join(keyfile::VERIFYING_KEY_FILE), &retired_pub)
+            .with_context(|| format!("keeping the old public key as {}", retired_pub.display()))?;
+    }
+    if next_key.exists() {
+        std::fs::rename(&next_key, keys.join(keyfile::SIGNING_KEY_FILE))
+            .context("installing the new private key")?;
+    }
+    std::fs::rename(
+        keys.join(keyfile::NEXT_VERIFYING_KEY_FILE),
+        keys.join(keyfile::VERIFYING_KEY_FILE),
+    )
+    .context("installing the new public key")?;
+    let new = keyfile::load_verifying_key(&keys.join(keyfile::VERIFYING_KEY_FILE))?;
+    println!(
+        "record-signing key rotated: now {}; the old key {} is in {}",
+        new.id(),
+        old.id(),
+        retired.display()
     );
     Ok(())
 }

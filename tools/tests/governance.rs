@@ -224,6 +224,21 @@ fn onboarding_with_a_two_of_three_threshold() {
         s(&w.p("cons/roster/pending/v000004.tfxroster")),
     ]);
     approve(0);
+    // Simulate a switch interrupted halfway: the old key already linked into retired/ and the
+    // new private key moved in, the public key not yet. Running join again must finish it.
+    let keys = w.p("bank-a/keys");
+    let old_key_bytes = std::fs::read(keys.join("record-signing.key")).unwrap();
+    let old_id = tfx_node::keyfile::load_verifying_key(&keys.join("record-signing.pub"))
+        .unwrap()
+        .id();
+    std::fs::create_dir(keys.join("retired")).unwrap();
+    let retired_key = keys.join(format!("retired/record-signing.{old_id}.key"));
+    std::fs::hard_link(keys.join("record-signing.key"), &retired_key).unwrap();
+    std::fs::rename(
+        keys.join("record-signing.next.key"),
+        keys.join("record-signing.key"),
+    )
+    .unwrap();
     let out = ok(&[
         "member",
         "join",
@@ -233,6 +248,18 @@ fn onboarding_with_a_two_of_three_threshold() {
         &w.genesis(),
         s(&rotation),
     ]);
+    assert_eq!(
+        std::fs::read(&retired_key).unwrap(),
+        old_key_bytes,
+        "the old key survives, retired"
+    );
+    let new_pub = tfx_node::keyfile::load_verifying_key(&keys.join("record-signing.pub")).unwrap();
+    let new_key = tfx_node::keyfile::load_signing_key(&keys.join("record-signing.key")).unwrap();
+    assert_eq!(
+        new_key.verifying_key(),
+        &new_pub,
+        "private and public key files agree"
+    );
     assert!(
         out.contains("record-signing key rotated") && out.contains("updated to roster v4"),
         "{out}"
