@@ -350,7 +350,9 @@ pub fn rotate_key(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the verified material. Everything was checked before the first write.
+/// Writes the verified material. Everything was checked before the first write; files are
+/// replaced atomically and node.toml — the mark of an installed node — comes last, so a first
+/// join that failed halfway (disk full, say) is simply run again.
 fn install(
     dir: &Path,
     bundle: &JoinBundle,
@@ -362,17 +364,17 @@ fn install(
     let roster_dir = dir.join("roster");
     std::fs::create_dir_all(&roster_dir).context("creating roster/")?;
     let ca_der = MemberCert::ca_der_from_pem(&bundle.ca_cert_pem)?;
-    write_new(
+    crate::record::replace_file(
         &dir.join(pki::CA_CERT_FILE),
         keyfile::pem_encode("CERTIFICATE", &ca_der).as_bytes(),
     )?;
-    write_new(&dir.join(pki::TLS_CERT_FILE), cert.pem.as_bytes())?;
-    write_new(
+    crate::record::replace_file(&dir.join(pki::TLS_CERT_FILE), cert.pem.as_bytes())?;
+    crate::record::replace_file(
         &dir.join("genesis.sha256"),
         format!("{}\n", bundle.genesis).as_bytes(),
     )?;
     for (i, v) in versions.iter().enumerate() {
-        write_new(&roster_dir.join(format!("v{:06}.tfxroster", i + 1)), v)?;
+        crate::record::replace_file(&roster_dir.join(format!("v{:06}.tfxroster", i + 1)), v)?;
     }
     let config = format!(
         "# tfx-node configuration for {id}, written by `tfx member join`.\n\

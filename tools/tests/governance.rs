@@ -143,6 +143,8 @@ fn onboarding_with_a_two_of_three_threshold() {
     w.member_init("ip-center", "ip-center", 7402);
     let a = w.admit("bank-a", 2);
     let b = w.admit("ip-center", 3);
+    // Leftovers of a first join that failed halfway (say, disk full) do not block a re-run.
+    std::fs::write(w.p("bank-a/ca.crt"), "partial").unwrap();
     let out = ok(&[
         "member",
         "join",
@@ -152,6 +154,9 @@ fn onboarding_with_a_two_of_three_threshold() {
         &w.genesis(),
         s(&a),
     ]);
+    assert!(std::fs::read_to_string(w.p("bank-a/ca.crt"))
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(
         out.contains("bank-a joined \"Sichuan test\": roster v2 verified from genesis"),
         "{out}"
