@@ -394,13 +394,8 @@ fn rotate(
 ) -> anyhow::Result<bool> {
     let (id, old, new) = RotationRequest::parse(bytes)
         .with_context(|| format!("checking {}", a.request.display()))?;
-    let member = current
-        .member(&id)
-        .with_context(|| format!("{id} is not a member"))?;
     let now = tfx_node::clock::now();
-    if !current.is_active(&id, now) {
-        bail!("{id} is revoked");
-    }
+    let member = active_member(current, &id, now)?;
     if member.keys.iter().any(|k| k.key == new) {
         let (versions, _) = cd.chain()?;
         println!(
@@ -440,10 +435,7 @@ fn rotate(
                 .is_some_and(|m| m.keys.iter().any(|k| k.key == new))
         },
         || {
-            let mut next = current.clone();
-            next.version += 1;
-            next.previous = Some(current.hash());
-            next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+            let mut next = successor(current, now);
             let m = next
                 .members
                 .iter_mut()
@@ -485,13 +477,8 @@ fn renew(
 ) -> anyhow::Result<bool> {
     let (request, id, key) = RenewalRequest::parse(bytes)
         .with_context(|| format!("checking {}", a.request.display()))?;
-    let member = current
-        .member(&id)
-        .with_context(|| format!("{id} is not a member"))?;
     let now = tfx_node::clock::now();
-    if !current.is_active(&id, now) {
-        bail!("{id} is revoked");
-    }
+    let member = active_member(current, &id, now)?;
     if !member
         .keys
         .iter()
@@ -529,10 +516,7 @@ fn renew(
             bail!("the renewal CSR is for a different TLS key; renewal keeps the key (a new key means a new join)");
         }
         crate::record::replace_file(&pending_cert, cert.pem.as_bytes())?;
-        let mut next = current.clone();
-        next.version += 1;
-        next.previous = Some(current.hash());
-        next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+        let mut next = successor(current, now);
         let m = next.members.iter_mut().find(|m| m.id == id).context("member vanished")?;
         m.tls_fingerprint = cert.fingerprint;
         Ok(next)
@@ -564,6 +548,31 @@ fn finish_renewal(
     Ok(true)
 }
 
+/// The skeleton of the version after `current`: same content, next number, chained by hash,
+/// issued at `now` (never before `current`). Every roster change starts from it.
+fn successor(current: &Roster, now: Timestamp) -> Roster {
+    let mut next = current.clone();
+    next.version += 1;
+    next.previous = Some(current.hash());
+    next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+    next
+}
+
+/// A member of `current` that is not revoked at `now` (rotations and renewals need one).
+fn active_member<'a>(
+    current: &'a Roster,
+    id: &MemberId,
+    now: Timestamp,
+) -> anyhow::Result<&'a Member> {
+    let member = current
+        .member(id)
+        .with_context(|| format!("{id} is not a member"))?;
+    if !current.is_active(id, now) {
+        bail!("{id} is revoked");
+    }
+    Ok(member)
+}
+
 /// The next roster version: `current` plus the requested member.
 fn admit(
     current: &Roster,
@@ -572,10 +581,7 @@ fn admit(
     key: VerifyingKey,
     cert: &MemberCert,
 ) -> Roster {
-    let mut next = current.clone();
-    next.version += 1;
-    next.previous = Some(current.hash());
-    next.issued_at = Timestamp(tfx_node::clock::now().0.max(current.issued_at.0));
+    let mut next = successor(current, tfx_node::clock::now());
     next.members.push(Member {
         id: id.clone(),
         name: request.name.clone(),
@@ -625,10 +631,7 @@ pub fn revoke(a: RevokeArgs) -> anyhow::Result<bool> {
         &change,
         |p| p.revocation(&a.id).is_some(),
         || {
-            let mut next = current.clone();
-            next.version += 1;
-            next.previous = Some(current.hash());
-            next.issued_at = Timestamp(now.0.max(current.issued_at.0));
+            let mut next = successor(&current, now);
             next.revocations.push(Revocation {
                 member: a.id.clone(),
                 at,

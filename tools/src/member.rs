@@ -281,10 +281,9 @@ fn switch_keys(keys: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `tfx member renew`: a CSR for this node's existing TLS key, signed off by its record-signing
-/// key, for the consortium operator's `tfx member approve`. Renew well before expiry
-/// (`tfx roster show` on the operator's side warns 30 days ahead).
-pub fn renew(dir: &Path) -> anyhow::Result<()> {
+/// The id of the member whose node directory `dir` is, once it has joined (rotation and
+/// renewal make sense only then).
+fn joined_member(dir: &Path) -> anyhow::Result<MemberId> {
     if !dir.join("node.toml").exists() {
         bail!(
             "{} has not joined a consortium yet (no node.toml); run tfx member join first",
@@ -292,7 +291,14 @@ pub fn renew(dir: &Path) -> anyhow::Result<()> {
         );
     }
     let bytes = read_limited(&dir.join("join-request.json"), ONBOARDING_FILE_BYTES_MAX)?;
-    let (_, id, _) = JoinRequest::parse(&bytes)?;
+    Ok(JoinRequest::parse(&bytes)?.1)
+}
+
+/// `tfx member renew`: a CSR for this node's existing TLS key, signed off by its record-signing
+/// key, for the consortium operator's `tfx member approve`. Renew well before expiry
+/// (`tfx roster show` on the operator's side warns 30 days ahead).
+pub fn renew(dir: &Path) -> anyhow::Result<()> {
+    let id = joined_member(dir)?;
     let keys = dir.join("keys");
     let csr = pki::renewal_csr(&keys, &id).context("making the renewal CSR")?;
     let key = keyfile::load_signing_key(&keys.join(keyfile::SIGNING_KEY_FILE))?;
@@ -312,14 +318,7 @@ pub fn renew(dir: &Path) -> anyhow::Result<()> {
 /// `tfx member rotate-key`: a new record-signing key beside the current one and a rotation
 /// request signed by both, for the consortium operator's `tfx member approve`.
 pub fn rotate_key(dir: &Path) -> anyhow::Result<()> {
-    if !dir.join("node.toml").exists() {
-        bail!(
-            "{} has not joined a consortium yet (no node.toml); run tfx member join first",
-            dir.display()
-        );
-    }
-    let bytes = read_limited(&dir.join("join-request.json"), ONBOARDING_FILE_BYTES_MAX)?;
-    let (_, id, _) = JoinRequest::parse(&bytes)?;
+    let id = joined_member(dir)?;
     let keys = dir.join("keys");
     let request_path = dir.join("rotate-request.json");
     if keys.join(keyfile::NEXT_SIGNING_KEY_FILE).exists() {
