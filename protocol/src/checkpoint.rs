@@ -56,6 +56,18 @@ impl Checkpoint {
         })
     }
 
+    /// Reads a checkpoint's fields **without checking its signature**: only for bytes this
+    /// holder verified before storing them (e.g. to learn a stored checkpoint's size).
+    pub fn decode_unverified(signed: &[u8]) -> Result<Self, DecodeError> {
+        let sign1 = cose::open(
+            "checkpoint",
+            signed,
+            CHECKPOINT_BYTES_MAX,
+            CONTENT_TYPE_CHECKPOINT,
+        )?;
+        Checkpoint::decode(&sign1.payload)
+    }
+
     pub fn sign(self, key: &SigningKey) -> SignedCheckpoint {
         let bytes = cose::sign(key, CONTENT_TYPE_CHECKPOINT, self.encode());
         SignedCheckpoint {

@@ -6,8 +6,9 @@
 //! signed derived fields; [`record`] seals and verifies envelopes with [`disclosure`]s over
 //! [`cose`]; [`merkle`] and [`checkpoint`] make origin logs verifiable; [`store`] is the
 //! persistence contract and [`log`] plans appends against it. [`roster`] says who the members
-//! are, with which keys and roles, and who governs. [`codec`] is the only place CBOR
-//! bytes are read or written; [`limits`] names every bound.
+//! are, with which keys and roles, and who governs. [`sync`] is the replication state machine
+//! and its wire messages. [`codec`] is the only place CBOR bytes are read or written; [`limits`]
+//! names every bound.
 
 pub mod checkpoint;
 pub mod codec;
@@ -25,6 +26,7 @@ pub mod record;
 pub mod roster;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};

@@ -1,0 +1,966 @@
+//! The sync state machine (DESIGN §7), sans-IO in the style of quinn-proto: the node (or the
+//! simulator) feeds it connections, messages, its own durable head and the time through
+//! `handle_*`, and drains what it wants sent and what happened through [`SyncCore::poll_transmit`],
+//! [`SyncCore::poll_event`] and [`SyncCore::poll_timeout`]. It never does I/O itself; it reads and
+//! atomically appends through the [`Store`] it is handed.
+//!
+//! One round, per peer: each side sends [`Hello`] (a digest of every head it holds, plus roster
+//! and policy versions) on connect and every anti-entropy interval. Equal digests end the round.
+//! Otherwise both exchange [`Heads`], and each fetches exactly the ranges it lacks, a few chunks
+//! in flight per origin spread over every peer that has them (so a new member catches up from
+//! several peers at once). New local appends are pushed to peers as soon as they are durable.
+//!
+//! Architecture invariants:
+//! - nothing from a peer is stored before it verifies: every record's signature under the
+//!   origin's roster key valid at its issue time, its origin and sequence number, its issuer
+//!   role, every disclosure's digest, and any checkpoint's signature and root;
+//! - a peer that sends anything that fails verification or decoding is disconnected with a
+//!   reason ([`Event::Disconnect`]) and nothing of that message is kept;
+//! - the local origin's log is served only up to the durable head the node reports (serving an
+//!   unflushed record that a crash then loses would make this node equivocate);
+//! - every queue and loop over peer-supplied counts is bounded ([`wire`] limits, [`READY_CHUNKS_MAX`],
+//!   [`PEER_FETCHES_MAX`]).
+
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::checkpoint::{verify_checkpoint, Checkpoint};
+use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
+use crate::merkle::{leaf_hash, Frontier};
+use crate::record::verify_record;
+use crate::roster::{verify_chain, Roster, RosterError, SignedRoster};
+use crate::store::{AppendBatch, LogHead, Store, StoreNodes, StoredRecord, STORED_LEVEL_MIN};
+use wire::{
+    heads_digest, Fetch, Heads, Hello, Message, Records, WireRecord, FRAME_BYTES_MAX,
+    RECORDS_PER_MESSAGE_MAX, ROSTERS_PER_MESSAGE_MAX,
+};
+
+/// Verified chunks waiting for an earlier gap to fill, per origin. Each is at most one message
+/// (~1.2 MiB typical), so this bounds buffered catch-up data per origin at ~20 MiB.
+pub const READY_CHUNKS_MAX: usize = 16;
+
+/// Fetches outstanding to one peer. Its server answers them in order, so more only queue there.
+pub const PEER_FETCHES_MAX: usize = 16;
+
+/// Records pushed to a peer when the local durable head advances. A larger jump (after a long
+/// offline period) is left to the peer's fetches, which are flow-controlled.
+pub const PUSH_RECORDS_MAX: u64 = 4 * RECORDS_PER_MESSAGE_MAX as u64;
+
+/// Timing and parallelism. Defaults suit a LAN/WAN consortium; the simulator shortens them.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// The member this node is (its own log is never accepted from peers).
+    pub local: MemberId,
+    /// Milliseconds between `Hello`s to each peer: the safety net behind pushes.
+    pub anti_entropy_ms: u64,
+    /// Milliseconds before an unanswered fetch is given up and re-requested (possibly elsewhere).
+    pub fetch_timeout_ms: u64,
+    /// Chunks in flight per origin (across all peers).
+    pub pipeline: usize,
+}
+
+impl SyncConfig {
+    pub fn new(local: MemberId) -> Self {
+        SyncConfig {
+            local,
+            anti_entropy_ms: 5_000,
+            fetch_timeout_ms: 30_000,
+            pipeline: 8,
+        }
+    }
+}
+
+/// Something the node must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Close the connection to `peer` (it misbehaved, or is no longer a member). The core has
+    /// already forgotten it.
+    Disconnect { peer: MemberId, reason: String },
+    /// A newer roster version verified against the current one; persist `bytes` and apply it to
+    /// the transport (revoked members' connections are also reported as `Disconnect`).
+    RosterAdopted { version: u64, bytes: Vec<u8> },
+    /// Records of `origin` were verified and applied (not yet flushed): the log is now `head`.
+    Applied { origin: MemberId, head: LogHead },
+    /// The origin signed two different histories: sync with it stops (DESIGN §5; evidence and
+    /// alerts are the auditing work).
+    Fork {
+        origin: MemberId,
+        peer: MemberId,
+        detail: String,
+    },
+    /// The store refused a write or read: the node must stop syncing and reopen the store.
+    StoreFailed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("roster: {0}")]
+    Roster(#[from] RosterError),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+#[derive(Debug)]
+struct Peer {
+    /// What the peer has told us (or shown us) it holds, per origin.
+    sizes: BTreeMap<MemberId, u64>,
+    roster_version: u64,
+    next_hello: u64,
+    fetches: usize,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    peer: MemberId,
+    count: u64,
+    deadline: u64,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    records: Vec<StoredRecord>,
+    /// The checkpoint of size exactly `from + records.len()`, verified.
+    checkpoint: Option<(Checkpoint, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+struct Pull {
+    inflight: BTreeMap<u64, Inflight>,
+    ready: BTreeMap<u64, Chunk>,
+}
+
+/// One member's sync state. See the module docs.
+#[derive(Debug)]
+pub struct SyncCore {
+    config: SyncConfig,
+    genesis: Hash,
+    /// Every roster version from genesis, as signed.
+    chain: Vec<Vec<u8>>,
+    roster: Roster,
+    roster_request: Option<(MemberId, u64)>,
+    /// The local log's durable head.
+    local: LogHead,
+    /// Remote origins' logs as stored here.
+    logs: BTreeMap<MemberId, Frontier>,
+    /// Size of the stored checkpoint per remote origin.
+    checkpoint_sizes: BTreeMap<MemberId, u64>,
+    peers: BTreeMap<MemberId, Peer>,
+    pulls: BTreeMap<MemberId, Pull>,
+    frozen: BTreeSet<MemberId>,
+    failed: bool,
+    transmit: VecDeque<(MemberId, Message)>,
+    events: VecDeque<Event>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Store(e.to_string())
+}
+
+impl SyncCore {
+    /// Loads every remote log's frontier from `store` and verifies the roster chain from the
+    /// trusted genesis. `local` is the local log's durable head.
+    pub fn new<S: Store>(
+        config: SyncConfig,
+        store: &S,
+        genesis: Hash,
+        chain: Vec<Vec<u8>>,
+        local: LogHead,
+    ) -> Result<Self, SyncError> {
+        let roster = verify_chain(&genesis, &chain)?;
+        let mut logs = BTreeMap::new();
+        let mut checkpoint_sizes = BTreeMap::new();
+        for origin in store.origins().map_err(store_err)? {
+            if origin == config.local {
+                continue;
+            }
+            let size = store
+                .head(&origin)
+                .map_err(store_err)?
+                .map_or(0, |h| h.size);
+            let frontier = Frontier::load(&StoreNodes::new(store, &origin), size)
+                .map_err(|e| SyncError::Store(format!("log of {origin}: {e}")))?;
+            if let Some(cp) = store.checkpoint(&origin).map_err(store_err)? {
+                let cp = Checkpoint::decode_unverified(&cp).map_err(store_err)?;
+                checkpoint_sizes.insert(origin.clone(), cp.size);
+            }
+            logs.insert(origin, frontier);
+        }
+        Ok(SyncCore {
+            config,
+            genesis,
+            chain,
+            roster,
+            roster_request: None,
+            local,
+            logs,
+            checkpoint_sizes,
+            peers: BTreeMap::new(),
+            pulls: BTreeMap::new(),
+            frozen: BTreeSet::new(),
+            failed: false,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn genesis(&self) -> &Hash {
+        &self.genesis
+    }
+
+    /// Every head this node holds (the local one at its durable size).
+    pub fn heads(&self) -> Vec<(MemberId, LogHead)> {
+        let mut out: Vec<_> = self
+            .logs
+            .iter()
+            .map(|(o, f)| {
+                (
+                    o.clone(),
+                    LogHead {
+                        size: f.size(),
+                        root: f.root(),
+                    },
+                )
+            })
+            .collect();
+        if self.local.size > 0 {
+            out.push((self.config.local.clone(), self.local));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// What connected peers have told us they hold: (peer, origin, size).
+    pub fn peer_sizes(&self) -> Vec<(MemberId, MemberId, u64)> {
+        self.peers
+            .iter()
+            .flat_map(|(p, st)| {
+                st.sizes
+                    .iter()
+                    .map(move |(o, s)| (p.clone(), o.clone(), *s))
+            })
+            .collect()
+    }
+
+    pub fn connected(&self) -> impl Iterator<Item = &MemberId> {
+        self.peers.keys()
+    }
+
+    pub fn frozen(&self) -> impl Iterator<Item = &MemberId> {
+        self.frozen.iter()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(MemberId, Message)> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time (ms) at which [`SyncCore::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let hellos = self.peers.values().map(|p| p.next_hello);
+        let fetches = self
+            .pulls
+            .values()
+            .flat_map(|p| p.inflight.values().map(|i| i.deadline));
+        let roster = self.roster_request.as_ref().map(|(_, d)| *d);
+        hellos.chain(fetches).chain(roster).min()
+    }
+
+    fn size(&self, origin: &MemberId) -> u64 {
+        if origin == &self.config.local {
+            return self.local.size;
+        }
+        self.logs.get(origin).map_or(0, Frontier::size)
+    }
+
+    fn hello(&self) -> Message {
+        Message::Hello(Hello {
+            roster_version: self.roster.version,
+            policy_version: 0,
+            digest: self.digest(),
+        })
+    }
+
+    fn digest(&self) -> Hash {
+        let heads = self.heads();
+        heads_digest(heads.iter().map(|(o, h)| (o, h)))
+    }
+
+    fn send(&mut self, peer: &MemberId, m: Message) {
+        self.transmit.push_back((peer.clone(), m));
+    }
+
+    /// Forgets a peer and asks the node to close its connection.
+    fn drop_peer(&mut self, peer: &MemberId, reason: String) {
+        self.forget(peer);
+        self.events.push_back(Event::Disconnect {
+            peer: peer.clone(),
+            reason,
+        });
+    }
+
+    fn forget(&mut self, peer: &MemberId) {
+        self.peers.remove(peer);
+        for pull in self.pulls.values_mut() {
+            pull.inflight.retain(|_, i| &i.peer != peer);
+        }
+        if self.roster_request.as_ref().is_some_and(|(p, _)| p == peer) {
+            self.roster_request = None;
+        }
+        self.transmit.retain(|(p, _)| p != peer);
+    }
+
+    /// A connection to `peer` is up (the transport verified its certificate against the roster).
+    pub fn handle_connected(&mut self, peer: MemberId, now: u64) {
+        if self.failed {
+            return;
+        }
+        if peer == self.config.local || !self.roster.is_active(&peer, Timestamp(now)) {
+            self.events.push_back(Event::Disconnect {
+                peer,
+                reason: "not an active member in the current roster".into(),
+            });
+            return;
+        }
+        self.forget(&peer);
+        self.peers.insert(
+            peer.clone(),
+            Peer {
+                sizes: BTreeMap::new(),
+                roster_version: 0,
+                next_hello: now.saturating_add(self.config.anti_entropy_ms),
+                fetches: 0,
+            },
+        );
+        let hello = self.hello();
+        self.send(&peer, hello);
+    }
+
+    pub fn handle_disconnected(&mut self, peer: &MemberId, now: u64) {
+        self.forget(peer);
+        self.schedule(now);
+    }
+
+    /// The local log became durable up to `head`: push the new records to peers known to be
+    /// just behind.
+    pub fn handle_local_head<S: Store>(&mut self, store: &S, head: LogHead) {
+        let old = self.local;
+        if head.size <= old.size {
+            return;
+        }
+        self.local = head;
+        if self.failed {
+            return;
+        }
+        let local = self.config.local.clone();
+        let behind: Vec<MemberId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.sizes.get(&local) == Some(&old.size))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        let end = head.size.min(old.size + PUSH_RECORDS_MAX);
+        let mut from = old.size;
+        while from < end {
+            let count = (end - from).min(RECORDS_PER_MESSAGE_MAX as u64);
+            let Some(records) = self.read_range(store, &local, from, from + count) else {
+                return;
+            };
+            let sent = records.records.len() as u64;
+            for peer in &behind {
+                self.send(peer, Message::Records(records.clone()));
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.sizes.insert(local.clone(), from + sent);
+                }
+            }
+            if sent == 0 {
+                break;
+            }
+            from += sent;
+        }
+    }
+
+    /// Anti-entropy hellos and fetch timeouts due at `now`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.failed {
+            return;
+        }
+        let due: Vec<MemberId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_hello <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let hello = self.hello();
+        for peer in due {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.next_hello = now.saturating_add(self.config.anti_entropy_ms);
+            }
+            self.send(&peer, hello.clone());
+        }
+        for pull in self.pulls.values_mut() {
+            let expired: Vec<u64> = pull
+                .inflight
+                .iter()
+                .filter(|(_, i)| i.deadline <= now)
+                .map(|(f, _)| *f)
+                .collect();
+            for from in expired {
+                if let Some(i) = pull.inflight.remove(&from) {
+                    if let Some(p) = self.peers.get_mut(&i.peer) {
+                        p.fetches = p.fetches.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        if self.roster_request.as_ref().is_some_and(|(_, d)| *d <= now) {
+            self.roster_request = None;
+        }
+        self.schedule(now);
+    }
+
+    /// A decoded message from a connected peer.
+    pub fn handle_message<S: Store>(&mut self, store: &S, peer: &MemberId, m: Message, now: u64) {
+        if self.failed || !self.peers.contains_key(peer) {
+            return;
+        }
+        match m {
+            Message::Hello(h) => self.on_hello(peer, h, now),
+            Message::Heads(h) => self.on_heads(peer, h, now),
+            Message::Fetch(f) => self.on_fetch(store, peer, f),
+            Message::Records(r) => self.on_records(store, peer, r, now),
+            Message::RosterRequest { have } => self.on_roster_request(peer, have),
+            Message::Rosters(v) => self.on_rosters(peer, v, now),
+        }
+    }
+
+    fn on_hello(&mut self, peer: &MemberId, h: Hello, now: u64) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.roster_version = h.roster_version;
+        }
+        self.request_roster(peer, now);
+        if h.digest != self.digest() {
+            let heads = self.heads();
+            self.send(
+                peer,
+                Message::Heads(Heads {
+                    reply: false,
+                    heads,
+                }),
+            );
+        }
+    }
+
+    fn request_roster(&mut self, peer: &MemberId, now: u64) {
+        let theirs = self.peers.get(peer).map_or(0, |p| p.roster_version);
+        if theirs > self.roster.version && self.roster_request.is_none() {
+            self.roster_request = Some((
+                peer.clone(),
+                now.saturating_add(self.config.fetch_timeout_ms),
+            ));
+            let have = self.roster.version;
+            self.send(peer, Message::RosterRequest { have });
+        }
+    }
+
+    fn on_heads(&mut self, peer: &MemberId, h: Heads, now: u64) {
+        let mine: BTreeMap<MemberId, LogHead> = self.heads().into_iter().collect();
+        let mut sizes = BTreeMap::new();
+        for (origin, head) in &h.heads {
+            if self.roster.member(origin).is_none() {
+                continue;
+            }
+            if let Some(my) = mine.get(origin) {
+                if my.size == head.size && my.root != head.root && !self.frozen.contains(origin) {
+                    self.fork(
+                        origin,
+                        peer,
+                        format!("{peer} holds a different log of size {}", head.size),
+                    );
+                }
+            }
+            sizes.insert(origin.clone(), head.size);
+        }
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.sizes = sizes;
+        }
+        if !h.reply {
+            self.send(
+                peer,
+                Message::Heads(Heads {
+                    reply: true,
+                    heads: mine.into_iter().collect(),
+                }),
+            );
+        }
+        self.schedule(now);
+    }
+
+    fn fork(&mut self, origin: &MemberId, peer: &MemberId, detail: String) {
+        self.frozen.insert(origin.clone());
+        self.pulls.remove(origin);
+        self.events.push_back(Event::Fork {
+            origin: origin.clone(),
+            peer: peer.clone(),
+            detail,
+        });
+    }
+
+    fn on_fetch<S: Store>(&mut self, store: &S, peer: &MemberId, f: Fetch) {
+        let end = f.from.saturating_add(u64::from(f.count));
+        let records = self.read_range(store, &f.origin, f.from, end);
+        if let Some(records) = records {
+            self.send(peer, Message::Records(records));
+        }
+    }
+
+    /// Reads records `from..end` of `origin` as this node may serve them: the local log only up
+    /// to its durable head, cut short at the stored checkpoint when one falls inside the range
+    /// (so it can travel with them), and within one frame. `None` after a store failure.
+    fn read_range<S: Store>(
+        &mut self,
+        store: &S,
+        origin: &MemberId,
+        from: u64,
+        end: u64,
+    ) -> Option<Records> {
+        let mut end = end.min(self.size(origin));
+        let mut checkpoint = None;
+        if from < end {
+            match store.checkpoint(origin) {
+                Ok(Some(bytes)) => {
+                    if let Ok(cp) = Checkpoint::decode_unverified(&bytes) {
+                        if cp.size > from && cp.size <= end {
+                            end = cp.size;
+                            checkpoint = Some(bytes);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.store_failed(e);
+                    return None;
+                }
+            }
+        }
+        let mut records = Vec::new();
+        if from < end {
+            let envelopes = match store.envelopes(origin, LogIndex(from), (end - from) as usize) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.store_failed(e);
+                    return None;
+                }
+            };
+            let mut bytes = 64 + checkpoint.as_ref().map_or(0, Vec::len);
+            for (seq, envelope) in envelopes {
+                if seq.0 != from + records.len() as u64 {
+                    break;
+                }
+                let id = RecordId::of_envelope(&envelope);
+                let disclosures = match store.disclosures(&id) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.store_failed(e);
+                        return None;
+                    }
+                };
+                let r = WireRecord {
+                    envelope,
+                    disclosures,
+                };
+                bytes += wire::wire_record_len(&r);
+                if bytes > FRAME_BYTES_MAX && !records.is_empty() {
+                    break;
+                }
+                records.push(r);
+            }
+        }
+        if from + records.len() as u64 != end {
+            checkpoint = None;
+        }
+        Some(Records {
+            origin: origin.clone(),
+            from,
+            records,
+            checkpoint,
+        })
+    }
+
+    fn store_failed(&mut self, e: impl std::fmt::Display) {
+        self.failed = true;
+        self.events.push_back(Event::StoreFailed(e.to_string()));
+    }
+
+    fn on_records<S: Store>(&mut self, store: &S, peer: &MemberId, r: Records, now: u64) {
+        let origin = r.origin.clone();
+        if origin == self.config.local || self.frozen.contains(&origin) {
+            return;
+        }
+        if self.roster.member(&origin).is_none() {
+            self.drop_peer(
+                peer,
+                format!("sent records of {origin}, not a roster member"),
+            );
+            return;
+        }
+        let len = r.records.len() as u64;
+        let end = r.from + len;
+        let pull = self.pulls.entry(origin.clone()).or_default();
+        let mut requested = None;
+        if pull.inflight.get(&r.from).is_some_and(|i| &i.peer == peer) {
+            requested = pull.inflight.remove(&r.from).map(|i| i.count);
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.fetches = p.fetches.saturating_sub(1);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(peer) {
+            let known = p.sizes.entry(origin.clone()).or_insert(0);
+            if requested.is_some_and(|c| len < c) {
+                // A short answer: the peer holds exactly this much.
+                *known = end;
+            } else {
+                *known = (*known).max(end);
+            }
+        }
+        let applied = self.size(&origin);
+        if end <= applied || len == 0 {
+            self.schedule(now);
+            return;
+        }
+        let skip = applied.saturating_sub(r.from);
+        let start = r.from + skip;
+        let pull = self.pulls.entry(origin.clone()).or_default();
+        if pull.ready.contains_key(&start) || pull.ready.len() >= READY_CHUNKS_MAX {
+            self.schedule(now);
+            return;
+        }
+        let chunk = match self.verify_chunk(&origin, r, skip as usize) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.drop_peer(peer, reason);
+                self.schedule(now);
+                return;
+            }
+        };
+        self.pulls
+            .entry(origin.clone())
+            .or_default()
+            .ready
+            .insert(start, chunk);
+        self.drain(store, &origin, peer);
+        self.schedule(now);
+    }
+
+    /// Verifies records `skip..` of a message and its checkpoint, returning them in stored
+    /// form, or why the sender must be disconnected.
+    fn verify_chunk(&self, origin: &MemberId, r: Records, skip: usize) -> Result<Chunk, String> {
+        let end = r.from + r.records.len() as u64;
+        let roles = self
+            .roster
+            .member(origin)
+            .map(|m| m.roles.clone())
+            .unwrap_or_default();
+        let mut records = Vec::with_capacity(r.records.len() - skip);
+        for (i, w) in r.records.into_iter().enumerate().skip(skip) {
+            let seq = r.from + i as u64;
+            let v = verify_record(&w.envelope, &w.disclosures, &self.roster)
+                .map_err(|e| format!("record {origin}#{seq} does not verify: {e}"))?;
+            let h = &v.envelope.header;
+            if &h.origin != origin {
+                return Err(format!(
+                    "record sent as {origin}#{seq} claims origin {}",
+                    h.origin
+                ));
+            }
+            if h.seq.0 != seq {
+                return Err(format!(
+                    "record sent as {origin}#{seq} has sequence number {}",
+                    h.seq.0
+                ));
+            }
+            if !h
+                .kind
+                .issuer_roles()
+                .iter()
+                .any(|r| roles.iter().any(|m| m == r))
+            {
+                return Err(format!(
+                    "record {origin}#{seq}: {origin} holds no role that may issue {} records",
+                    h.kind
+                ));
+            }
+            records.push(StoredRecord::new(
+                v.envelope.id,
+                h,
+                w.envelope,
+                &v.disclosures,
+            ));
+        }
+        let checkpoint = match r.checkpoint {
+            None => None,
+            Some(bytes) => {
+                let cp = verify_checkpoint(&bytes, &self.roster)
+                    .map_err(|e| format!("checkpoint of {origin} does not verify: {e}"))?;
+                if &cp.checkpoint.origin != origin || cp.checkpoint.size != end {
+                    return Err(format!(
+                        "checkpoint ({} size {}) does not end the records ({origin} ..{end})",
+                        cp.checkpoint.origin, cp.checkpoint.size
+                    ));
+                }
+                Some((cp.checkpoint, bytes))
+            }
+        };
+        Ok(Chunk {
+            records,
+            checkpoint,
+        })
+    }
+
+    /// Applies every ready chunk that continues the stored log, one atomic batch each.
+    fn drain<S: Store>(&mut self, store: &S, origin: &MemberId, peer: &MemberId) {
+        loop {
+            let applied = self.size(origin);
+            let Some(pull) = self.pulls.get_mut(origin) else {
+                return;
+            };
+            let Some((&from, _)) = pull.ready.iter().next() else {
+                return;
+            };
+            if from > applied {
+                return;
+            }
+            let Some(chunk) = pull.ready.remove(&from) else {
+                return;
+            };
+            let skip = (applied - from) as usize;
+            if skip >= chunk.records.len() {
+                continue;
+            }
+            let mut frontier = self.logs.get(origin).cloned().unwrap_or_default();
+            let mut batch = AppendBatch::default();
+            for r in chunk.records.into_iter().skip(skip) {
+                for (id, hash) in frontier.push(leaf_hash(&r.envelope)) {
+                    if id.level >= STORED_LEVEL_MIN {
+                        batch.nodes.push((origin.clone(), id, hash));
+                    }
+                }
+                batch.records.push(r);
+            }
+            let head = LogHead {
+                size: frontier.size(),
+                root: frontier.root(),
+            };
+            if let Some((cp, bytes)) = chunk.checkpoint {
+                if cp.root != head.root {
+                    self.fork(
+                        origin,
+                        peer,
+                        format!(
+                            "checkpoint of size {} has a root that the signed records do not produce",
+                            cp.size
+                        ),
+                    );
+                    return;
+                }
+                if self
+                    .checkpoint_sizes
+                    .get(origin)
+                    .is_none_or(|s| *s < cp.size)
+                {
+                    batch.checkpoints.push((origin.clone(), bytes));
+                    self.checkpoint_sizes.insert(origin.clone(), cp.size);
+                }
+            }
+            batch.heads.push((origin.clone(), head));
+            if let Err(e) = store.apply(&batch) {
+                self.store_failed(e);
+                return;
+            }
+            self.logs.insert(origin.clone(), frontier);
+            self.events.push_back(Event::Applied {
+                origin: origin.clone(),
+                head,
+            });
+        }
+    }
+
+    /// Requests every missing range some peer has, up to the pipeline depth per origin.
+    fn schedule(&mut self, now: u64) {
+        if self.failed {
+            return;
+        }
+        let origins: Vec<MemberId> = self
+            .roster
+            .members
+            .iter()
+            .map(|m| m.id.clone())
+            .filter(|o| o != &self.config.local && !self.frozen.contains(o))
+            .collect();
+        for origin in origins {
+            let applied = self.size(&origin);
+            let target = self
+                .peers
+                .values()
+                .filter_map(|p| p.sizes.get(&origin))
+                .copied()
+                .max()
+                .unwrap_or(0);
+            if target <= applied {
+                continue;
+            }
+            let pull = self.pulls.entry(origin.clone()).or_default();
+            let mut covered: Vec<(u64, u64)> = pull
+                .inflight
+                .iter()
+                .map(|(f, i)| (*f, f + i.count))
+                .chain(
+                    pull.ready
+                        .iter()
+                        .map(|(f, c)| (*f, f + c.records.len() as u64)),
+                )
+                .collect();
+            covered.sort_unstable();
+            let mut gaps = Vec::new();
+            let mut cursor = applied;
+            for (s, e) in covered {
+                if s > cursor {
+                    gaps.push((cursor, s));
+                }
+                cursor = cursor.max(e);
+            }
+            if cursor < target {
+                gaps.push((cursor, target));
+            }
+            let mut in_flight = pull.inflight.len();
+            let mut requests = Vec::new();
+            'gaps: for (mut s, e) in gaps {
+                while s < e && in_flight < self.config.pipeline {
+                    // The least-loaded peer that has record `s`; ties go to the lower id.
+                    let Some((peer, their)) = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.fetches < PEER_FETCHES_MAX)
+                        .filter_map(|(id, p)| {
+                            p.sizes
+                                .get(&origin)
+                                .filter(|n| **n > s)
+                                .map(|n| (id, p.fetches, *n))
+                        })
+                        .min_by_key(|(_, load, _)| *load)
+                        .map(|(id, _, n)| (id.clone(), n))
+                    else {
+                        break 'gaps;
+                    };
+                    let count = (e.min(their) - s).min(RECORDS_PER_MESSAGE_MAX as u64);
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.fetches += 1;
+                    }
+                    requests.push((peer, s, count));
+                    in_flight += 1;
+                    s += count;
+                }
+            }
+            let deadline = now.saturating_add(self.config.fetch_timeout_ms);
+            for (peer, from, count) in requests {
+                if let Some(pull) = self.pulls.get_mut(&origin) {
+                    pull.inflight.insert(
+                        from,
+                        Inflight {
+                            peer: peer.clone(),
+                            count,
+                            deadline,
+                        },
+                    );
+                }
+                self.send(
+                    &peer,
+                    Message::Fetch(Fetch {
+                        origin: origin.clone(),
+                        from,
+                        count: count as u32,
+                    }),
+                );
+            }
+        }
+    }
+
+    fn on_roster_request(&mut self, peer: &MemberId, have: u64) {
+        let start = usize::try_from(have)
+            .unwrap_or(usize::MAX)
+            .min(self.chain.len());
+        let end = (start + ROSTERS_PER_MESSAGE_MAX).min(self.chain.len());
+        let versions = self.chain[start..end].to_vec();
+        self.send(peer, Message::Rosters(versions));
+    }
+
+    fn on_rosters(&mut self, peer: &MemberId, versions: Vec<Vec<u8>>, now: u64) {
+        if self.roster_request.as_ref().is_some_and(|(p, _)| p == peer) {
+            self.roster_request = None;
+        }
+        let mut adopted = false;
+        for bytes in versions {
+            let next = match SignedRoster::decode(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.drop_peer(peer, format!("sent an undecodable roster: {e}"));
+                    return;
+                }
+            };
+            if next.roster.version <= self.roster.version {
+                continue;
+            }
+            if let Err(e) = next.verify_successor(&self.roster) {
+                self.drop_peer(
+                    peer,
+                    format!(
+                        "sent roster v{} that does not verify: {e}",
+                        next.roster.version
+                    ),
+                );
+                return;
+            }
+            let version = next.roster.version;
+            self.roster = next.roster;
+            self.chain.push(bytes.clone());
+            self.events
+                .push_back(Event::RosterAdopted { version, bytes });
+            adopted = true;
+        }
+        if adopted {
+            let gone: Vec<MemberId> = self
+                .peers
+                .keys()
+                .filter(|p| !self.roster.is_active(p, Timestamp(now)))
+                .cloned()
+                .collect();
+            for p in gone {
+                self.drop_peer(
+                    &p,
+                    format!(
+                        "{p} is revoked or absent in roster v{}",
+                        self.roster.version
+                    ),
+                );
+            }
+            let hello = self.hello();
+            let peers: Vec<MemberId> = self.peers.keys().cloned().collect();
+            for p in peers {
+                self.send(&p, hello.clone());
+            }
+        }
+        if self.peers.contains_key(peer) {
+            self.request_roster(peer, now);
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Sync messages as they travel between members (DESIGN §7, SPEC §14): a CBOR map whose key 0 is
+//! the message type, framed on the stream by a 4-byte big-endian length. Decoding goes through
+//! the shared codec's profile checks and then enforces every per-message count limit, so a peer
+//! cannot make the node allocate or loop beyond [`FRAME_BYTES_MAX`] and the counts below.
+
+use crate::codec::{self, DecodeError, Encoder, Value};
+use crate::ids::{Hash, MemberId};
+use crate::limits::{
+    CHECKPOINT_BYTES_MAX, DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX,
+    ROSTER_BYTES_MAX, ROSTER_MEMBERS_MAX,
+};
+use crate::store::LogHead;
+
+/// Largest frame either side sends or accepts. A full `Records` message is at most
+/// [`RECORDS_PER_MESSAGE_MAX`] typical records (~4.5 KiB each with disclosures, ~1.2 MiB), and
+/// the server stops adding records before this bound; `Rosters` carries at most
+/// [`ROSTERS_PER_MESSAGE_MAX`] rosters of up to 256 KiB. 4 MiB bounds one read's allocation.
+pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Records in one `Records` message (and in one `Fetch`). 256 records amortise the per-message
+/// cost (one stream write, one store batch) while keeping a single message's verification work
+/// (~256 signature checks, ~10 ms) short enough not to stall a connection.
+pub const RECORDS_PER_MESSAGE_MAX: usize = 256;
+
+/// Roster versions in one `Rosters` message: 8 × [`ROSTER_BYTES_MAX`] = 2 MiB < [`FRAME_BYTES_MAX`].
+pub const ROSTERS_PER_MESSAGE_MAX: usize = 8;
+
+/// Log heads in one `Heads` message: one per roster member.
+pub const HEADS_PER_MESSAGE_MAX: usize = ROSTER_MEMBERS_MAX;
+
+/// CBOR items the pre-scanner admits in one frame: the largest message is `Records` with every
+/// record carrying the most disclosures (array + 2 items per record, one per disclosure).
+const FRAME_ITEMS_MAX: usize = RECORDS_PER_MESSAGE_MAX * (4 + DISCLOSURES_PER_RECORD_MAX) + 64;
+
+const T: i64 = 0;
+const TYPE_HELLO: u64 = 1;
+const TYPE_HEADS: u64 = 2;
+const TYPE_FETCH: u64 = 3;
+const TYPE_RECORDS: u64 = 4;
+const TYPE_ROSTER_REQUEST: u64 = 5;
+const TYPE_ROSTERS: u64 = 6;
+
+/// "This is what I hold": sent on connect and every anti-entropy interval. When both digests
+/// match, this is the whole round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub roster_version: u64,
+    pub policy_version: u64,
+    /// [`heads_digest`] of every log the sender holds.
+    pub digest: Hash,
+}
+
+/// Every log head the sender holds. `reply` is set on the answer to a peer's `Heads`, which is
+/// not answered again (so one mismatch costs one exchange each way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heads {
+    pub reply: bool,
+    pub heads: Vec<(MemberId, LogHead)>,
+}
+
+/// "Send me records `from .. from + count` of `origin`".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub origin: MemberId,
+    pub from: u64,
+    pub count: u32,
+}
+
+/// One record on the wire: the envelope verbatim and the disclosures the receiver is entitled to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    pub envelope: Vec<u8>,
+    pub disclosures: Vec<Vec<u8>>,
+}
+
+/// Consecutive records of one origin starting at `from`: the answer to a `Fetch`, or pushed
+/// unasked right after the origin made them durable. `checkpoint`, when present, is the origin's
+/// signed checkpoint of size exactly `from + records.len()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Records {
+    pub origin: MemberId,
+    pub from: u64,
+    pub records: Vec<WireRecord>,
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    Heads(Heads),
+    Fetch(Fetch),
+    Records(Records),
+    /// "Send me the roster versions after `have`."
+    RosterRequest {
+        have: u64,
+    },
+    /// Consecutive signed roster versions (the exact bytes the governors signed), oldest first.
+    Rosters(Vec<Vec<u8>>),
+}
+
+impl Message {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Heads(_) => "heads",
+            Message::Fetch(_) => "fetch",
+            Message::Records(_) => "records",
+            Message::RosterRequest { .. } => "roster-request",
+            Message::Rosters(_) => "rosters",
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(match self {
+            Message::Records(r) => 64 + r.records.iter().map(record_len).sum::<usize>(),
+            Message::Rosters(v) => 16 + v.iter().map(|b| b.len() + 8).sum::<usize>(),
+            _ => 64,
+        });
+        match self {
+            Message::Hello(h) => {
+                e.map(4).uint(0).uint(TYPE_HELLO);
+                e.uint(1).uint(h.roster_version);
+                e.uint(2).uint(h.policy_version);
+                e.uint(3).bytes(&h.digest);
+            }
+            Message::Heads(h) => {
+                e.map(3).uint(0).uint(TYPE_HEADS);
+                e.uint(1).bool(h.reply);
+                e.uint(2).array(h.heads.len());
+                for (origin, head) in &h.heads {
+                    e.array(3)
+                        .text(origin.as_str())
+                        .uint(head.size)
+                        .bytes(&head.root);
+                }
+            }
+            Message::Fetch(f) => {
+                e.map(4).uint(0).uint(TYPE_FETCH);
+                e.uint(1).text(f.origin.as_str());
+                e.uint(2).uint(f.from);
+                e.uint(3).uint(u64::from(f.count));
+            }
+            Message::Records(r) => {
+                e.map(if r.checkpoint.is_some() { 5 } else { 4 });
+                e.uint(0).uint(TYPE_RECORDS);
+                e.uint(1).text(r.origin.as_str());
+                e.uint(2).uint(r.from);
+                e.uint(3).array(r.records.len());
+                for rec in &r.records {
+                    e.array(2).bytes(&rec.envelope).array(rec.disclosures.len());
+                    for d in &rec.disclosures {
+                        e.bytes(d);
+                    }
+                }
+                if let Some(c) = &r.checkpoint {
+                    e.uint(4).bytes(c);
+                }
+            }
+            Message::RosterRequest { have } => {
+                e.map(2).uint(0).uint(TYPE_ROSTER_REQUEST);
+                e.uint(1).uint(*have);
+            }
+            Message::Rosters(versions) => {
+                e.map(2).uint(0).uint(TYPE_ROSTERS);
+                e.uint(1).array(versions.len());
+                for v in versions {
+                    e.bytes(v);
+                }
+            }
+        }
+        e.finish()
+    }
+
+    /// Decodes one frame's payload, enforcing the profile and every count limit.
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        const W: &str = "sync message";
+        let v = codec::decode_with_items(W, bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX)?;
+        let m = codec::as_map(W, &v)?;
+        let ty = codec::as_u64(W, codec::field(W, m, T)?)?;
+        match ty {
+            TYPE_HELLO => {
+                codec::only_keys(W, m, &[T, 1, 2, 3])?;
+                Ok(Message::Hello(Hello {
+                    roster_version: codec::as_u64(W, codec::field(W, m, 1)?)?,
+                    policy_version: codec::as_u64(W, codec::field(W, m, 2)?)?,
+                    digest: codec::as_hash(W, codec::field(W, m, 3)?)?,
+                }))
+            }
+            TYPE_HEADS => {
+                codec::only_keys(W, m, &[T, 1, 2])?;
+                let reply = match codec::field(W, m, 1)? {
+                    Value::Bool(b) => *b,
+                    _ => return Err(DecodeError::structure(W, "heads: reply is not a bool")),
+                };
+                let list = bounded(W, codec::field(W, m, 2)?, HEADS_PER_MESSAGE_MAX, "heads")?;
+                let mut heads = Vec::with_capacity(list.len());
+                for h in list {
+                    let h = codec::as_array(W, h)?;
+                    let [origin, size, root] = h else {
+                        return Err(DecodeError::structure(W, "a head is [origin, size, root]"));
+                    };
+                    heads.push((
+                        member(W, origin)?,
+                        LogHead {
+                            size: codec::as_u64(W, size)?,
+                            root: codec::as_hash(W, root)?,
+                        },
+                    ));
+                }
+                Ok(Message::Heads(Heads { reply, heads }))
+            }
+            TYPE_FETCH => {
+                codec::only_keys(W, m, &[T, 1, 2, 3])?;
+                let count = codec::as_u64(W, codec::field(W, m, 3)?)?;
+                if count == 0 || count > RECORDS_PER_MESSAGE_MAX as u64 {
+                    return Err(DecodeError::structure(
+                        W,
+                        format!("fetch count {count} outside 1..={RECORDS_PER_MESSAGE_MAX}"),
+                    ));
+                }
+                Ok(Message::Fetch(Fetch {
+                    origin: member(W, codec::field(W, m, 1)?)?,
+                    from: codec::as_u64(W, codec::field(W, m, 2)?)?,
+                    count: count as u32,
+                }))
+            }
+            TYPE_RECORDS => {
+                codec::only_keys(W, m, &[T, 1, 2, 3, 4])?;
+                let from = codec::as_u64(W, codec::field(W, m, 2)?)?;
+                let list = bounded(
+                    W,
+                    codec::field(W, m, 3)?,
+                    RECORDS_PER_MESSAGE_MAX,
+                    "records",
+                )?;
+                if from.checked_add(list.len() as u64).is_none() {
+                    return Err(DecodeError::structure(W, "records: range overflows"));
+                }
+                let mut records = Vec::with_capacity(list.len());
+                for r in list {
+                    let r = codec::as_array(W, r)?;
+                    let [envelope, disclosures] = r else {
+                        return Err(DecodeError::structure(
+                            W,
+                            "a record is [envelope, [disclosure]]",
+                        ));
+                    };
+                    let envelope = sized(W, envelope, ENVELOPE_BYTES_MAX, "envelope")?;
+                    let ds = bounded(W, disclosures, DISCLOSURES_PER_RECORD_MAX, "disclosures")?;
+                    let disclosures = ds
+                        .iter()
+                        .map(|d| sized(W, d, DISCLOSURE_BYTES_MAX, "disclosure"))
+                        .collect::<Result<_, _>>()?;
+                    records.push(WireRecord {
+                        envelope,
+                        disclosures,
+                    });
+                }
+                let checkpoint = match m.get(&codec::key(4)) {
+                    None => None,
+                    Some(c) => Some(sized(W, c, CHECKPOINT_BYTES_MAX, "checkpoint")?),
+                };
+                Ok(Message::Records(Records {
+                    origin: member(W, codec::field(W, m, 1)?)?,
+                    from,
+                    records,
+                    checkpoint,
+                }))
+            }
+            TYPE_ROSTER_REQUEST => {
+                codec::only_keys(W, m, &[T, 1])?;
+                Ok(Message::RosterRequest {
+                    have: codec::as_u64(W, codec::field(W, m, 1)?)?,
+                })
+            }
+            TYPE_ROSTERS => {
+                codec::only_keys(W, m, &[T, 1])?;
+                let list = bounded(
+                    W,
+                    codec::field(W, m, 1)?,
+                    ROSTERS_PER_MESSAGE_MAX,
+                    "rosters",
+                )?;
+                let versions = list
+                    .iter()
+                    .map(|v| sized(W, v, ROSTER_BYTES_MAX, "roster"))
+                    .collect::<Result<_, _>>()?;
+                Ok(Message::Rosters(versions))
+            }
+            other => Err(DecodeError::structure(
+                W,
+                format!("unknown message type {other}"),
+            )),
+        }
+    }
+}
+
+fn record_len(r: &WireRecord) -> usize {
+    r.envelope.len() + 8 + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>()
+}
+
+/// Encoded size of a record inside a `Records` message, for servers filling a frame.
+pub fn wire_record_len(r: &WireRecord) -> usize {
+    record_len(r)
+}
+
+fn bounded<'a>(
+    w: &'static str,
+    v: &'a Value,
+    max: usize,
+    what: &str,
+) -> Result<&'a [Value], DecodeError> {
+    let list = codec::as_array(w, v)?;
+    if list.len() > max {
+        return Err(DecodeError::structure(
+            w,
+            format!("{} {what} (max {max})", list.len()),
+        ));
+    }
+    Ok(list)
+}
+
+fn sized(w: &'static str, v: &Value, max: usize, what: &str) -> Result<Vec<u8>, DecodeError> {
+    let b = codec::as_bytes(w, v)?;
+    if b.len() > max {
+        return Err(DecodeError::structure(
+            w,
+            format!("{what} of {} bytes (max {max})", b.len()),
+        ));
+    }
+    Ok(b.to_vec())
+}
+
+fn member(w: &'static str, v: &Value) -> Result<MemberId, DecodeError> {
+    MemberId::new(codec::as_text(w, v)?).map_err(|e| DecodeError::structure(w, e.to_string()))
+}
+
+/// The digest a `Hello` carries: SHA-256 over every non-empty head sorted by origin, each as
+/// `len(origin) ‖ origin ‖ size (u64 BE) ‖ root`. Two members holding the same logs compute the
+/// same digest; any difference in any log changes it.
+pub fn heads_digest<'a>(heads: impl IntoIterator<Item = (&'a MemberId, &'a LogHead)>) -> Hash {
+    let mut sorted: Vec<_> = heads.into_iter().filter(|(_, h)| h.size > 0).collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (origin, head) in sorted {
+        let id = origin.as_str().as_bytes();
+        ctx.update(&[id.len() as u8]);
+        ctx.update(id);
+        ctx.update(&head.size.to_be_bytes());
+        ctx.update(&head.root);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> MemberId {
+        MemberId::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn samples() -> Vec<Message> {
+        let head = LogHead {
+            size: 7,
+            root: [9; 32],
+        };
+        vec![
+            Message::Hello(Hello {
+                roster_version: 3,
+                policy_version: 0,
+                digest: [1; 32],
+            }),
+            Message::Heads(Heads {
+                reply: true,
+                heads: vec![(id("bank-a"), head), (id("science-dept"), head)],
+            }),
+            Message::Fetch(Fetch {
+                origin: id("bank-a"),
+                from: 1 << 40,
+                count: 256,
+            }),
+            Message::Records(Records {
+                origin: id("bank-a"),
+                from: 5,
+                records: vec![WireRecord {
+                    envelope: vec![1, 2, 3],
+                    disclosures: vec![vec![4], vec![5, 6]],
+                }],
+                checkpoint: Some(vec![7; 100]),
+            }),
+            Message::Records(Records {
+                origin: id("bank-a"),
+                from: 0,
+                records: vec![],
+                checkpoint: None,
+            }),
+            Message::RosterRequest { have: 2 },
+            Message::Rosters(vec![vec![1; 10], vec![2; 20]]),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_matches_serde_cbor() {
+        for m in samples() {
+            let bytes = m.encode();
+            assert_eq!(Message::decode(&bytes).as_ref(), Ok(&m), "{}", m.name());
+            // The direct encoder must produce what the reference serialiser would.
+            let value = codec::decode_with_items("t", &bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(codec::encode(&value), bytes, "{}", m.name());
+        }
+    }
+
+    #[test]
+    fn hello_in_sync_is_small() {
+        let hello = Message::Hello(Hello {
+            roster_version: 1000,
+            policy_version: 1000,
+            digest: [0; 32],
+        });
+        // One anti-entropy round is a Hello each way plus 4-byte frame headers (DESIGN §12:
+        // ≤ 200 bytes per round).
+        assert!(hello.encode().len() + 4 <= 60, "{}", hello.encode().len());
+    }
+
+    #[test]
+    fn counts_are_limited_at_n_and_n_plus_1() {
+        let rec = WireRecord {
+            envelope: vec![0],
+            disclosures: vec![],
+        };
+        let records = |n: usize| {
+            Message::Records(Records {
+                origin: id("o"),
+                from: 0,
+                records: vec![rec.clone(); n],
+                checkpoint: None,
+            })
+            .encode()
+        };
+        assert!(Message::decode(&records(RECORDS_PER_MESSAGE_MAX)).is_ok());
+        assert!(Message::decode(&records(RECORDS_PER_MESSAGE_MAX + 1)).is_err());
+
+        let disclosures = |n: usize| {
+            Message::Records(Records {
+                origin: id("o"),
+                from: 0,
+                records: vec![WireRecord {
+                    envelope: vec![0],
+                    disclosures: vec![vec![1]; n],
+                }],
+                checkpoint: None,
+            })
+            .encode()
+        };
+        assert!(Message::decode(&disclosures(DISCLOSURES_PER_RECORD_MAX)).is_ok());
+        assert!(Message::decode(&disclosures(DISCLOSURES_PER_RECORD_MAX + 1)).is_err());
+
+        let envelope = |n: usize| {
+            Message::Records(Records {
+                origin: id("o"),
+                from: 0,
+                records: vec![WireRecord {
+                    envelope: vec![0; n],
+                    disclosures: vec![],
+                }],
+                checkpoint: None,
+            })
+            .encode()
+        };
+        assert!(Message::decode(&envelope(ENVELOPE_BYTES_MAX)).is_ok());
+        assert!(Message::decode(&envelope(ENVELOPE_BYTES_MAX + 1)).is_err());
+
+        let fetch = |count: u32| {
+            Message::Fetch(Fetch {
+                origin: id("o"),
+                from: 0,
+                count,
+            })
+            .encode()
+        };
+        assert!(Message::decode(&fetch(RECORDS_PER_MESSAGE_MAX as u32)).is_ok());
+        assert!(Message::decode(&fetch(RECORDS_PER_MESSAGE_MAX as u32 + 1)).is_err());
+        assert!(Message::decode(&fetch(0)).is_err());
+
+        let rosters = |n: usize| Message::Rosters(vec![vec![1]; n]).encode();
+        assert!(Message::decode(&rosters(ROSTERS_PER_MESSAGE_MAX)).is_ok());
+        assert!(Message::decode(&rosters(ROSTERS_PER_MESSAGE_MAX + 1)).is_err());
+
+        let heads = |n: usize| {
+            Message::Heads(Heads {
+                reply: false,
+                heads: (0..n)
+                    .map(|i| {
+                        (
+                            id(&format!("m{i}")),
+                            LogHead {
+                                size: 1,
+                                root: [0; 32],
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+            .encode()
+        };
+        assert!(Message::decode(&heads(HEADS_PER_MESSAGE_MAX)).is_ok());
+        assert!(Message::decode(&heads(HEADS_PER_MESSAGE_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn garbage_and_unknown_types_are_errors_not_panics() {
+        for bytes in [
+            &[][..],
+            &[0xff],
+            &[0xa1, 0x00, 0x18, 0x63],       // {0: 99}
+            &[0xa2, 0x00, 0x01, 0x01, 0x02], // hello missing fields
+            &[0x9f, 0xff],                   // indefinite array
+        ] {
+            assert!(Message::decode(bytes).is_err(), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn digest_ignores_empty_logs_and_order() {
+        let h = LogHead {
+            size: 1,
+            root: [3; 32],
+        };
+        let empty = LogHead {
+            size: 0,
+            root: [0; 32],
+        };
+        let (a, b, c) = (id("a"), id("b"), id("c"));
+        let d1 = heads_digest([(&a, &h), (&b, &h)]);
+        let d2 = heads_digest([(&b, &h), (&c, &empty), (&a, &h)]);
+        assert_eq!(d1, d2);
+        let h2 = LogHead { size: 2, ..h };
+        assert_ne!(d1, heads_digest([(&a, &h), (&b, &h2)]));
+    }
+}
