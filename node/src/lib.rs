@@ -4,11 +4,18 @@
 //! ([`pki`]: CA, member TLS keys and certificates), the clock and the OS random generator.
 //! The QUIC transport, sync driver and local API (DESIGN §7, §10) will live here too.
 
+pub mod api;
 pub mod appender;
 pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod driver;
 pub mod entropy;
+pub mod fsutil;
 pub mod keyfile;
 pub mod limits;
+pub mod node;
 pub mod pki;
 pub mod sled_store;
 pub mod synthetic;
+pub mod transport;

@@ -479,6 +479,13 @@ fn new_p256_key() -> Result<Zeroizing<KeyPair>, PkiError> {
 }
 
 /// Loads an ECDSA P-256 PKCS#8 PEM private key, refusing files readable by group or others.
+/// The member's TLS private key as PKCS#8 DER, for the transport: permission-checked (0600)
+/// and checked to be an ECDSA P-256 key like every member TLS key.
+pub fn load_tls_key_pkcs8(path: &Path) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+    let key = load_p256_key(path)?;
+    Ok(Zeroizing::new(key.serialize_der()))
+}
+
 fn load_p256_key(path: &Path) -> Result<Zeroizing<KeyPair>, PkiError> {
     let bytes = keyfile::read_private(path)?;
     let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&bytes).map_err(|e| {

@@ -261,6 +261,19 @@ pub enum VerifyError {
     DuplicateField { index: usize, field: String },
 }
 
+impl VerifyError {
+    /// The error without any field value, for logs and for reasons sent over the network (a
+    /// value-rule message may quote the value; DESIGN §8: no field value in a log line).
+    pub fn redacted(&self) -> String {
+        match self {
+            VerifyError::FieldValue { index, field, .. } => {
+                format!("disclosure {index} (field {field}): the value breaks the field's rule")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// An envelope whose signature checked out.
 #[derive(Debug, Clone)]
 pub struct VerifiedEnvelope {

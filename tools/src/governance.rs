@@ -174,6 +174,19 @@ pub enum RosterCommand {
         /// A roster file or a consortium directory.
         path: PathBuf,
     },
+    /// Install newer roster versions on a joined node (after verifying them from its genesis);
+    /// peers then adopt them from it through sync.
+    #[command(
+        after_help = "Example (a governor publishing the roster it just signed):\n  tfx roster install --dir members/science-dept consortium/roster/v*.tfxroster"
+    )]
+    Install {
+        /// The node's member directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Roster files, version 1 first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Verify a chain of roster files from the trusted genesis hash (exit 0 valid, 1 invalid).
     #[command(
         after_help = "Example:\n  tfx roster verify --genesis $(cat consortium/genesis.sha256) consortium/roster/v*.tfxroster"
@@ -297,6 +310,9 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<Outcome> {
             consortium::sign_roster(&key, &roster).map(|()| Outcome::Ok)
         }
         RosterCommand::Show { json, path } => consortium::show(&path, json).map(|()| Outcome::Ok),
+        RosterCommand::Install { dir, files } => {
+            crate::member::install_roster(&dir, &files).map(|()| Outcome::Ok)
+        }
         RosterCommand::Verify { genesis, files } => Ok(if consortium::verify(&genesis, &files)? {
             Outcome::Ok
         } else {

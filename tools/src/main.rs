@@ -4,6 +4,7 @@
 //! (unreadable file, bad arguments). Errors print as one chain: `tfx: reading x.json: …`.
 
 mod bench;
+mod client;
 mod consortium;
 mod governance;
 mod key;
@@ -46,6 +47,16 @@ enum Command {
     /// Measure throughput on this machine (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A running node's peers, connection state, per-origin heads and lag.
+    #[command(after_help = "Example:\n  tfx status --node members/bank-a")]
+    Status {
+        /// The node's member directory (holding node.toml).
+        #[arg(long)]
+        node: std::path::PathBuf,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command ended when it did not fail outright.
@@ -65,6 +76,7 @@ fn main() -> ExitCode {
         Command::Key(c) => key::run(c),
         Command::Record(c) => record::run(c),
         Command::Bench(c) => bench::run(c),
+        Command::Status { node, json } => client::status(&node, json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

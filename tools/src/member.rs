@@ -400,6 +400,43 @@ fn check_extends_installed(dir: &Path, versions: &[Vec<u8>], ca_der: &[u8]) -> a
     if installed_ca != ca_der {
         bail!("the bundle's CA is not the CA this node joined with");
     }
+    check_extends_installed_roster(dir, versions)
+}
+
+/// `tfx roster install`: gives a joined node (stopped or not: a running node reads its roster
+/// directory only at start, and otherwise learns newer versions from peers) roster versions a
+/// governor signed, after verifying the whole chain from the node's genesis and that it extends
+/// what is installed. This is how a newly approved roster enters the network: once one node
+/// has it, every peer adopts it through sync.
+pub fn install_roster(dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    joined_member(dir)?;
+    let genesis = parse_hash(
+        &std::fs::read_to_string(dir.join("genesis.sha256"))
+            .context("reading the installed genesis.sha256")?,
+    )?;
+    let versions = files
+        .iter()
+        .map(|f| read_limited(f, tfx_protocol::limits::ROSTER_BYTES_MAX))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let roster = verify_chain(&genesis, &versions)
+        .context("verifying the roster chain from this node's genesis")?;
+    check_extends_installed_roster(dir, &versions)?;
+    let roster_dir = dir.join("roster");
+    for (i, v) in versions.iter().enumerate() {
+        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
+        if !path.exists() {
+            crate::record::write_new(&path, v)?;
+        }
+    }
+    println!(
+        "installed roster up to v{} in {}",
+        roster.version,
+        roster_dir.display()
+    );
+    Ok(())
+}
+
+fn check_extends_installed_roster(dir: &Path, versions: &[Vec<u8>]) -> anyhow::Result<()> {
     let roster_dir = dir.join("roster");
     let mut installed = 0usize;
     while roster_dir

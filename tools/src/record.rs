@@ -56,6 +56,34 @@ pub enum RecordCommand {
         /// Record file.
         file: PathBuf,
     },
+    /// Submit a JSON record to a running node, which validates, signs and appends it; returns
+    /// once the append is durable.
+    #[command(
+        after_help = "Example:\n  tfx record submit --node members/bank-a examples/records/credit.json"
+    )]
+    Submit {
+        /// The node's member directory (holding node.toml).
+        #[arg(long)]
+        node: PathBuf,
+        /// JSON record file.
+        file: PathBuf,
+    },
+    /// Fetch one record from a running node by id: its fields as this node holds them, after
+    /// re-verifying the origin's signature.
+    #[command(after_help = "Example:\n  tfx record get --node members/bank-a 3f2a…")]
+    Get {
+        #[arg(long)]
+        node: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Record id (64 hex digits).
+        id: String,
+    },
+    /// List records a running node holds, by subject, kind and issue time.
+    #[command(
+        after_help = "Example:\n  tfx record query --node members/pbc-chengdu --kind credit --since 2026-01-01T00:00:00Z"
+    )]
+    Query(crate::client::QueryArgs),
     /// Show a record file's header and disclosures, with hex for checking by any COSE library.
     /// Does not verify the signature (use `tfx record verify`).
     #[command(after_help = "Example:\n  tfx record show --json credit.tfxr")]
@@ -78,6 +106,9 @@ pub fn run(cmd: RecordCommand) -> anyhow::Result<Outcome> {
             file,
         } => verify(&public, origin.as_deref(), json, &file),
         RecordCommand::Show { json, file } => show(json, &file),
+        RecordCommand::Submit { node, file } => crate::client::submit(&node, &file),
+        RecordCommand::Get { node, json, id } => crate::client::get(&node, &id, json),
+        RecordCommand::Query(a) => crate::client::query(&a),
     }
 }
 
@@ -201,38 +232,14 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
     }
-    write_atomically(path, bytes, false)
+    tfx_node::fsutil::write_new(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Replaces `path` atomically (temporary file, fsync, rename): readers see the old or the new
 /// content, never a mix, and a crash loses nothing.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomically(path, bytes, true)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
-    let context = || format!("writing {}", path.display());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(context)?;
-    std::io::Write::write_all(&mut tmp, bytes).with_context(context)?;
-    tmp.as_file().sync_all().with_context(context)?;
-    let persisted = if overwrite {
-        tmp.persist(path)
-    } else {
-        tmp.persist_noclobber(path)
-    };
-    persisted.map_err(|e| e.error).with_context(context)?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so a rename in it survives a crash.
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    tfx_node::fsutil::replace_file(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Names the verification step that failed, for scripts.

@@ -1,13 +1,16 @@
-//! `tfx-node`: the member node binary. Today it offers the offline store check; the network
-//! daemon (`tfx-node --config FILE`: QUIC transport, sync, local API) comes with the replication
-//! work (DESIGN §7, §10). Exit status: 0 ok, 1 a check failed, 2 error.
+//! `tfx-node`: the member node binary. `tfx-node --config node.toml` runs the node (QUIC
+//! transport, sync, local API) until SIGTERM or SIGINT, then shuts down cleanly;
+//! `tfx-node check-store` re-verifies a stopped node's data offline.
+//! Exit status: 0 ok, 1 a check failed, 2 error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tfx_node::config::{LogFormat, NodeConfig};
 use tfx_node::keyfile;
+use tfx_node::node::Node;
 use tfx_node::sled_store::SledStore;
 use tfx_protocol::log::verify_log;
 use tfx_protocol::record::KeySet;
@@ -15,10 +18,19 @@ use tfx_protocol::store::Store;
 use tfx_protocol::MemberId;
 
 #[derive(Parser)]
-#[command(name = "tfx-node", version, about = "tfx member node")]
+#[command(
+    name = "tfx-node",
+    version,
+    about = "tfx member node",
+    args_conflicts_with_subcommands = true,
+    after_help = "Run a node:\n  tfx-node --config /etc/tfx/node.toml\n(see deploy/node.example.toml for every setting)"
+)]
 struct Cli {
+    /// Run the node with this configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -62,7 +74,44 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    let Command::CheckStore { data, public } = cli.command;
+    match (cli.config, cli.command) {
+        (Some(config), _) => daemon(&config).map(|()| true),
+        (None, Some(Command::CheckStore { data, public })) => check_store(data, public),
+        (None, None) => {
+            anyhow::bail!("give --config FILE to run the node, or a command (see --help)")
+        }
+    }
+}
+
+fn daemon(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,quinn_proto=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let node = Node::start(&config).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+fn check_store(data: PathBuf, public: Vec<(MemberId, PathBuf)>) -> anyhow::Result<bool> {
     let keys = public
         .iter()
         .map(|(origin, p)| {
@@ -93,4 +142,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     Ok(all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -449,7 +449,15 @@ impl SyncCore {
             p.roster_version = h.roster_version;
         }
         self.request_roster(peer, now);
-        if h.digest != self.digest() {
+        if h.digest == self.digest() {
+            // The peer holds exactly what we hold: remember it, so new appends are pushed.
+            let mut sizes: BTreeMap<MemberId, u64> =
+                self.heads().into_iter().map(|(o, h)| (o, h.size)).collect();
+            sizes.insert(self.config.local.clone(), self.local.size);
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.sizes = sizes;
+            }
+        } else {
             let heads = self.heads();
             self.send(
                 peer,
@@ -675,7 +683,7 @@ impl SyncCore {
         for (i, w) in r.records.into_iter().enumerate().skip(skip) {
             let seq = r.from + i as u64;
             let v = verify_record(&w.envelope, &w.disclosures, &self.roster)
-                .map_err(|e| format!("record {origin}#{seq} does not verify: {e}"))?;
+                .map_err(|e| format!("record {origin}#{seq} does not verify: {}", e.redacted()))?;
             let h = &v.envelope.header;
             if &h.origin != origin {
                 return Err(format!(

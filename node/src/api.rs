@@ -1,0 +1,316 @@
+//! The local API (DESIGN §10): HTTP/JSON on a loopback address for the institution's own
+//! systems and the `tfx` CLI, described in `deploy/openapi.yaml`. Every route except
+//! `/v1/health` requires `Authorization: Bearer <token>`, where the token is the content of a
+//! file only the node's user can read (created 0600 on first start). The address must be
+//! loopback (checked when the config loads), so the token never crosses a network.
+//!
+//! Reads never go past the local log's durable head: a record is visible here only once it
+//! would survive a crash. Submitting returns after the append is durable. Error bodies are
+//! `{"error": "..."}`; validation errors name the field and rule (the submitter's own input),
+//! and nothing here logs a field value.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query as UrlQuery, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tfx_protocol::disclosure::Disclosure;
+use tfx_protocol::limits::{QUERY_RESULTS_MAX, RECORD_JSON_BYTES_MAX};
+use tfx_protocol::record::verify_envelope;
+use tfx_protocol::schema::RecordKind;
+use tfx_protocol::store::{Query, Store};
+use tfx_protocol::validate::parse_record_json;
+use tfx_protocol::{RecordId, Timestamp};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::keyfile;
+use crate::node::Shared;
+
+#[derive(Clone)]
+struct Api {
+    shared: Shared,
+    token: std::sync::Arc<zeroize::Zeroizing<String>>,
+}
+
+type ApiResult = Result<Response, (StatusCode, Json<serde_json::Value>)>;
+
+fn fail(status: StatusCode, msg: impl Into<String>) -> (StatusCode, Json<serde_json::Value>) {
+    (status, Json(json!({ "error": msg.into() })))
+}
+
+/// Loads the API token, creating it (0600) on first start.
+pub fn load_or_create_token(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        keyfile::generate_secret(path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    let secret =
+        keyfile::load_secret(path).with_context(|| format!("loading {}", path.display()))?;
+    Ok(zeroize::Zeroizing::new(hex::encode(&secret[..])))
+}
+
+/// Binds the API and serves it until `shutdown` turns true.
+pub async fn serve(
+    addr: SocketAddr,
+    token_file: &Path,
+    shared: Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the local API must listen on loopback, not {addr}"
+    );
+    let token = load_or_create_token(token_file)?;
+    let api = Api {
+        shared,
+        token: std::sync::Arc::new(token),
+    };
+    let authed = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/records", get(query).post(submit))
+        .route("/v1/records/{id}", get(get_record))
+        .layer(middleware::from_fn_with_state(api.clone(), auth));
+    let app = Router::new()
+        .route("/v1/health", get(|| async { "ok\n" }))
+        .merge(authed)
+        .layer(DefaultBodyLimit::max(RECORD_JSON_BYTES_MAX))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the local API on {addr}"))?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = api.token.as_bytes();
+    // Constant-time comparison: the token must not leak through response timing.
+    let ok = given.len() == expected.len()
+        && given
+            .as_bytes()
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !ok {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (see the node's api.token file)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn status(State(api): State<Api>) -> ApiResult {
+    let sync = api.shared.status.borrow().clone();
+    let stats = api.shared.appender.stats();
+    let durable = *api.shared.appender.durable_head().borrow();
+    Ok(Json(json!({
+        "member": api.shared.member.as_str(),
+        "roster_version": sync.roster_version,
+        "local_log": { "size": durable.size, "root": hex::encode(durable.root) },
+        "heads": sync.heads,
+        "peers": sync.peers,
+        "frozen": sync.frozen,
+        "received_batches": sync.received,
+        "peers_disconnected_for_misbehaviour": sync.misbehaviour,
+        "appender": { "batches": stats.batches, "records": stats.records },
+    }))
+    .into_response())
+}
+
+async fn submit(State(api): State<Api>, body: axum::body::Bytes) -> ApiResult {
+    let record = parse_record_json(&body)
+        .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let roster = api.shared.membership.roster();
+    let roles = roster
+        .member(&api.shared.member)
+        .map(|m| m.roles.clone())
+        .unwrap_or_default();
+    if !record
+        .kind
+        .issuer_roles()
+        .iter()
+        .any(|r| roles.iter().any(|m| m == r))
+    {
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} holds roles {roles:?}; {} records may be issued only by {:?}",
+                api.shared.member,
+                record.kind,
+                record.kind.issuer_roles()
+            ),
+        ));
+    }
+    let receipt = api
+        .shared
+        .appender
+        .append(record)
+        .await
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": receipt.id.to_hex(),
+            "origin": api.shared.member.as_str(),
+            "seq": receipt.seq.0,
+            "issued_at": receipt.issued_at.to_rfc3339(),
+        })),
+    )
+        .into_response())
+}
+
+/// Whether (origin, seq) is readable: the local log only up to its durable head.
+fn visible(api: &Api, origin: &tfx_protocol::MemberId, seq: u64) -> bool {
+    origin != &api.shared.member || seq < api.shared.appender.durable_head().borrow().size
+}
+
+fn store_error(e: impl std::fmt::Display) -> (StatusCode, Json<serde_json::Value>) {
+    tracing::error!(error = %e, "store read failed");
+    fail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store read failed; see the node log",
+    )
+}
+
+async fn get_record(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let rid = RecordId::from_hex(&id)
+        .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "record id must be 64 hex digits"))?;
+    let not_found = || fail(StatusCode::NOT_FOUND, format!("no record {id} here"));
+    let store = &api.shared.store;
+    let (origin, seq) = store
+        .locate(&rid)
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    if !visible(&api, &origin, seq.0) {
+        return Err(not_found());
+    }
+    let envelope = store
+        .envelope(&origin, seq)
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    let roster = api.shared.membership.roster();
+    let verified = verify_envelope(&envelope, &*roster).map_err(|e| {
+        fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored envelope no longer verifies: {}", e.redacted()),
+        )
+    })?;
+    let mut fields = serde_json::Map::new();
+    for bytes in store.disclosures(&rid).map_err(store_error)? {
+        if let Ok(d) = Disclosure::decode(&bytes) {
+            fields.insert(d.name().to_owned(), d.value().to_json());
+        }
+    }
+    let h = &verified.header;
+    Ok(Json(json!({
+        "id": id,
+        "origin": h.origin.as_str(),
+        "seq": h.seq.0,
+        "kind": h.kind.name(),
+        "issued_at": h.issued_at.to_rfc3339(),
+        "supersedes": h.supersedes.map(|s| s.to_hex()),
+        "verified": true,
+        "fields": fields,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryParams {
+    subject: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+fn time_param(
+    name: &str,
+    v: &Option<String>,
+) -> Result<Option<Timestamp>, (StatusCode, Json<serde_json::Value>)> {
+    v.as_deref()
+        .map(|s| {
+            Timestamp::parse_rfc3339(s)
+                .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+async fn query(State(api): State<Api>, UrlQuery(p): UrlQuery<QueryParams>) -> ApiResult {
+    let kind = match p.kind.as_deref() {
+        None => None,
+        Some(k) => Some(RecordKind::parse(k).ok_or_else(|| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                format!("kind: {k:?} is not credit, ip-valuation, monitoring or risk-warning"),
+            )
+        })?),
+    };
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > QUERY_RESULTS_MAX {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("limit: {limit} is outside 1..={QUERY_RESULTS_MAX}"),
+        ));
+    }
+    let q = Query {
+        subject: p.subject.clone(),
+        kind,
+        since: time_param("since", &p.since)?,
+        until: time_param("until", &p.until)?,
+        limit,
+    };
+    let store = api.shared.store.clone();
+    let refs = tokio::task::spawn_blocking(move || store.query(&q))
+        .await
+        .map_err(store_error)?
+        .map_err(store_error)?;
+    let records: Vec<_> = refs
+        .into_iter()
+        .filter(|r| visible(&api, &r.origin, r.seq.0))
+        .map(|r| {
+            json!({
+                "id": r.id.to_hex(),
+                "origin": r.origin.as_str(),
+                "seq": r.seq.0,
+                "kind": r.kind.name(),
+                "issued_at": r.issued_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "records": records })).into_response())
+}

@@ -1,0 +1,331 @@
+//! `node.toml`: what a member's node needs to run, every field documented with its default and
+//! bound in `deploy/node.example.toml`. Paths are relative to the file's directory, so a member
+//! directory can move as a whole. Unknown keys are errors (a typo must not silently fall back to
+//! a default), and every bound is checked here, naming the field, before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tfx_protocol::MemberId;
+
+/// Largest config file read.
+const CONFIG_BYTES_MAX: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    member: MemberSection,
+    paths: PathsSection,
+    network: NetworkSection,
+    #[serde(default)]
+    api: ApiSection,
+    #[serde(default)]
+    sync: SyncSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberSection {
+    id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSection {
+    data: PathBuf,
+    record_signing_key: PathBuf,
+    tls_key: PathBuf,
+    tls_cert: PathBuf,
+    ca_cert: PathBuf,
+    roster: PathBuf,
+    genesis: PathBuf,
+    /// The consortium pseudonym secret (issuers only; the risk-warning member has none).
+    #[serde(default)]
+    pseudonym_secret: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkSection {
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    listen: Option<SocketAddr>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncSection {
+    anti_entropy_ms: Option<u64>,
+    fetch_timeout_ms: Option<u64>,
+    pipeline: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A validated node configuration with absolute paths.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub member: MemberId,
+    pub data: PathBuf,
+    pub record_signing_key: PathBuf,
+    pub tls_key: PathBuf,
+    pub tls_cert: PathBuf,
+    pub ca_cert: PathBuf,
+    pub roster_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub pseudonym_secret: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    pub api_token: PathBuf,
+    pub anti_entropy_ms: u64,
+    pub fetch_timeout_ms: u64,
+    pub pipeline: usize,
+    pub log_format: LogFormat,
+}
+
+/// Bounds: (min, max) for each tunable, with the reason in `deploy/node.example.toml`.
+pub const ANTI_ENTROPY_MS: (u64, u64) = (50, 3_600_000);
+pub const FETCH_TIMEOUT_MS: (u64, u64) = (100, 600_000);
+pub const PIPELINE: (usize, usize) = (1, 64);
+
+/// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
+pub const API_PORT_OFFSET: u16 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: larger than {CONFIG_BYTES_MAX} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("{path}: {field}: {rule}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        rule: String,
+    },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let read = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if meta.len() > CONFIG_BYTES_MAX {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parses `text` (from `path`, for messages), resolving relative paths against `base`.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<NodeConfig, ConfigError> {
+        let f: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let field = |field: &'static str, rule: String| ConfigError::Field {
+            path: path.to_path_buf(),
+            field,
+            rule,
+        };
+        let member = MemberId::new(&f.member.id).map_err(|e| field("member.id", e.to_string()))?;
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let api_listen = match f.api.listen {
+            Some(a) => a,
+            None => {
+                let port = f
+                    .network
+                    .listen
+                    .port()
+                    .checked_add(API_PORT_OFFSET)
+                    .ok_or_else(|| {
+                        field(
+                            "api.listen",
+                            "no default: network.listen's port + 1000 overflows; set it".into(),
+                        )
+                    })?;
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+        };
+        if !api_listen.ip().is_loopback() {
+            return Err(field(
+                "api.listen",
+                format!(
+                    "{api_listen} is not a loopback address: the local API never leaves this host"
+                ),
+            ));
+        }
+        let bounded = |name: &'static str, v: Option<u64>, default: u64, (lo, hi): (u64, u64)| {
+            let v = v.unwrap_or(default);
+            if v < lo || v > hi {
+                return Err(field(name, format!("{v} is outside {lo}..={hi}")));
+            }
+            Ok(v)
+        };
+        let anti_entropy_ms = bounded(
+            "sync.anti_entropy_ms",
+            f.sync.anti_entropy_ms,
+            5_000,
+            ANTI_ENTROPY_MS,
+        )?;
+        let fetch_timeout_ms = bounded(
+            "sync.fetch_timeout_ms",
+            f.sync.fetch_timeout_ms,
+            30_000,
+            FETCH_TIMEOUT_MS,
+        )?;
+        let pipeline = bounded(
+            "sync.pipeline",
+            f.sync.pipeline.map(|p| p as u64),
+            8,
+            (PIPELINE.0 as u64, PIPELINE.1 as u64),
+        )? as usize;
+        let log_format = match f.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(field(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                ))
+            }
+        };
+        let data = abs(&f.paths.data);
+        Ok(NodeConfig {
+            member,
+            api_token: f
+                .api
+                .token_file
+                .as_deref()
+                .map(abs)
+                .unwrap_or_else(|| data.join(API_TOKEN_FILE)),
+            data,
+            record_signing_key: abs(&f.paths.record_signing_key),
+            tls_key: abs(&f.paths.tls_key),
+            tls_cert: abs(&f.paths.tls_cert),
+            ca_cert: abs(&f.paths.ca_cert),
+            roster_dir: abs(&f.paths.roster),
+            genesis: abs(&f.paths.genesis),
+            pseudonym_secret: f.paths.pseudonym_secret.as_deref().map(abs),
+            listen: f.network.listen,
+            api_listen,
+            anti_entropy_ms,
+            fetch_timeout_ms,
+            pipeline,
+            log_format,
+        })
+    }
+}
+
+/// The API token's file name inside the data directory (when `[api] token_file` is absent).
+pub const API_TOKEN_FILE: &str = "api.token";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[member]
+id = "bank-a"
+[paths]
+data = "data"
+record_signing_key = "keys/record-signing.key"
+tls_key = "keys/tls.key"
+tls_cert = "tls.crt"
+ca_cert = "ca.crt"
+roster = "roster"
+genesis = "genesis.sha256"
+[network]
+listen = "127.0.0.1:7403"
+"#;
+
+    fn parse(extra: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(
+            &format!("{MINIMAL}{extra}"),
+            Path::new("node.toml"),
+            Path::new("/srv/tfx"),
+        )
+    }
+
+    #[test]
+    fn defaults_are_applied_and_paths_resolved() {
+        let c = parse("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.member.as_str(), "bank-a");
+        assert_eq!(c.data, Path::new("/srv/tfx/data"));
+        assert_eq!(c.api_token, Path::new("/srv/tfx/data/api.token"));
+        assert_eq!(
+            c.api_listen,
+            "127.0.0.1:8403".parse().unwrap_or(c.api_listen)
+        );
+        assert_eq!(c.api_listen.port(), 8403);
+        assert_eq!(c.anti_entropy_ms, 5_000);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            ("[api]\nlisten = \"0.0.0.0:9000\"\n", "api.listen"),
+            ("[sync]\nanti_entropy_ms = 10\n", "sync.anti_entropy_ms"),
+            ("[sync]\npipeline = 65\n", "sync.pipeline"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[sync]\nanti_entropy = 100\n", "unknown field"),
+        ];
+        for (extra, expect) in cases {
+            let err = parse(extra).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(expect), "{extra}: {err}");
+        }
+        let err = NodeConfig::parse(
+            &MINIMAL.replace("bank-a", "Bank A"),
+            Path::new("node.toml"),
+            Path::new("."),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("member.id"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! One authenticated peer connection: two writer tasks (control and bulk streams) fed by bounded
+//! queues, and a reader per incoming stream that decodes frames and hands messages to the sync
+//! driver. A reader that meets an oversized or malformed frame, or an unknown stream, closes the
+//! connection with [`CLOSE_PROTOCOL`] and logs the reason; nothing from that frame reaches the
+//! driver. The driver's input queue is bounded, so a fast peer is slowed by QUIC flow control
+//! rather than by our memory.
+
+use tfx_protocol::sync::wire::Message;
+use tfx_protocol::MemberId;
+use tokio::sync::mpsc;
+
+use crate::transport::{
+    read_frame, write_frame, FrameError, STREAM_BULK, STREAM_CONTROL, UNI_STREAMS_MAX,
+};
+
+/// Application close codes.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+pub const CLOSE_PROTOCOL: u32 = 1;
+pub const CLOSE_POLICY: u32 = 2;
+pub const CLOSE_REPLACED: u32 = 3;
+
+/// Control messages queued for one peer. Hellos, heads and fetches are small and few per round;
+/// a peer that lets this many pile up is not reading.
+pub const CONTROL_QUEUE: usize = 256;
+
+/// Bulk messages (up to ~1.2 MiB each) queued for one peer: enough for every fetch it may have
+/// outstanding (`PEER_FETCHES_MAX`) plus pushes.
+pub const BULK_QUEUE: usize = 64;
+
+/// What connections tell the sync driver.
+#[derive(Debug)]
+pub enum Input {
+    Connected {
+        peer: MemberId,
+        conn: quinn::Connection,
+        control: mpsc::Sender<Vec<u8>>,
+        bulk: mpsc::Sender<Vec<u8>>,
+    },
+    Message {
+        peer: MemberId,
+        conn_id: usize,
+        message: Message,
+    },
+    Closed {
+        peer: MemberId,
+        conn_id: usize,
+    },
+}
+
+/// Closes `conn` because the peer broke the protocol, logging why.
+pub fn misbehaved(conn: &quinn::Connection, peer: &MemberId, reason: &str) {
+    tracing::warn!(%peer, reason, "disconnecting peer: protocol violation");
+    conn.close(
+        quinn::VarInt::from_u32(CLOSE_PROTOCOL),
+        b"protocol violation",
+    );
+}
+
+/// Runs a connection until it closes. Returns after the driver has been told.
+pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<Input>) {
+    let conn_id = conn.stable_id();
+    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(writer(conn.clone(), STREAM_CONTROL, control_rx));
+    tasks.spawn(writer(conn.clone(), STREAM_BULK, bulk_rx));
+    let connected = Input::Connected {
+        peer: peer.clone(),
+        conn: conn.clone(),
+        control,
+        bulk,
+    };
+    if driver.send(connected).await.is_err() {
+        return;
+    }
+    let accept = {
+        let (conn, peer, driver) = (conn.clone(), peer.clone(), driver.clone());
+        async move {
+            let mut readers = tokio::task::JoinSet::new();
+            for _ in 0..UNI_STREAMS_MAX {
+                match conn.accept_uni().await {
+                    Ok(stream) => {
+                        readers.spawn(reader(stream, conn.clone(), peer.clone(), driver.clone()));
+                    }
+                    Err(_) => break,
+                }
+            }
+            while readers.join_next().await.is_some() {}
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = conn.closed() => {}
+    }
+    let reason = conn.closed().await;
+    tracing::info!(%peer, %reason, "connection closed");
+    tasks.abort_all();
+    let _ = driver.send(Input::Closed { peer, conn_id }).await;
+}
+
+async fn writer(conn: quinn::Connection, tag: u8, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let Ok(mut stream) = conn.open_uni().await else {
+        return;
+    };
+    if stream.write_all(&[tag]).await.is_err() {
+        return;
+    }
+    while let Some(frame) = rx.recv().await {
+        if write_frame(&mut stream, &frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.finish();
+}
+
+async fn reader(
+    mut stream: quinn::RecvStream,
+    conn: quinn::Connection,
+    peer: MemberId,
+    driver: mpsc::Sender<Input>,
+) {
+    let conn_id = conn.stable_id();
+    let mut tag = [0u8; 1];
+    if stream.read_exact(&mut tag).await.is_err() {
+        return;
+    }
+    if tag[0] != STREAM_CONTROL && tag[0] != STREAM_BULK {
+        misbehaved(&conn, &peer, &format!("unknown stream tag {}", tag[0]));
+        return;
+    }
+    loop {
+        let frame = match read_frame(&mut stream).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e @ (FrameError::Oversized(_) | FrameError::Truncated)) => {
+                misbehaved(&conn, &peer, &e.to_string());
+                return;
+            }
+            Err(FrameError::Read(_)) => return,
+        };
+        let message = match Message::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                misbehaved(&conn, &peer, &format!("malformed frame: {e}"));
+                return;
+            }
+        };
+        let input = Input::Message {
+            peer: peer.clone(),
+            conn_id,
+            message,
+        };
+        if driver.send(input).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The sync driver: the one task that owns the [`SyncCore`]. It feeds the core connection
+//! events, decoded messages, the appender's durable head and timer expiries, then moves the
+//! core's output — frames onto peers' queues, disconnects, adopted rosters (persisted, then
+//! handed to the transport), applied batches (flushed in the background) — and publishes a
+//! [`SyncStatus`] for the local API.
+//!
+//! The core is synchronous and touches sled; its calls run under `block_in_place` so a large
+//! batch's verification never stalls other tasks on this worker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tfx_protocol::roster::SignedRoster;
+use tfx_protocol::store::{LogHead, Store};
+use tfx_protocol::sync::wire::Message;
+use tfx_protocol::sync::{Event, SyncCore};
+use tfx_protocol::MemberId;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::connection::{Input, CLOSE_POLICY, CLOSE_REPLACED};
+use crate::sled_store::SledStore;
+use crate::transport::Membership;
+
+/// Inputs queued for the driver from all connections together: bounded so that readers wait
+/// (and QUIC flow control slows their peers) when the driver is busy.
+pub const INPUT_QUEUE: usize = 1024;
+
+/// How often the published status is refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One connected peer as the status reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub member: String,
+    pub connected: bool,
+    pub address: Option<String>,
+    /// Records the peer holds that this node lacks, per origin (from its last heads).
+    pub ahead: BTreeMap<String, u64>,
+    /// Records this node holds that the peer lacks, per origin.
+    pub behind: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadStatus {
+    pub origin: String,
+    pub size: u64,
+    pub root: String,
+}
+
+/// What the node's sync state looks like, for `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SyncStatus {
+    pub member: String,
+    pub roster_version: u64,
+    pub heads: Vec<HeadStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub frozen: Vec<String>,
+    /// Records received from peers and stored since start.
+    pub received: u64,
+    /// Peers disconnected for misbehaviour since start.
+    pub misbehaviour: u64,
+}
+
+struct Link {
+    conn: quinn::Connection,
+    control: mpsc::Sender<Vec<u8>>,
+    bulk: mpsc::Sender<Vec<u8>>,
+}
+
+pub struct Driver {
+    pub core: SyncCore,
+    pub store: Arc<SledStore>,
+    pub membership: Arc<Membership>,
+    pub roster_dir: PathBuf,
+    pub status: watch::Sender<SyncStatus>,
+    /// Bumped with the roster version so the dialer picks up new members.
+    pub roster_version: watch::Sender<u64>,
+    pub connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
+    links: BTreeMap<MemberId, Link>,
+    flush: Arc<Notify>,
+    received: u64,
+    misbehaviour: u64,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("peers", &self.links.len())
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::clock::now().0
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        core: SyncCore,
+        store: Arc<SledStore>,
+        membership: Arc<Membership>,
+        roster_dir: PathBuf,
+        status: watch::Sender<SyncStatus>,
+        roster_version: watch::Sender<u64>,
+        connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
+    ) -> Self {
+        Driver {
+            core,
+            store,
+            membership,
+            roster_dir,
+            status,
+            roster_version,
+            connected,
+            links: BTreeMap::new(),
+            flush: Arc::new(Notify::new()),
+            received: 0,
+            misbehaviour: 0,
+            failed: false,
+        }
+    }
+
+    /// Runs until `shutdown` turns true or every input sender is gone.
+    pub async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut durable: watch::Receiver<LogHead>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let flusher = tokio::spawn(flush_loop(self.store.clone(), self.flush.clone()));
+        let head = *durable.borrow_and_update();
+        self.with_core(|core, store| core.handle_local_head(store, head));
+        self.after();
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = self.core.poll_timeout().map(|t| {
+                tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now_ms()))
+            });
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.input(input),
+                    None => break,
+                },
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let head = *durable.borrow_and_update();
+                    self.with_core(|core, store| core.handle_local_head(store, head));
+                }
+                _ = sleep_until(wake) => {
+                    let now = now_ms();
+                    self.core.handle_timeout(now);
+                }
+                _ = status_tick.tick() => self.publish(),
+                _ = shutdown.changed() => break,
+            }
+            self.after();
+        }
+        for (_, link) in std::mem::take(&mut self.links) {
+            link.conn.close(
+                quinn::VarInt::from_u32(crate::connection::CLOSE_SHUTDOWN),
+                b"shutting down",
+            );
+        }
+        flusher.abort();
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+
+    fn with_core(&mut self, f: impl FnOnce(&mut SyncCore, &SledStore)) {
+        let store = self.store.clone();
+        let core = &mut self.core;
+        tokio::task::block_in_place(|| f(core, &store));
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Connected {
+                peer,
+                conn,
+                control,
+                bulk,
+            } => {
+                if let Some(old) = self.links.remove(&peer) {
+                    old.conn
+                        .close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"replaced");
+                    self.core.handle_disconnected(&peer, now_ms());
+                }
+                tracing::info!(%peer, address = %conn.remote_address(), "peer connected");
+                self.links.insert(
+                    peer.clone(),
+                    Link {
+                        conn,
+                        control,
+                        bulk,
+                    },
+                );
+                self.set_connected(&peer, true);
+                self.core.handle_connected(peer, now_ms());
+            }
+            Input::Message {
+                peer,
+                conn_id,
+                message,
+            } => {
+                if self.links.get(&peer).map(|l| l.conn.stable_id()) != Some(conn_id) {
+                    return; // from a connection already replaced or closed
+                }
+                self.with_core(|core, store| core.handle_message(store, &peer, message, now_ms()));
+            }
+            Input::Closed { peer, conn_id } => {
+                if self.links.get(&peer).map(|l| l.conn.stable_id()) == Some(conn_id) {
+                    self.links.remove(&peer);
+                    self.set_connected(&peer, false);
+                    self.core.handle_disconnected(&peer, now_ms());
+                }
+            }
+        }
+    }
+
+    fn set_connected(&self, peer: &MemberId, up: bool) {
+        if let Ok(mut set) = self.connected.lock() {
+            if up {
+                set.insert(peer.clone());
+            } else {
+                set.remove(peer);
+            }
+        }
+    }
+
+    /// Moves everything the core produced.
+    fn after(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            self.event(event);
+        }
+        while let Some((peer, message)) = self.core.poll_transmit() {
+            let Some(link) = self.links.get(&peer) else {
+                continue;
+            };
+            let queue = match message {
+                Message::Records(_) | Message::Rosters(_) => &link.bulk,
+                _ => &link.control,
+            };
+            if queue.try_send(message.encode()).is_err() {
+                tracing::warn!(%peer, "disconnecting peer: its send queue is full (not reading)");
+                link.conn
+                    .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"send queue full");
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Disconnect { peer, reason } => {
+                self.misbehaviour += 1;
+                tracing::warn!(%peer, %reason, "disconnecting peer");
+                if let Some(link) = self.links.remove(&peer) {
+                    link.conn
+                        .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"refused");
+                }
+                self.set_connected(&peer, false);
+            }
+            Event::RosterAdopted { version, bytes } => self.adopt(version, &bytes),
+            Event::Applied { origin, head } => {
+                tracing::debug!(%origin, size = head.size, "records applied");
+                self.received += 1;
+                self.flush.notify_one();
+            }
+            Event::Fork {
+                origin,
+                peer,
+                detail,
+            } => {
+                tracing::error!(%origin, %peer, %detail, "origin forked its log: sync with it is frozen");
+            }
+            Event::StoreFailed(e) => {
+                tracing::error!(error = %e, "store failure: sync stopped; restart the node to re-verify the store");
+                self.failed = true;
+            }
+        }
+    }
+
+    fn adopt(&mut self, version: u64, bytes: &[u8]) {
+        let path = self.roster_dir.join(format!("v{version:06}.tfxroster"));
+        if let Err(e) = crate::fsutil::replace_file(&path, bytes) {
+            tracing::error!(path = %path.display(), error = %e, "could not persist the adopted roster");
+        }
+        match SignedRoster::decode(bytes) {
+            Ok(signed) => {
+                self.membership.set_roster(signed.roster);
+                tracing::info!(version, "adopted roster version");
+                let _ = self.roster_version.send(version);
+            }
+            Err(e) => tracing::error!(version, error = %e, "adopted roster does not decode"),
+        }
+    }
+
+    fn publish(&self) {
+        let heads = self.core.heads();
+        let mine: BTreeMap<&MemberId, u64> = heads.iter().map(|(o, h)| (o, h.size)).collect();
+        let mut peers: BTreeMap<String, PeerStatus> = BTreeMap::new();
+        let roster = self.core.roster();
+        let me = self.status.borrow().member.clone();
+        for m in &roster.members {
+            if m.id.as_str() == me {
+                continue;
+            }
+            let link = self.links.get(&m.id);
+            peers.insert(
+                m.id.to_string(),
+                PeerStatus {
+                    member: m.id.to_string(),
+                    connected: link.is_some(),
+                    address: link.map(|l| l.conn.remote_address().to_string()),
+                    ahead: BTreeMap::new(),
+                    behind: BTreeMap::new(),
+                },
+            );
+        }
+        let mut known: BTreeMap<(MemberId, MemberId), u64> = BTreeMap::new();
+        for (peer, origin, size) in self.core.peer_sizes() {
+            known.insert((peer, origin), size);
+        }
+        for ((peer, origin), size) in &known {
+            let Some(p) = peers.get_mut(peer.as_str()) else {
+                continue;
+            };
+            let have = mine.get(origin).copied().unwrap_or(0);
+            if *size > have {
+                p.ahead.insert(origin.to_string(), size - have);
+            }
+        }
+        for p in peers.values_mut() {
+            if !p.connected {
+                continue;
+            }
+            for (origin, have) in &mine {
+                let peer = MemberId::new(&p.member).ok();
+                let theirs = peer
+                    .and_then(|peer| known.get(&(peer, (*origin).clone())).copied())
+                    .unwrap_or(0);
+                if *have > theirs {
+                    p.behind.insert(origin.to_string(), have - theirs);
+                }
+            }
+        }
+        let status = SyncStatus {
+            member: me,
+            roster_version: roster.version,
+            heads: heads
+                .iter()
+                .map(|(o, h)| HeadStatus {
+                    origin: o.to_string(),
+                    size: h.size,
+                    root: hex::encode(h.root),
+                })
+                .collect(),
+            peers: peers.into_values().collect(),
+            frozen: self.core.frozen().map(|m| m.to_string()).collect(),
+            received: self.received,
+            misbehaviour: self.misbehaviour,
+        };
+        let _ = self.status.send(status);
+        if self.failed {
+            tracing::error!("sync is stopped after a store failure");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Flushes applied sync batches in the background, coalescing: one flush covers everything
+/// applied before it started. Remote records need no flush before use (a crash only means
+/// fetching them again), but should not sit unflushed indefinitely.
+async fn flush_loop(store: Arc<SledStore>, notify: Arc<Notify>) {
+    loop {
+        notify.notified().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing synced records failed"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,443 @@
+//! A running member node: [`Node::start`] checks everything it is given (key permissions, the
+//! certificate against the CA and the roster, the roster chain from the trusted genesis), opens
+//! the store, and starts the appender, the QUIC endpoint, the sync driver, the dialers, the
+//! acceptor and the local API; [`Node::shutdown`] stops them in order and flushes.
+//!
+//! Connections: between two members, the one with the lower id dials and the other accepts, so
+//! each pair has one connection. A dialer retries with exponential backoff (1 s to 60 s, with
+//! jitter) and follows the roster: members added by a newer roster get a dialer, revoked ones
+//! are no longer dialled.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::domain::Date;
+use tfx_protocol::ids::sha256;
+use tfx_protocol::roster::verify_chain;
+use tfx_protocol::sync::{SyncConfig, SyncCore};
+use tfx_protocol::MemberId;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::appender::{Appender, AppenderConfig};
+use crate::config::NodeConfig;
+use crate::connection::{self, Input};
+use crate::driver::{Driver, SyncStatus, INPUT_QUEUE};
+use crate::pki::{self, MemberCert};
+use crate::sled_store::SledStore;
+use crate::transport::{self, Identity, Membership, HANDSHAKE_TIMEOUT};
+
+/// Dial backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Roster files read at start: `v000001.tfxroster` onwards, at most this many.
+const ROSTER_VERSIONS_MAX: usize = 100_000;
+
+/// Everything a running node shares with its API and tasks.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub member: MemberId,
+    pub store: Arc<SledStore>,
+    pub appender: Arc<Appender>,
+    pub membership: Arc<Membership>,
+    pub status: watch::Receiver<SyncStatus>,
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct Node {
+    pub shared: Shared,
+    pub quic_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Reads the roster chain `roster_dir/v000001.tfxroster …`.
+pub fn read_roster_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut chain = Vec::new();
+    for v in 1..=ROSTER_VERSIONS_MAX {
+        let path = dir.join(format!("v{v:06}.tfxroster"));
+        match std::fs::read(&path) {
+            Ok(bytes) => chain.push(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    if chain.is_empty() {
+        bail!(
+            "{}: no roster (v000001.tfxroster missing); has this member joined?",
+            dir.display()
+        );
+    }
+    Ok(chain)
+}
+
+/// Reads a `genesis.sha256` file: 64 hex digits.
+pub fn read_genesis(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .with_context(|| format!("{}: expected 64 hex digits", path.display()))?;
+    Ok(bytes)
+}
+
+impl Node {
+    /// Starts the node described by `config`. Fails, naming the file and the problem, if any key
+    /// is readable by others, the certificate does not match the CA or the roster, or the
+    /// roster chain does not verify from the genesis.
+    pub async fn start(config: &NodeConfig) -> anyhow::Result<Node> {
+        let member = config.member.clone();
+        let signing_key = crate::keyfile::load_signing_key(&config.record_signing_key)
+            .context("loading the record-signing key")?;
+        let tls_key = pki::load_tls_key_pkcs8(&config.tls_key).context("loading the TLS key")?;
+        let cert_pem = std::fs::read_to_string(&config.tls_cert)
+            .with_context(|| format!("reading {}", config.tls_cert.display()))?;
+        let cert = MemberCert::parse_pem(&cert_pem)
+            .with_context(|| format!("{}", config.tls_cert.display()))?;
+        let ca_pem = std::fs::read_to_string(&config.ca_cert)
+            .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+        let ca_der = MemberCert::ca_der_from_pem(&ca_pem)
+            .with_context(|| format!("{}", config.ca_cert.display()))?;
+        let now = crate::clock::now();
+        cert.verify(&ca_der, now)
+            .with_context(|| format!("{}", config.tls_cert.display()))?;
+        if cert.member != member {
+            bail!(
+                "{}: the certificate is for {}, but node.toml says member.id = {member}",
+                config.tls_cert.display(),
+                cert.member
+            );
+        }
+        let days = cert.days_left(now);
+        if days <= i64::from(pki::EXPIRY_WARNING_DAYS) {
+            tracing::warn!(
+                days,
+                "the TLS certificate expires soon; run `tfx member renew`"
+            );
+        }
+        let genesis = read_genesis(&config.genesis)?;
+        let chain = read_roster_chain(&config.roster_dir)?;
+        let roster = verify_chain(&genesis, &chain).with_context(|| {
+            format!(
+                "verifying the roster chain in {}",
+                config.roster_dir.display()
+            )
+        })?;
+        if sha256(&ca_der) != roster.ca_fingerprint {
+            bail!(
+                "{}: not the CA roster v{} names",
+                config.ca_cert.display(),
+                roster.version
+            );
+        }
+        let entry = roster
+            .member(&member)
+            .with_context(|| format!("{member} is not in roster v{}", roster.version))?;
+        if entry.tls_fingerprint != cert.fingerprint {
+            bail!(
+                "{}: roster v{} lists another certificate for {member}; install the latest bundle with `tfx member join`",
+                config.tls_cert.display(),
+                roster.version
+            );
+        }
+        if !entry
+            .keys
+            .iter()
+            .any(|k| k.key == *signing_key.verifying_key())
+        {
+            bail!(
+                "{}: roster v{} does not list this record-signing key for {member}",
+                config.record_signing_key.display(),
+                roster.version
+            );
+        }
+        let pseudonym = match &config.pseudonym_secret {
+            Some(path) => {
+                let secret =
+                    crate::keyfile::load_secret(path).context("loading the pseudonym secret")?;
+                let year = Date::from_days_since_epoch((now.0 / 86_400_000) as i64).year();
+                Some(
+                    PseudonymKey::derive(&secret, PURPOSE_RISK_WARNING, u32::from(year))
+                        .context("deriving the pseudonym key")?,
+                )
+            }
+            None => None,
+        };
+
+        std::fs::create_dir_all(&config.data)
+            .with_context(|| format!("creating {}", config.data.display()))?;
+        let store = Arc::new(
+            tokio::task::block_in_place(|| SledStore::open(&config.data))
+                .with_context(|| format!("opening the store in {}", config.data.display()))?,
+        );
+        let appender = Arc::new(
+            Appender::start(
+                store.clone(),
+                AppenderConfig {
+                    origin: member.clone(),
+                    key: signing_key,
+                    pseudonym,
+                },
+            )
+            .context("starting the appender")?,
+        );
+        let durable = appender.durable_head();
+        let local = *durable.borrow();
+        let sync_config = SyncConfig {
+            local: member.clone(),
+            anti_entropy_ms: config.anti_entropy_ms,
+            fetch_timeout_ms: config.fetch_timeout_ms,
+            pipeline: config.pipeline,
+        };
+        let core = tokio::task::block_in_place(|| {
+            SyncCore::new(sync_config, &*store, genesis, chain, local)
+        })
+        .context("loading sync state")?;
+
+        let membership = Membership::new(ca_der, roster.clone());
+        let identity = Identity {
+            cert_der: cert.der.clone(),
+            key_pkcs8: tls_key,
+        };
+        let endpoint = transport::endpoint(config.listen, &identity, membership.clone())?;
+        let quic_addr = endpoint.local_addr()?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(SyncStatus {
+            member: member.to_string(),
+            roster_version: roster.version,
+            ..SyncStatus::default()
+        });
+        let (roster_tx, roster_rx) = watch::channel(roster.version);
+        let connected = Arc::new(Mutex::new(BTreeSet::new()));
+        let (inputs, inputs_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+        let driver = Driver::new(
+            core,
+            store.clone(),
+            membership.clone(),
+            config.roster_dir.clone(),
+            status_tx,
+            roster_tx,
+            connected.clone(),
+        );
+        let driver = tokio::spawn(driver.run(inputs_rx, durable, shutdown_rx.clone()));
+
+        let shared = Shared {
+            member: member.clone(),
+            store,
+            appender,
+            membership: membership.clone(),
+            status,
+        };
+        let (api_addr, api_task) = crate::api::serve(
+            config.api_listen,
+            &config.api_token,
+            shared.clone(),
+            shutdown_rx.clone(),
+        )
+        .await?;
+        let tasks = vec![
+            tokio::spawn(accept_loop(
+                endpoint.clone(),
+                member.clone(),
+                inputs.clone(),
+            )),
+            tokio::spawn(dial_manager(
+                endpoint.clone(),
+                member.clone(),
+                membership,
+                connected,
+                inputs,
+                roster_rx,
+                shutdown_rx,
+            )),
+            api_task,
+        ];
+        tracing::info!(%member, quic = %quic_addr, api = %api_addr, roster = roster.version, "node started");
+        Ok(Node {
+            shared,
+            quic_addr,
+            api_addr,
+            endpoint,
+            shutdown,
+            driver,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, closes connections, drains the appender and flushes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.endpoint.close(
+            quinn::VarInt::from_u32(connection::CLOSE_SHUTDOWN),
+            b"shutting down",
+        );
+        let _ = self.driver.await;
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        // Give close frames a moment to leave, bounded.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let Shared {
+            appender, store, ..
+        } = self.shared;
+        match Arc::try_unwrap(appender) {
+            Ok(a) => tokio::task::block_in_place(|| a.shutdown()),
+            Err(_) => {
+                tracing::warn!("appender still referenced at shutdown; it stops when released")
+            }
+        }
+        if let Err(e) = tokio::task::block_in_place(|| tfx_protocol::store::Store::flush(&*store)) {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, me: MemberId, inputs: mpsc::Sender<Input>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let inputs = inputs.clone();
+        let me = me.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::warn!(%remote, error = %e, "incoming handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "incoming handshake timed out");
+                    return;
+                }
+            };
+            let Some(peer) = transport::peer_member(&conn) else {
+                conn.close(
+                    quinn::VarInt::from_u32(connection::CLOSE_POLICY),
+                    b"no identity",
+                );
+                return;
+            };
+            if peer == me {
+                conn.close(quinn::VarInt::from_u32(connection::CLOSE_POLICY), b"self");
+                return;
+            }
+            connection::run(conn, peer, inputs).await;
+        });
+    }
+}
+
+/// Keeps one dial loop per member with a higher id than ours, following roster changes.
+async fn dial_manager(
+    endpoint: quinn::Endpoint,
+    me: MemberId,
+    membership: Arc<Membership>,
+    connected: Arc<Mutex<BTreeSet<MemberId>>>,
+    inputs: mpsc::Sender<Input>,
+    mut roster: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut dialing: BTreeSet<MemberId> = BTreeSet::new();
+    let mut loops = tokio::task::JoinSet::new();
+    loop {
+        for m in &membership.roster().members {
+            if m.id > me && !dialing.contains(&m.id) {
+                dialing.insert(m.id.clone());
+                loops.spawn(dial_loop(
+                    endpoint.clone(),
+                    m.id.clone(),
+                    membership.clone(),
+                    connected.clone(),
+                    inputs.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+        if roster.changed().await.is_err() {
+            break;
+        }
+    }
+    loops.abort_all();
+}
+
+async fn dial_loop(
+    endpoint: quinn::Endpoint,
+    peer: MemberId,
+    membership: Arc<Membership>,
+    connected: Arc<Mutex<BTreeSet<MemberId>>>,
+    inputs: mpsc::Sender<Input>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut failures = 0u64;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let roster = membership.roster();
+        let Some(entry) = roster.member(&peer) else {
+            return;
+        };
+        if !roster.is_active(&peer, crate::clock::now()) {
+            tracing::info!(%peer, "no longer dialling: revoked in the roster");
+            return;
+        }
+        let is_connected = connected.lock().map(|s| s.contains(&peer)).unwrap_or(false);
+        if is_connected {
+            tokio::time::sleep(BACKOFF_MIN).await;
+            continue;
+        }
+        match dial(&endpoint, &peer, &entry.endpoint).await {
+            Ok(conn) => {
+                if failures > 0 {
+                    tracing::info!(%peer, failures, "connected after retries");
+                }
+                backoff = BACKOFF_MIN;
+                failures = 0;
+                connection::run(conn, peer.clone(), inputs.clone()).await;
+            }
+            Err(e) => {
+                failures += 1;
+                // First failure and then every tenth: a member offline for days must not flood the log.
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(%peer, endpoint = %entry.endpoint, failures, error = %e, "dial failed; retrying with backoff");
+                }
+                let jitter = Duration::from_millis(u64::from(crate::clock::now().0 as u32 % 500));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Connects to `peer` at `endpoint` (host:port) and completes the mutual-TLS handshake.
+pub async fn dial(
+    endpoint: &quinn::Endpoint,
+    peer: &MemberId,
+    address: &str,
+) -> anyhow::Result<quinn::Connection> {
+    let addr = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("resolving {address}"))?
+        .next()
+        .with_context(|| format!("{address} resolves to no address"))?;
+    let connecting = endpoint
+        .connect(addr, peer.as_str())
+        .with_context(|| format!("connecting to {addr}"))?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| anyhow::anyhow!("handshake with {addr} timed out"))??;
+    Ok(conn)
+}
