@@ -7,7 +7,8 @@
 # Governors: science-dept, local-finance, central-bank, threshold 2, all held locally, so every
 # approval completes at once. Never use this for anything but development: all keys sit together.
 #
-# Usage: certs/dev-consortium.sh DIR        (TFX=path/to/tfx to choose the binary)
+# Usage: certs/dev-consortium.sh DIR        (TFX=path/to/tfx to choose the binary,
+#                                            TFX_BASE_PORT=N for ports N..N+3 instead of 7401..7404)
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -36,7 +37,7 @@ mkdir -p "$dir"
   --governor science-dept --governor local-finance --governor central-bank --threshold 2
 genesis=$(cat "$dir/consortium/genesis.sha256")
 
-port=7401
+port=${TFX_BASE_PORT:-7401}
 while read -r id role name; do
   "$tfx" member init --dir "$dir/$id" --id "$id" --name "$name" --role "$role" --endpoint "127.0.0.1:$port"
   "$tfx" member approve --consortium "$dir/consortium" "$dir/$id/join-request.json" --out "$dir/$id.bundle"

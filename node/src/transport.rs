@@ -146,8 +146,11 @@ impl Refusal {
     }
 }
 
+/// The verification time. rustls passes whole seconds; a revocation takes effect at a
+/// millisecond, so take the later of the two: a member revoked at 12:00:00.700 must be refused
+/// at 12:00:00.900 too.
 fn timestamp(now: UnixTime) -> Timestamp {
-    Timestamp(now.as_secs().saturating_mul(1000))
+    Timestamp(now.as_secs().saturating_mul(1000)).max(crate::clock::now())
 }
 
 /// Verifies peers in both directions (see the module docs).
