@@ -6,6 +6,7 @@
 mod bench;
 mod client;
 mod consortium;
+mod demo;
 mod governance;
 mod key;
 mod member;
@@ -29,6 +30,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a complete four-member consortium on loopback: onboarding, four nodes, records
+    /// submitted at each issuer and replicated everywhere, clean shutdown.
+    #[command(after_help = "Example:\n  tfx demo\n  tfx demo --keep /tmp/tfx-demo --records 100")]
+    Demo(demo::DemoArgs),
     /// Create a consortium (CA, genesis roster, governors).
     #[command(subcommand)]
     Consortium(governance::ConsortiumCommand),
@@ -70,6 +75,7 @@ pub enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Consortium(c) => governance::consortium(c),
         Command::Member(c) => governance::member(c),
         Command::Roster(c) => governance::roster(c),

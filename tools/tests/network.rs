@@ -431,3 +431,33 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
         net.log("science-dept")
     );
 }
+
+#[test]
+fn the_demo_runs_end_to_end_and_keeps_its_directories() {
+    let keep = tempfile::tempdir().unwrap();
+    let dir = keep.path().join("demo");
+    let out = Command::new(tfx_bin())
+        .args(["demo", "--records", "3", "--base-port"])
+        .arg(free_base_port().to_string())
+        .arg("--keep")
+        .arg(&dir)
+        .arg("--enterprises")
+        .arg(repo().join("../shared/domain/enterprises.csv"))
+        .output()
+        .unwrap();
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("science-dept 9/9  pbc-chengdu 9/9  bank-a 9/9  risk-warning 9/9"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("stopped (exit status: 0)").count(),
+        4,
+        "{text}"
+    );
+    for m in MEMBERS {
+        assert!(dir.join(m).join("node.log").is_file());
+        assert!(dir.join(m).join("data").is_dir());
+    }
+}
