@@ -306,6 +306,32 @@ listen = "127.0.0.1:7403"
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let c = NodeConfig::parse(&text, &path, Path::new("/srv/tfx"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.member.as_str(), "bank-a");
+        // Uncommenting every optional setting must parse too, with the documented defaults.
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with("Run") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let d =
+            NodeConfig::parse(&all, &path, Path::new("/srv/tfx")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.anti_entropy_ms, 5_000);
+        assert_eq!(d.fetch_timeout_ms, 30_000);
+        assert_eq!(d.pipeline, 8);
+        assert_eq!(d.api_listen, c.api_listen);
+        assert_eq!(d.api_token, c.api_token);
+        assert!(d.pseudonym_secret.is_some());
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let cases = [
             ("[api]\nlisten = \"0.0.0.0:9000\"\n", "api.listen"),

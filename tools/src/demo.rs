@@ -139,7 +139,7 @@ fn record_for(issuer: &str, i: usize, e: &[String; 4]) -> Value {
                 "start_date": "2026-03-01", "maturity_date": "2027-02-28",
                 "guarantee": guarantee,
                 "classification": tfx_protocol::validate::minimum_classification(overdue),
-                "overdue_days": overdue, "risk_compensation_pool": i % 2 == 0,
+                "overdue_days": overdue, "risk_compensation_pool": i.is_multiple_of(2),
             })
         }
     }
