@@ -193,9 +193,14 @@ async fn submit(State(api): State<Api>, body: axum::body::Bytes) -> ApiResult {
         .into_response())
 }
 
-/// Whether (origin, seq) is readable: the local log only up to its durable head.
-fn visible(api: &Api, origin: &tfx_protocol::MemberId, seq: u64) -> bool {
-    origin != &api.shared.member || seq < api.shared.appender.durable_head().borrow().size
+/// Whether (origin, seq) is readable given the local log's durable size: the local log only up
+/// to its durable head.
+fn visible(api: &Api, durable: u64, origin: &tfx_protocol::MemberId, seq: u64) -> bool {
+    origin != &api.shared.member || seq < durable
+}
+
+fn durable_size(api: &Api) -> u64 {
+    api.shared.appender.durable_head().borrow().size
 }
 
 fn store_error(e: impl std::fmt::Display) -> (StatusCode, Json<serde_json::Value>) {
@@ -215,7 +220,7 @@ async fn get_record(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Api
         .locate(&rid)
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if !visible(&api, &origin, seq.0) {
+    if !visible(&api, durable_size(&api), &origin, seq.0) {
         return Err(not_found());
     }
     let envelope = store
@@ -299,9 +304,10 @@ async fn query(State(api): State<Api>, UrlQuery(p): UrlQuery<QueryParams>) -> Ap
         .await
         .map_err(store_error)?
         .map_err(store_error)?;
+    let durable = durable_size(&api);
     let records: Vec<_> = refs
         .into_iter()
-        .filter(|r| visible(&api, &r.origin, r.seq.0))
+        .filter(|r| visible(&api, durable, &r.origin, r.seq.0))
         .map(|r| {
             json!({
                 "id": r.id.to_hex(),

@@ -144,14 +144,9 @@ impl NodeConfig {
         let text = std::fs::read_to_string(path).map_err(read)?;
         let base = path
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let base = if base.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base
-        };
-        Self::parse(&text, path, &base)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, path, base)
     }
 
     /// Parses `text` (from `path`, for messages), resolving relative paths against `base`.

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tfx_protocol::roster::SignedRoster;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::sync::{Event, SyncCore};
@@ -58,7 +57,7 @@ pub struct SyncStatus {
     pub heads: Vec<HeadStatus>,
     pub peers: Vec<PeerStatus>,
     pub frozen: Vec<String>,
-    /// Records received from peers and stored since start.
+    /// Batches of records received from peers and stored since start.
     pub received: u64,
     /// Peers disconnected for misbehaviour since start.
     pub misbehaviour: u64,
@@ -83,7 +82,6 @@ pub struct Driver {
     flush: Arc<Notify>,
     received: u64,
     misbehaviour: u64,
-    failed: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -121,7 +119,6 @@ impl Driver {
             flush: Arc::new(Notify::new()),
             received: 0,
             misbehaviour: 0,
-            failed: false,
         }
     }
 
@@ -282,76 +279,67 @@ impl Driver {
                 tracing::error!(%origin, %peer, %detail, "origin forked its log: sync with it is frozen");
             }
             Event::StoreFailed(e) => {
+                // The core stops syncing itself; say so once.
                 tracing::error!(error = %e, "store failure: sync stopped; restart the node to re-verify the store");
-                self.failed = true;
             }
         }
     }
 
+    /// Persists an adopted version and hands the transport the core's (already verified)
+    /// current roster.
     fn adopt(&mut self, version: u64, bytes: &[u8]) {
-        let path = self.roster_dir.join(format!("v{version:06}.tfxroster"));
+        let path = crate::node::roster_file(&self.roster_dir, version);
         if let Err(e) = crate::fsutil::replace_file(&path, bytes) {
             tracing::error!(path = %path.display(), error = %e, "could not persist the adopted roster");
         }
-        match SignedRoster::decode(bytes) {
-            Ok(signed) => {
-                self.membership.set_roster(signed.roster);
-                tracing::info!(version, "adopted roster version");
-                let _ = self.roster_version.send(version);
-            }
-            Err(e) => tracing::error!(version, error = %e, "adopted roster does not decode"),
-        }
+        self.membership.set_roster(self.core.roster().clone());
+        tracing::info!(version, "adopted roster version");
+        let _ = self.roster_version.send(self.core.roster().version);
     }
 
     fn publish(&self) {
         let heads = self.core.heads();
         let mine: BTreeMap<&MemberId, u64> = heads.iter().map(|(o, h)| (o, h.size)).collect();
-        let mut peers: BTreeMap<String, PeerStatus> = BTreeMap::new();
+        let mut reported: BTreeMap<MemberId, BTreeMap<MemberId, u64>> = BTreeMap::new();
+        for (peer, origin, size) in self.core.peer_sizes() {
+            reported.entry(peer).or_default().insert(origin, size);
+        }
         let roster = self.core.roster();
         let me = self.status.borrow().member.clone();
-        for m in &roster.members {
-            if m.id.as_str() == me {
-                continue;
-            }
-            let link = self.links.get(&m.id);
-            peers.insert(
-                m.id.to_string(),
+        let no_sizes = BTreeMap::new();
+        let peers = roster
+            .members
+            .iter()
+            .filter(|m| m.id.as_str() != me)
+            .map(|m| {
+                let link = self.links.get(&m.id);
+                let theirs = reported.get(&m.id).unwrap_or(&no_sizes);
+                let ahead = theirs
+                    .iter()
+                    .filter_map(|(o, n)| {
+                        let have = mine.get(o).copied().unwrap_or(0);
+                        (*n > have).then(|| (o.to_string(), n - have))
+                    })
+                    .collect();
+                let behind = if link.is_some() {
+                    mine.iter()
+                        .filter_map(|(o, n)| {
+                            let has = theirs.get(*o).copied().unwrap_or(0);
+                            (*n > has).then(|| (o.to_string(), n - has))
+                        })
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                };
                 PeerStatus {
                     member: m.id.to_string(),
                     connected: link.is_some(),
                     address: link.map(|l| l.conn.remote_address().to_string()),
-                    ahead: BTreeMap::new(),
-                    behind: BTreeMap::new(),
-                },
-            );
-        }
-        let mut known: BTreeMap<(MemberId, MemberId), u64> = BTreeMap::new();
-        for (peer, origin, size) in self.core.peer_sizes() {
-            known.insert((peer, origin), size);
-        }
-        for ((peer, origin), size) in &known {
-            let Some(p) = peers.get_mut(peer.as_str()) else {
-                continue;
-            };
-            let have = mine.get(origin).copied().unwrap_or(0);
-            if *size > have {
-                p.ahead.insert(origin.to_string(), size - have);
-            }
-        }
-        for p in peers.values_mut() {
-            if !p.connected {
-                continue;
-            }
-            for (origin, have) in &mine {
-                let peer = MemberId::new(&p.member).ok();
-                let theirs = peer
-                    .and_then(|peer| known.get(&(peer, (*origin).clone())).copied())
-                    .unwrap_or(0);
-                if *have > theirs {
-                    p.behind.insert(origin.to_string(), have - theirs);
+                    ahead,
+                    behind,
                 }
-            }
-        }
+            })
+            .collect();
         let status = SyncStatus {
             member: me,
             roster_version: roster.version,
@@ -363,15 +351,12 @@ impl Driver {
                     root: hex::encode(h.root),
                 })
                 .collect(),
-            peers: peers.into_values().collect(),
+            peers,
             frozen: self.core.frozen().map(|m| m.to_string()).collect(),
             received: self.received,
             misbehaviour: self.misbehaviour,
         };
         let _ = self.status.send(status);
-        if self.failed {
-            tracing::error!("sync is stopped after a store failure");
-        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,16 +61,31 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Reads the roster chain `roster_dir/v000001.tfxroster …`.
+/// The file holding roster `version` in a roster directory: `v000001.tfxroster`, … The one
+/// naming rule for consortium, member and node directories alike.
+pub fn roster_file(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("v{version:06}.tfxroster"))
+}
+
+/// Reads the roster chain `roster_dir/v000001.tfxroster …`, each file at most
+/// `ROSTER_BYTES_MAX` bytes.
 pub fn read_roster_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut chain = Vec::new();
-    for v in 1..=ROSTER_VERSIONS_MAX {
-        let path = dir.join(format!("v{v:06}.tfxroster"));
-        match std::fs::read(&path) {
-            Ok(bytes) => chain.push(bytes),
+    for v in 1..=ROSTER_VERSIONS_MAX as u64 {
+        let path = roster_file(dir, v);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        if len > tfx_protocol::limits::ROSTER_BYTES_MAX as u64 {
+            bail!(
+                "{}: {len} bytes, larger than any roster ({} max)",
+                path.display(),
+                tfx_protocol::limits::ROSTER_BYTES_MAX
+            );
         }
+        chain.push(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
     }
     if chain.is_empty() {
         bail!(

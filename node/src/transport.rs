@@ -63,12 +63,14 @@ pub const STREAM_BULK: u8 = 2;
 #[derive(Debug)]
 pub struct Membership {
     ca_der: Vec<u8>,
+    ca_fingerprint: tfx_protocol::Hash,
     roster: RwLock<Arc<Roster>>,
 }
 
 impl Membership {
     pub fn new(ca_der: Vec<u8>, roster: Roster) -> Arc<Self> {
         Arc::new(Membership {
+            ca_fingerprint: sha256(&ca_der),
             ca_der,
             roster: RwLock::new(Arc::new(roster)),
         })
@@ -94,7 +96,7 @@ impl Membership {
     pub fn check(&self, der: &[u8], now: Timestamp) -> Result<MemberId, Refusal> {
         let cert = MemberCert::parse_der(der).map_err(Refusal::Certificate)?;
         let roster = self.roster();
-        if sha256(&self.ca_der) != roster.ca_fingerprint {
+        if self.ca_fingerprint != roster.ca_fingerprint {
             return Err(Refusal::Config(
                 "the installed CA is not the one the roster names".into(),
             ));

@@ -36,10 +36,6 @@ pub struct ConsortiumDir {
     pub root: PathBuf,
 }
 
-fn roster_file(dir: &Path, version: u64) -> PathBuf {
-    dir.join(format!("v{version:06}.tfxroster"))
-}
-
 impl ConsortiumDir {
     pub fn new(root: &Path) -> Self {
         ConsortiumDir {
@@ -69,7 +65,7 @@ impl ConsortiumDir {
         let genesis = self.genesis()?;
         let mut versions = Vec::new();
         for v in 1.. {
-            let path = roster_file(&self.roster_dir(), v);
+            let path = tfx_node::node::roster_file(&self.roster_dir(), v);
             if !path.exists() {
                 break;
             }
@@ -83,7 +79,7 @@ impl ConsortiumDir {
             ),
         };
         let next = current.as_ref().map_or(1, |r| r.version + 1);
-        let pending = roster_file(&self.pending_dir(), next);
+        let pending = tfx_node::node::roster_file(&self.pending_dir(), next);
         if pending.exists() {
             let bytes = read_limited(&pending, tfx_protocol::limits::ROSTER_BYTES_MAX)?;
             let proposal = SignedRoster::decode(&bytes)?;
@@ -92,7 +88,7 @@ impl ConsortiumDir {
                 Some(c) => proposal.verify_successor(c),
             };
             if valid.is_ok() {
-                let adopted = roster_file(&self.roster_dir(), next);
+                let adopted = tfx_node::node::roster_file(&self.roster_dir(), next);
                 std::fs::rename(&pending, &adopted)
                     .with_context(|| format!("adopting {}", adopted.display()))?;
                 println!("adopted roster v{next} (signed by enough governors)");
@@ -123,7 +119,7 @@ impl ConsortiumDir {
         make: impl FnOnce() -> anyhow::Result<Roster>,
     ) -> anyhow::Result<bool> {
         let next_version = current.version + 1;
-        let pending_path = roster_file(&self.pending_dir(), next_version);
+        let pending_path = tfx_node::node::roster_file(&self.pending_dir(), next_version);
         let built_hash_path = pending_path.with_extension("built.sha256");
         let mut proposal = if pending_path.exists() {
             let p = SignedRoster::decode(&read_limited(
@@ -294,7 +290,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     } else {
         cd.pending_dir()
     };
-    write_new(&roster_file(&target, 1), &signed.encode())?;
+    write_new(&tfx_node::node::roster_file(&target, 1), &signed.encode())?;
     println!("consortium {:?} created in {}", a.name, a.dir.display());
     println!(
         "  CA certificate   {}",
@@ -309,7 +305,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         hex::encode(genesis)
     );
     if !adopted {
-        println!("  roster v1 needs {threshold} governor signatures: tfx roster sign --key GOVERNOR_KEY {}", roster_file(&cd.pending_dir(), 1).display());
+        println!("  roster v1 needs {threshold} governor signatures: tfx roster sign --key GOVERNOR_KEY {}", tfx_node::node::roster_file(&cd.pending_dir(), 1).display());
     }
     println!("next: each new member runs `tfx member init`, then you run `tfx member approve --consortium {} REQUEST --out BUNDLE`", a.dir.display());
     Ok(())

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use tfx_node::keyfile;
+use tfx_node::node::{read_genesis, read_roster_chain, roster_file};
 use tfx_node::pki::{self, MemberCert};
 use tfx_protocol::ids::sha256;
 use tfx_protocol::roster::{verify_chain, Roster};
@@ -101,10 +102,7 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
     // consortium published (--genesis), afterwards the one installed then.
     let installed = a.dir.join("node.toml").exists();
     let anchor = if installed {
-        parse_hash(
-            &std::fs::read_to_string(a.dir.join("genesis.sha256"))
-                .context("reading the installed genesis.sha256")?,
-        )?
+        read_genesis(&a.dir.join("genesis.sha256"))?
     } else {
         let published = a.genesis.as_deref().context(
             "--genesis HASH is required on first join: the consortium's published genesis hash",
@@ -227,13 +225,7 @@ fn update(
             cert.days_left(tfx_node::clock::now())
         );
     }
-    let roster_dir = dir.join("roster");
-    for (i, v) in versions.iter().enumerate() {
-        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
-        if !path.exists() {
-            write_new(&path, v)?;
-        }
-    }
+    write_missing_versions(&dir.join("roster"), versions)?;
     println!(
         "updated to roster v{} of {:?}",
         roster.version, roster.consortium
@@ -373,7 +365,7 @@ fn install(
         format!("{}\n", bundle.genesis).as_bytes(),
     )?;
     for (i, v) in versions.iter().enumerate() {
-        crate::record::replace_file(&roster_dir.join(format!("v{:06}.tfxroster", i + 1)), v)?;
+        crate::record::replace_file(&roster_file(&roster_dir, i as u64 + 1), v)?;
     }
     let config = format!(
         "# tfx-node configuration for {id}, written by `tfx member join`.\n\
@@ -410,10 +402,7 @@ fn check_extends_installed(dir: &Path, versions: &[Vec<u8>], ca_der: &[u8]) -> a
 /// has it, every peer adopts it through sync.
 pub fn install_roster(dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
     joined_member(dir)?;
-    let genesis = parse_hash(
-        &std::fs::read_to_string(dir.join("genesis.sha256"))
-            .context("reading the installed genesis.sha256")?,
-    )?;
+    let genesis = read_genesis(&dir.join("genesis.sha256"))?;
     let versions = files
         .iter()
         .map(|f| read_limited(f, tfx_protocol::limits::ROSTER_BYTES_MAX))
@@ -422,12 +411,7 @@ pub fn install_roster(dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         .context("verifying the roster chain from this node's genesis")?;
     check_extends_installed_roster(dir, &versions)?;
     let roster_dir = dir.join("roster");
-    for (i, v) in versions.iter().enumerate() {
-        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
-        if !path.exists() {
-            crate::record::write_new(&path, v)?;
-        }
-    }
+    write_missing_versions(&roster_dir, &versions)?;
     println!(
         "installed roster up to v{} in {}",
         roster.version,
@@ -437,27 +421,30 @@ pub fn install_roster(dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 fn check_extends_installed_roster(dir: &Path, versions: &[Vec<u8>]) -> anyhow::Result<()> {
-    let roster_dir = dir.join("roster");
-    let mut installed = 0usize;
-    while roster_dir
-        .join(format!("v{:06}.tfxroster", installed + 1))
-        .exists()
-    {
-        installed += 1;
-    }
-    if versions.len() <= installed {
+    let installed = read_roster_chain(&dir.join("roster"))?;
+    if versions.len() <= installed.len() {
         bail!(
-            "the bundle's roster v{} is not newer than the installed v{installed}",
-            versions.len()
+            "the bundle's roster v{} is not newer than the installed v{}",
+            versions.len(),
+            installed.len()
         );
     }
-    for (i, v) in versions.iter().take(installed).enumerate() {
-        let path = roster_dir.join(format!("v{:06}.tfxroster", i + 1));
-        if &read_limited(&path, tfx_protocol::limits::ROSTER_BYTES_MAX)? != v {
-            bail!(
-                "the bundle's roster v{} differs from the installed one",
-                i + 1
-            );
+    if let Some(i) = installed.iter().zip(versions).position(|(a, b)| a != b) {
+        bail!(
+            "the bundle's roster v{} differs from the installed one",
+            i + 1
+        );
+    }
+    Ok(())
+}
+
+/// Writes the versions not yet in `roster_dir` (versions[i] is v(i+1)); existing files, which
+/// the caller checked are identical, are left alone.
+fn write_missing_versions(roster_dir: &Path, versions: &[Vec<u8>]) -> anyhow::Result<()> {
+    for (i, v) in versions.iter().enumerate() {
+        let path = roster_file(roster_dir, i as u64 + 1);
+        if !path.exists() {
+            write_new(&path, v)?;
         }
     }
     Ok(())

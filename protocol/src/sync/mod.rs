@@ -587,7 +587,7 @@ impl SyncCore {
                     envelope,
                     disclosures,
                 };
-                bytes += wire::wire_record_len(&r);
+                bytes += wire::record_len(&r);
                 if bytes > FRAME_BYTES_MAX && !records.is_empty() {
                     break;
                 }

@@ -296,13 +296,10 @@ impl Message {
     }
 }
 
-fn record_len(r: &WireRecord) -> usize {
+/// Encoded size (an upper bound) of a record inside a `Records` message, for servers filling a
+/// frame.
+pub fn record_len(r: &WireRecord) -> usize {
     r.envelope.len() + 8 + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>()
-}
-
-/// Encoded size of a record inside a `Records` message, for servers filling a frame.
-pub fn wire_record_len(r: &WireRecord) -> usize {
-    record_len(r)
 }
 
 fn bounded<'a>(
