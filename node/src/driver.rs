@@ -15,11 +15,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
-use tfx_protocol::sync::{Event, SyncCore};
+use tfx_protocol::sync::{DisconnectCause, Event, SyncCore};
 use tfx_protocol::MemberId;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::connection::{Input, CLOSE_POLICY, CLOSE_REPLACED};
+use crate::connection::{self, Input, CLOSE_POLICY, CLOSE_REPLACED};
 use crate::sled_store::SledStore;
 use crate::transport::Membership;
 
@@ -256,12 +256,27 @@ impl Driver {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::Disconnect { peer, reason } => {
-                self.misbehaviour += 1;
-                tracing::warn!(%peer, %reason, "disconnecting peer");
-                if let Some(link) = self.links.remove(&peer) {
-                    link.conn
-                        .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"refused");
+            Event::Disconnect {
+                peer,
+                reason,
+                cause,
+            } => {
+                let link = self.links.remove(&peer);
+                match cause {
+                    DisconnectCause::Violation => {
+                        self.misbehaviour += 1;
+                        match &link {
+                            Some(link) => connection::misbehaved(&link.conn, &peer, &reason),
+                            None => tracing::warn!(%peer, %reason, "peer broke the protocol"),
+                        }
+                    }
+                    DisconnectCause::NotMember => {
+                        tracing::warn!(%peer, %reason, "disconnecting peer: not a member");
+                        if let Some(link) = link {
+                            link.conn
+                                .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"not a member");
+                        }
+                    }
                 }
                 self.set_connected(&peer, false);
             }

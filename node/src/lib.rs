@@ -1,8 +1,9 @@
-//! `tfx-node`: the only tfx crate that does I/O. Today it holds the durable side of a member —
-//! the sled [`sled_store::SledStore`], the group-commit [`appender::Appender`] that makes local
-//! appends durable before acknowledging them, key files, the consortium PKI
-//! ([`pki`]: CA, member TLS keys and certificates), the clock and the OS random generator.
-//! The QUIC transport, sync driver and local API (DESIGN §7, §10) will live here too.
+//! `tfx-node`: the only tfx crate that does I/O. It holds the durable side of a member — the
+//! sled [`sled_store::SledStore`], the group-commit [`appender::Appender`] that makes local
+//! appends durable before acknowledging them, key files, the consortium PKI ([`pki`]: CA,
+//! member TLS keys and certificates), the clock and the OS random generator — and the running
+//! node: the QUIC [`transport`], peer [`connection`]s, the sync [`driver`] around the sans-IO
+//! core, the [`node`] that wires them together and the loopback [`api`] (DESIGN §7, §10).
 
 pub mod api;
 pub mod appender;

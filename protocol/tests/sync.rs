@@ -11,7 +11,7 @@ use tfx_protocol::ids::sha256;
 use tfx_protocol::roster::{Revocation, SignedRoster};
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
 use tfx_protocol::sync::wire::{Fetch, Heads, Hello, Message, Records, WireRecord};
-use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
+use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore};
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
 const EMPTY: LogHead = LogHead {
@@ -73,7 +73,7 @@ fn assert_refused(mutate: impl Fn(&mut Records), roles: impl Fn(usize) -> &'stat
     core.handle_message(&store, &member_id(1), Message::Records(r), T0);
     let ev = events(&mut core);
     assert!(
-        matches!(&ev[..], [Event::Disconnect { peer, reason }] if peer == &member_id(1) && reason.contains(why)),
+        matches!(&ev[..], [Event::Disconnect { peer, reason, cause: DisconnectCause::Violation }] if peer == &member_id(1) && reason.contains(why)),
         "expected a disconnect mentioning {why:?}, got {ev:?}"
     );
     assert!(store.origins().unwrap().is_empty(), "something was stored");
@@ -282,7 +282,7 @@ fn a_newer_roster_is_adopted_and_revoked_peers_are_dropped() {
     }));
     assert!(
         ev.iter()
-            .any(|e| matches!(e, Event::Disconnect { peer, .. } if peer == &member_id(2))),
+            .any(|e| matches!(e, Event::Disconnect { peer, cause: DisconnectCause::NotMember, .. } if peer == &member_id(2))),
         "{ev:?}"
     );
     assert_eq!(core.roster().version, 2);
@@ -314,7 +314,7 @@ fn a_roster_without_enough_governor_signatures_disconnects_the_sender() {
     );
     let ev = events(&mut core);
     assert!(
-        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("does not verify")),
+        matches!(&ev[..], [Event::Disconnect { reason, cause: DisconnectCause::Violation, .. }] if reason.contains("does not verify")),
         "{ev:?}"
     );
     assert_eq!(core.roster().version, 1);

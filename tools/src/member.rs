@@ -369,8 +369,8 @@ fn install(
     }
     let config = format!(
         "# tfx-node configuration for {id}, written by `tfx member join`.\n\
-         # Paths are relative to this file. The network daemon that reads [network] arrives with\n\
-         # the replication work; see deploy/README.md.\n\n\
+         # Paths are relative to this file. Every setting, its default and its bounds:\n\
+         # deploy/node.example.toml. Run with `tfx-node --config node.toml`.\n\n\
          [member]\nid = \"{id}\"\n\n\
          [paths]\ndata = \"data\"\nrecord_signing_key = \"keys/{}\"\ntls_key = \"keys/{}\"\n\
          tls_cert = \"{}\"\nca_cert = \"{}\"\nroster = \"roster\"\ngenesis = \"genesis.sha256\"\n\n\

@@ -71,12 +71,27 @@ impl SyncConfig {
     }
 }
 
+/// Why the core asks for a connection to be closed. The transport reports the two differently
+/// (close code, counters): a violation is the peer's fault and an operator should look at it; a
+/// membership change is governance working as intended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectCause {
+    /// The peer sent something malformed, unverifiable or contradicting its own claims.
+    Violation,
+    /// The peer is revoked or absent in the current roster.
+    NotMember,
+}
+
 /// Something the node must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Close the connection to `peer` (it misbehaved, or is no longer a member). The core has
-    /// already forgotten it.
-    Disconnect { peer: MemberId, reason: String },
+    /// Close the connection to `peer`: it broke the protocol, or is no longer an active member
+    /// (`cause` says which). The core has already forgotten it.
+    Disconnect {
+        peer: MemberId,
+        reason: String,
+        cause: DisconnectCause,
+    },
     /// A newer roster version verified against the current one; persist `bytes` and apply it to
     /// the transport (revoked members' connections are also reported as `Disconnect`).
     RosterAdopted { version: u64, bytes: Vec<u8> },
@@ -298,11 +313,12 @@ impl SyncCore {
     }
 
     /// Forgets a peer and asks the node to close its connection.
-    fn drop_peer(&mut self, peer: &MemberId, reason: String) {
+    fn drop_peer(&mut self, peer: &MemberId, reason: String, cause: DisconnectCause) {
         self.forget(peer);
         self.events.push_back(Event::Disconnect {
             peer: peer.clone(),
             reason,
+            cause,
         });
     }
 
@@ -326,6 +342,7 @@ impl SyncCore {
             self.events.push_back(Event::Disconnect {
                 peer,
                 reason: "not an active member in the current roster".into(),
+                cause: DisconnectCause::NotMember,
             });
             return;
         }
@@ -619,6 +636,7 @@ impl SyncCore {
             self.drop_peer(
                 peer,
                 format!("sent records of {origin}, not a roster member"),
+                DisconnectCause::Violation,
             );
             return;
         }
@@ -656,7 +674,7 @@ impl SyncCore {
         let chunk = match self.verify_chunk(&origin, r, skip as usize) {
             Ok(c) => c,
             Err(reason) => {
-                self.drop_peer(peer, reason);
+                self.drop_peer(peer, reason, DisconnectCause::Violation);
                 self.schedule(now);
                 return;
             }
@@ -921,7 +939,11 @@ impl SyncCore {
             let next = match SignedRoster::decode(&bytes) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.drop_peer(peer, format!("sent an undecodable roster: {e}"));
+                    self.drop_peer(
+                        peer,
+                        format!("sent an undecodable roster: {e}"),
+                        DisconnectCause::Violation,
+                    );
                     return;
                 }
             };
@@ -935,6 +957,7 @@ impl SyncCore {
                         "sent roster v{} that does not verify: {e}",
                         next.roster.version
                     ),
+                    DisconnectCause::Violation,
                 );
                 return;
             }
@@ -959,6 +982,7 @@ impl SyncCore {
                         "{p} is revoked or absent in roster v{}",
                         self.roster.version
                     ),
+                    DisconnectCause::NotMember,
                 );
             }
             let hello = self.hello();

@@ -1,6 +1,8 @@
 //! Helpers shared by the `tfx` binary's integration tests.
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; failures are test failures
 
+pub mod net;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,0 +1,293 @@
+//! Real `tfx-node` processes on 127.0.0.1 for the multi-process tests: a consortium built at
+//! test time by `certs/dev-consortium.sh` (the `tfx` CLI), nodes started and signalled, and
+//! their local APIs. Every process is killed when the [`Net`] is dropped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const MEMBERS: [&str; 4] = ["science-dept", "pbc-chengdu", "bank-a", "risk-warning"];
+
+pub fn tfx_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tfx"))
+}
+
+pub fn tfx_node_bin() -> PathBuf {
+    tfx_bin().with_file_name("tfx-node")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Four free consecutive ports for QUIC (UDP) whose +1000 neighbours are free for the API (TCP).
+pub fn free_base_port() -> u16 {
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed + attempt * 97) % 4_000) as u16 * 4;
+        let ok = (0..4).all(|i| {
+            std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + i + 1000)).is_ok()
+        });
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+/// A dev consortium and its running nodes.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub procs: BTreeMap<String, Child>,
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_base_port();
+        let out = Command::new("bash")
+            .arg(repo().join("certs/dev-consortium.sh"))
+            .arg(dir.path().join("c"))
+            .env("TFX", tfx_bin())
+            .env("TFX_BASE_PORT", base.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", super::text(&out));
+        for m in MEMBERS {
+            let path = dir.path().join("c").join(m).join("node.toml");
+            let mut config = std::fs::read_to_string(&path).unwrap();
+            // Loopback tests: short anti-entropy and fetch timeouts.
+            config.push_str("\n[sync]\nanti_entropy_ms = 300\nfetch_timeout_ms = 3000\n");
+            std::fs::write(&path, config).unwrap();
+        }
+        Net {
+            dir,
+            procs: BTreeMap::new(),
+        }
+    }
+
+    pub fn member(&self, m: &str) -> PathBuf {
+        self.dir.path().join("c").join(m)
+    }
+
+    pub fn start(&mut self, m: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{m}.log")))
+            .unwrap();
+        let child = Command::new(tfx_node_bin())
+            .arg("--config")
+            .arg(self.member(m).join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.insert(m.to_string(), child);
+        let api = Api::new(&self.member(m));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api.health().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{m} did not come up:\n{}",
+                self.log(m)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&mut self, m: &str, sig: i32) -> std::process::ExitStatus {
+        let mut child = self.procs.remove(m).unwrap();
+        let rc = send_signal(child.id(), sig);
+        assert_eq!(rc, 0);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{m} did not exit after signal {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self, m: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{m}.log"))).unwrap_or_default()
+    }
+
+    pub fn tfx(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tfx_bin())
+            .args(args)
+            .current_dir(self.dir.path().join("c"))
+            .output()
+            .unwrap()
+    }
+}
+
+/// Sends `sig` with kill(1): the workspace forbids `unsafe`, which libc::kill needs.
+pub fn send_signal(pid: u32, sig: i32) -> i32 {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    if status.success() {
+        0
+    } else {
+        1
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The local API of one node.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(member_dir: &Path) -> Api {
+        let config = tfx_node::config::NodeConfig::load(&member_dir.join("node.toml")).unwrap();
+        let token = tfx_node::keyfile::load_secret(&config.api_token)
+            .map(|s| hex::encode(&s[..]))
+            .unwrap_or_default();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Api {
+            base: format!("http://{}", config.api_listen),
+            token,
+            agent,
+        }
+    }
+
+    pub fn health(&self) -> Result<(), ureq::Error> {
+        self.agent
+            .get(format!("{}/v1/health", self.base))
+            .call()
+            .map(|_| ())
+    }
+
+    pub fn submit(&self, body: &[u8]) -> Option<Value> {
+        let mut r = self
+            .agent
+            .post(format!("{}/v1/records", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send(body)
+            .ok()?;
+        (r.status().as_u16() == 201).then(|| r.body_mut().read_json().unwrap())
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let mut r = self
+            .agent
+            .get(format!("{}/v1/status", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .ok()?;
+        r.body_mut().read_json().ok()
+    }
+}
+
+pub fn heads(status: &Value) -> BTreeMap<String, (u64, String)> {
+    status["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["origin"].as_str().unwrap().to_string(),
+                (
+                    h["size"].as_u64().unwrap(),
+                    h["root"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub fn example(kind: &str) -> Vec<u8> {
+    std::fs::read(repo().join(format!("examples/records/{kind}.json"))).unwrap()
+}
+
+/// Submits `count` records of `kind` at `api` from `threads` concurrent clients; returns how
+/// many the node acknowledged (each acknowledgement means durable).
+pub fn submit_many(api: &Api, kind: &str, count: u64, threads: u64, acked: Arc<AtomicU64>) {
+    let body = example(kind);
+    let next = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (api, body, next, acked) = (api.clone(), body.clone(), next.clone(), acked.clone());
+            std::thread::spawn(move || {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    if api.submit(&body).is_some() {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// Waits until every running node reports exactly `expected` (origin → size) with equal roots.
+pub fn wait_converged(
+    net: &Net,
+    members: &[&str],
+    expected: &BTreeMap<String, u64>,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let all: Vec<_> = members
+            .iter()
+            .map(|m| Api::new(&net.member(m)).status().map(|s| heads(&s)))
+            .collect();
+        let sizes_ok = all.iter().all(|h| {
+            h.as_ref().is_some_and(|h| {
+                expected
+                    .iter()
+                    .all(|(o, n)| h.get(o).map(|x| x.0) == Some(*n))
+            })
+        });
+        let same = all.windows(2).all(|w| w[0] == w[1]);
+        if sizes_ok && same {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: String = members
+                .iter()
+                .map(|m| format!("--- {m}\n{}", net.log(m)))
+                .collect();
+            panic!("no convergence to {expected:?}: {all:?}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
