@@ -2,7 +2,9 @@
 //! Real `tfx-node` processes on 127.0.0.1 with a consortium built at test time by
 //! `certs/dev-consortium.sh` (the `tfx` CLI): four nodes converge while one is SIGKILLed and
 //! restarted mid-replication, nothing is lost or duplicated, every store re-verifies offline,
-//! and a revoked member is disconnected and refused. Every process is killed when a test ends.
+//! and a revoked member is disconnected and refused; a member offline while 100,000 records are
+//! written catches up; `tfx demo` runs end to end. Every process is killed when a test ends.
+//! (Refusals and protocol violations from an adversary: `adversary.rs`.)
 
 mod common;
 
@@ -66,32 +68,9 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
         );
         assert!(net.log(m).contains("node stopped"), "{m}:\n{}", net.log(m));
     }
-    let pubs: Vec<String> = MEMBERS
-        .iter()
-        .map(|m| {
-            format!(
-                "{m}={}",
-                net.member(m).join("keys/record-signing.pub").display()
-            )
-        })
-        .collect();
     for m in MEMBERS {
-        let mut args = vec![
-            "check-store".to_string(),
-            "--data".into(),
-            net.member(m).join("data").display().to_string(),
-        ];
-        for p in &pubs {
-            args.push("--pub".into());
-            args.push(p.clone());
-        }
-        let out = Command::new(tfx_node_bin()).args(&args).output().unwrap();
-        assert!(out.status.success(), "{m}: {}", common::text(&out));
-        assert!(
-            common::text(&out).contains("bank-a: ok — 1500 records"),
-            "{}",
-            common::text(&out)
-        );
+        let report = net.check_store(m);
+        assert!(report.contains("bank-a: ok — 1500 records"), "{report}");
     }
 
     // Revoke the risk-warning member; a governor's node learns the new roster and spreads it.
@@ -182,5 +161,59 @@ fn the_demo_runs_end_to_end_and_keeps_its_directories() {
     for m in MEMBERS {
         assert!(dir.join(m).join("node.log").is_file());
         assert!(dir.join(m).join("data").is_dir());
+    }
+}
+
+#[test]
+fn a_member_offline_while_100000_records_are_written_catches_up() {
+    let mut net = Net::new();
+    // risk-warning is down from the start: it has never held any of what follows.
+    for m in ["science-dept", "pbc-chengdu", "bank-a"] {
+        net.start(m);
+    }
+    let bank_acked = Arc::new(AtomicU64::new(0));
+    let pbc_acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let pbc_writer = {
+        let (api, acked) = (Api::new(&net.member("pbc-chengdu")), pbc_acked.clone());
+        std::thread::spawn(move || submit_many(&api, "credit", 40_000, 8, acked))
+    };
+    submit_many(
+        &Api::new(&net.member("bank-a")),
+        "credit",
+        60_000,
+        8,
+        bank_acked.clone(),
+    );
+    pbc_writer.join().unwrap();
+    let expected: BTreeMap<String, u64> = [
+        ("bank-a".to_string(), bank_acked.load(Ordering::Relaxed)),
+        ("pbc-chengdu".to_string(), pbc_acked.load(Ordering::Relaxed)),
+    ]
+    .into();
+    assert_eq!(expected.values().sum::<u64>(), 100_000, "{expected:?}");
+    eprintln!("100,000 records written in {:?}", started.elapsed());
+    wait_converged(
+        &net,
+        &["science-dept", "pbc-chengdu", "bank-a"],
+        &expected,
+        Duration::from_secs(120),
+    );
+
+    let started = Instant::now();
+    net.start("risk-warning");
+    wait_converged(&net, &MEMBERS, &expected, Duration::from_secs(300));
+    eprintln!("risk-warning caught up in {:?}", started.elapsed());
+    let log = net.log("risk-warning");
+    assert!(!log.contains("disconnecting peer"), "{log}");
+    // What it caught up is durable and re-verifies offline.
+    let status = net.signal("risk-warning", 15);
+    assert!(status.success(), "{status}:\n{}", net.log("risk-warning"));
+    let report = net.check_store("risk-warning");
+    for (origin, n) in &expected {
+        assert!(
+            report.contains(&format!("{origin}: ok — {n} records")),
+            "{report}"
+        );
     }
 }

@@ -128,6 +128,27 @@ impl Net {
         std::fs::read_to_string(self.dir.path().join(format!("{m}.log"))).unwrap_or_default()
     }
 
+    /// Runs `tfx-node check-store` on a stopped member's data with every member's public key;
+    /// asserts it passed and returns its report.
+    pub fn check_store(&self, m: &str) -> String {
+        let mut args = vec![
+            "check-store".to_string(),
+            "--data".into(),
+            self.member(m).join("data").display().to_string(),
+        ];
+        for other in MEMBERS {
+            args.push("--pub".into());
+            args.push(format!(
+                "{other}={}",
+                self.member(other).join("keys/record-signing.pub").display()
+            ));
+        }
+        let out = Command::new(tfx_node_bin()).args(&args).output().unwrap();
+        let report = super::text(&out);
+        assert!(out.status.success(), "{m}: {report}");
+        report
+    }
+
     pub fn tfx(&self, args: &[&str]) -> std::process::Output {
         Command::new(tfx_bin())
             .args(args)
