@@ -5,6 +5,9 @@
 //! driver. The driver's input queue is bounded, so a fast peer is slowed by QUIC flow control
 //! rather than by our memory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::MemberId;
 use tokio::sync::mpsc;
@@ -27,6 +30,23 @@ pub const CONTROL_QUEUE: usize = 256;
 /// outstanding (`PEER_FETCHES_MAX`) plus pushes.
 pub const BULK_QUEUE: usize = 64;
 
+/// Sync traffic on one connection, counted as framed (4-byte length + message), both ways. QUIC's
+/// own overhead (headers, acknowledgements, keep-alives) is in `quinn::Connection::stats`.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+}
+
+impl Traffic {
+    fn count(bytes: &AtomicU64, messages: &AtomicU64, payload: usize) {
+        bytes.fetch_add(4 + payload as u64, Ordering::Relaxed);
+        messages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What connections tell the sync driver.
 #[derive(Debug)]
 pub enum Input {
@@ -35,6 +55,7 @@ pub enum Input {
         conn: quinn::Connection,
         control: mpsc::Sender<Vec<u8>>,
         bulk: mpsc::Sender<Vec<u8>>,
+        traffic: Arc<Traffic>,
     },
     Message {
         peer: MemberId,
@@ -61,14 +82,21 @@ pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<I
     let conn_id = conn.stable_id();
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
+    let traffic = Arc::new(Traffic::default());
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(writer(conn.clone(), STREAM_CONTROL, control_rx));
-    tasks.spawn(writer(conn.clone(), STREAM_BULK, bulk_rx));
+    tasks.spawn(writer(
+        conn.clone(),
+        STREAM_CONTROL,
+        control_rx,
+        traffic.clone(),
+    ));
+    tasks.spawn(writer(conn.clone(), STREAM_BULK, bulk_rx, traffic.clone()));
     let connected = Input::Connected {
         peer: peer.clone(),
         conn: conn.clone(),
         control,
         bulk,
+        traffic: traffic.clone(),
     };
     if driver.send(connected).await.is_err() {
         return;
@@ -80,7 +108,13 @@ pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<I
             for _ in 0..UNI_STREAMS_MAX {
                 match conn.accept_uni().await {
                     Ok(stream) => {
-                        readers.spawn(reader(stream, conn.clone(), peer.clone(), driver.clone()));
+                        readers.spawn(reader(
+                            stream,
+                            conn.clone(),
+                            peer.clone(),
+                            driver.clone(),
+                            traffic.clone(),
+                        ));
                     }
                     Err(_) => break,
                 }
@@ -98,7 +132,12 @@ pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<I
     let _ = driver.send(Input::Closed { peer, conn_id }).await;
 }
 
-async fn writer(conn: quinn::Connection, tag: u8, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn writer(
+    conn: quinn::Connection,
+    tag: u8,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    traffic: Arc<Traffic>,
+) {
     let Ok(mut stream) = conn.open_uni().await else {
         return;
     };
@@ -109,6 +148,7 @@ async fn writer(conn: quinn::Connection, tag: u8, mut rx: mpsc::Receiver<Vec<u8>
         if write_frame(&mut stream, &frame).await.is_err() {
             return;
         }
+        Traffic::count(&traffic.bytes_sent, &traffic.messages_sent, frame.len());
     }
     let _ = stream.finish();
 }
@@ -118,6 +158,7 @@ async fn reader(
     conn: quinn::Connection,
     peer: MemberId,
     driver: mpsc::Sender<Input>,
+    traffic: Arc<Traffic>,
 ) {
     let conn_id = conn.stable_id();
     let mut tag = [0u8; 1];
@@ -138,6 +179,11 @@ async fn reader(
             }
             Err(FrameError::Read(_)) => return,
         };
+        Traffic::count(
+            &traffic.bytes_received,
+            &traffic.messages_received,
+            frame.len(),
+        );
         let message = match Message::decode(&frame) {
             Ok(m) => m,
             Err(e) => {

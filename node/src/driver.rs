@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tfx_protocol::sync::{DisconnectCause, Event, SyncCore};
 use tfx_protocol::MemberId;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::connection::{self, Input, CLOSE_POLICY, CLOSE_REPLACED};
+use crate::connection::{self, Input, Traffic, CLOSE_POLICY, CLOSE_REPLACED};
 use crate::sled_store::SledStore;
 use crate::transport::Membership;
 
@@ -40,6 +41,37 @@ pub struct PeerStatus {
     pub ahead: BTreeMap<String, u64>,
     /// Records this node holds that the peer lacks, per origin.
     pub behind: BTreeMap<String, u64>,
+    /// Traffic on the current connection (reset when it is replaced); absent when disconnected.
+    pub traffic: Option<TrafficStatus>,
+}
+
+/// Bytes exchanged with one peer over its current connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficStatus {
+    /// Sync messages as framed (4-byte length + CBOR), each way.
+    pub sync_bytes_sent: u64,
+    pub sync_bytes_received: u64,
+    pub sync_messages_sent: u64,
+    pub sync_messages_received: u64,
+    /// Everything on the wire, as UDP payload: sync frames plus QUIC headers, encryption,
+    /// acknowledgements and keep-alives.
+    pub udp_bytes_sent: u64,
+    pub udp_bytes_received: u64,
+}
+
+impl TrafficStatus {
+    fn of(link: &Link) -> Self {
+        let t = &link.traffic;
+        let udp = link.conn.stats();
+        TrafficStatus {
+            sync_bytes_sent: t.bytes_sent.load(Ordering::Relaxed),
+            sync_bytes_received: t.bytes_received.load(Ordering::Relaxed),
+            sync_messages_sent: t.messages_sent.load(Ordering::Relaxed),
+            sync_messages_received: t.messages_received.load(Ordering::Relaxed),
+            udp_bytes_sent: udp.udp_tx.bytes,
+            udp_bytes_received: udp.udp_rx.bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +99,7 @@ struct Link {
     conn: quinn::Connection,
     control: mpsc::Sender<Vec<u8>>,
     bulk: mpsc::Sender<Vec<u8>>,
+    traffic: Arc<Traffic>,
 }
 
 pub struct Driver {
@@ -185,6 +218,7 @@ impl Driver {
                 conn,
                 control,
                 bulk,
+                traffic,
             } => {
                 if let Some(old) = self.links.remove(&peer) {
                     old.conn
@@ -198,6 +232,7 @@ impl Driver {
                         conn,
                         control,
                         bulk,
+                        traffic,
                     },
                 );
                 self.set_connected(&peer, true);
@@ -242,8 +277,12 @@ impl Driver {
             let Some(link) = self.links.get(&peer) else {
                 continue;
             };
-            let queue = match message {
-                Message::Records(_) | Message::Rosters(_) => &link.bulk,
+            let queue = match &message {
+                Message::Records(r) => {
+                    tracing::trace!(%peer, origin = %r.origin, from = r.from, count = r.records.len(), "sending records");
+                    &link.bulk
+                }
+                Message::Rosters(_) => &link.bulk,
                 _ => &link.control,
             };
             if queue.try_send(message.encode()).is_err() {
@@ -352,6 +391,7 @@ impl Driver {
                     address: link.map(|l| l.conn.remote_address().to_string()),
                     ahead,
                     behind,
+                    traffic: link.map(TrafficStatus::of),
                 }
             })
             .collect();

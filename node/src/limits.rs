@@ -19,6 +19,11 @@ pub const PARALLEL_SEAL_MIN: usize = 4;
 /// cores only adds contention.
 pub const SEAL_THREADS_MAX: usize = 8;
 
+/// sled's page cache. sled's default (1 GiB) let a member holding 1M records reach ~2.5 GiB
+/// RSS (`tfx bench replicate`); DESIGN §12 budgets 150 MiB for the whole node. Reads that miss
+/// go to the OS page cache, which the kernel can reclaim, unlike our heap.
+pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
 pub const KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
 

@@ -20,7 +20,7 @@ use tfx_protocol::domain::Date;
 use tfx_protocol::ids::sha256;
 use tfx_protocol::roster::verify_chain;
 use tfx_protocol::sync::{SyncConfig, SyncCore};
-use tfx_protocol::MemberId;
+use tfx_protocol::{MemberId, Timestamp};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -177,18 +177,7 @@ impl Node {
                 roster.version
             );
         }
-        let pseudonym = match &config.pseudonym_secret {
-            Some(path) => {
-                let secret =
-                    crate::keyfile::load_secret(path).context("loading the pseudonym secret")?;
-                let year = Date::from_days_since_epoch((now.0 / 86_400_000) as i64).year();
-                Some(
-                    PseudonymKey::derive(&secret, PURPOSE_RISK_WARNING, u32::from(year))
-                        .context("deriving the pseudonym key")?,
-                )
-            }
-            None => None,
-        };
+        let pseudonym = pseudonym_key(config, now)?;
 
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
@@ -435,6 +424,20 @@ async fn dial_loop(
             }
         }
     }
+}
+
+/// The consortium pseudonym key for the current epoch (the calendar year at `now`), if this
+/// member holds the pseudonym secret (issuers do; DESIGN §4).
+pub fn pseudonym_key(config: &NodeConfig, now: Timestamp) -> anyhow::Result<Option<PseudonymKey>> {
+    let Some(path) = &config.pseudonym_secret else {
+        return Ok(None);
+    };
+    let secret = crate::keyfile::load_secret(path).context("loading the pseudonym secret")?;
+    let year = Date::from_days_since_epoch((now.0 / 86_400_000) as i64).year();
+    Ok(Some(
+        PseudonymKey::derive(&secret, PURPOSE_RISK_WARNING, u32::from(year))
+            .context("deriving the pseudonym key")?,
+    ))
 }
 
 /// Connects to `peer` at `endpoint` (host:port) and completes the mutual-TLS handshake.

@@ -298,10 +298,12 @@ fn runs(records: &[StoredRecord], max: usize, same_time: bool) -> Vec<&[StoredRe
 
 /// The sled configuration every tfx store uses (and the benchmark's raw-sled baseline, so the two
 /// are compared like for like). Flushing is ours to do (group commit): sled's background flusher
-/// would only add fsyncs. High-throughput mode trades some space for fewer page rewrites.
+/// would only add fsyncs. High-throughput mode trades some space for fewer page rewrites. The cache
+/// is bounded by [`STORE_CACHE_BYTES`](crate::limits::STORE_CACHE_BYTES).
 pub fn sled_config(dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(dir)
+        .cache_capacity(crate::limits::STORE_CACHE_BYTES)
         .flush_every_ms(None)
         .mode(sled::Mode::HighThroughput)
 }

@@ -8,7 +8,7 @@
 //! persistence contract and [`log`] plans appends against it. [`roster`] says who the members
 //! are, with which keys and roles, and who governs. [`sync`] is the replication state machine
 //! and its wire messages. [`codec`] is the only place CBOR bytes are read or written; [`limits`]
-//! names every bound.
+//! names every bound; [`par`] spreads pure work (signature checks) over the cores.
 
 pub mod checkpoint;
 pub mod codec;
@@ -22,6 +22,7 @@ pub mod keys;
 pub mod limits;
 pub mod log;
 pub mod merkle;
+pub mod par;
 pub mod record;
 pub mod roster;
 pub mod schema;

@@ -319,3 +319,50 @@ fn a_roster_without_enough_governor_signatures_disconnects_the_sender() {
     );
     assert_eq!(core.roster().version, 1);
 }
+
+fn heads_saying(ours: u64) -> Message {
+    Message::Heads(Heads {
+        reply: true,
+        heads: vec![(
+            member_id(0),
+            LogHead {
+                size: ours,
+                root: [0; 32],
+            },
+        )],
+    })
+}
+
+#[test]
+fn a_peer_known_to_lag_behind_under_steady_appends_still_gets_pushes() {
+    let store = MemoryStore::new();
+    let mut core = core_with(&store, vec![sign_roster(genesis_roster(3))], EMPTY);
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    let head = append(&store, 0, &credit_body(), 3, T0, 1);
+    core.handle_local_head(&store, head);
+    assert!(
+        sent(&mut core).is_empty(),
+        "nothing is known of the peer yet"
+    );
+    // Its heads were sent before our third record reached it: it holds 2 of our 3.
+    core.handle_message(&store, &member_id(1), heads_saying(2), T0);
+    sent(&mut core);
+    let head = append(&store, 0, &credit_body(), 1, T0, 2);
+    core.handle_local_head(&store, head);
+    let out = sent(&mut core);
+    assert!(
+        matches!(&out[..], [(p, Message::Records(r))] if p == &member_id(1) && r.from == 2 && r.records.len() == 2),
+        "pushed from what the peer holds: {out:?}"
+    );
+    // Stale heads from before that push do not make us resend it, nor stop the next push.
+    core.handle_message(&store, &member_id(1), heads_saying(2), T0);
+    sent(&mut core);
+    let head = append(&store, 0, &credit_body(), 1, T0, 3);
+    core.handle_local_head(&store, head);
+    let out = sent(&mut core);
+    assert!(
+        matches!(&out[..], [(p, Message::Records(r))] if p == &member_id(1) && r.from == 4 && r.records.len() == 1),
+        "{out:?}"
+    );
+}

@@ -21,6 +21,8 @@ use tfx_protocol::{LogIndex, MemberId, Timestamp};
 
 use crate::Outcome;
 
+mod replicate;
+
 /// The append throughput the design targets (DESIGN §12).
 const APPEND_TARGET_PER_S: f64 = 20_000.0;
 
@@ -43,6 +45,35 @@ pub enum BenchCommand {
         runs: usize,
         /// Directory for the temporary stores (default: the system temp dir). Use the disk you
         /// will run on: fsync cost is most of an append.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replication between four tfx-node processes on loopback: a fresh member catching up from
+    /// one, two and three peers beside the same run's raw sled batch-insert rate of the same
+    /// bytes; submit-to-verified latency under load; bytes per anti-entropy round in sync; RSS.
+    #[command(
+        after_help = "Example:\n  tfx bench replicate --records 1000000\n  tfx bench replicate --records 100000 --json > replicate.json"
+    )]
+    Replicate {
+        /// Records the origin holds for fresh members to catch up.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Sequential latency probes.
+        #[arg(long, default_value_t = 500)]
+        probes: usize,
+        /// Background submissions per second at the origin while probing.
+        #[arg(long, default_value_t = 1_000)]
+        load: u64,
+        /// The nodes' anti-entropy interval.
+        #[arg(long, default_value_t = 1_000)]
+        anti_entropy_ms: u64,
+        /// First of four consecutive UDP ports on 127.0.0.1 (APIs on these + 1000).
+        #[arg(long, default_value_t = 7501)]
+        base_port: u16,
+        /// Directory for the members' directories (default: the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Print one JSON object instead of a table.
@@ -81,6 +112,23 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Outcome> {
                 json,
             })
         }
+        BenchCommand::Replicate {
+            records,
+            probes,
+            load,
+            anti_entropy_ms,
+            base_port,
+            dir,
+            json,
+        } => replicate::run(&replicate::ReplicateBench {
+            records,
+            probes,
+            load,
+            anti_entropy_ms,
+            base_port,
+            dir,
+            json,
+        }),
     }
 }
 
@@ -169,8 +217,18 @@ fn one_run(
     dir: &Path,
 ) -> anyhow::Result<RunFigures> {
     let (seal_only, sealed) = seal_only(bodies);
-    let sled_raw = sled_raw(&sealed, &dir.join("raw"))?;
-    drop(sealed);
+    let values: Vec<Vec<u8>> = sealed
+        .into_iter()
+        .map(|r| {
+            let mut value = r.envelope;
+            for d in &r.disclosures {
+                value.extend_from_slice(d.bytes());
+            }
+            value
+        })
+        .collect();
+    let sled_raw = sled_raw(&values, &dir.join("raw"))?;
+    drop(values);
     let mut append = Vec::new();
     let mut disk_bytes_per_record = 0.0;
     for (i, &c) in b.concurrency.iter().enumerate() {
@@ -228,24 +286,23 @@ fn seal_only(bodies: &[RecordBody]) -> (f64, Vec<SealedRecord>) {
 
 /// Inserts the same bytes (envelope + disclosures per record, one key each) into a fresh sled in
 /// batches of the committer's size, flushing after each batch: the storage ceiling.
-fn sled_raw(sealed: &[SealedRecord], dir: &Path) -> anyhow::Result<f64> {
+fn sled_raw(values: &[Vec<u8>], dir: &Path) -> anyhow::Result<f64> {
     let db = tfx_node::sled_store::sled_config(dir)
         .open()
         .context("opening raw sled")?;
     let start = Instant::now();
-    for (n, chunk) in sealed.chunks(COMMIT_BATCH_MAX).enumerate() {
+    for (n, chunk) in values.chunks(COMMIT_BATCH_MAX).enumerate() {
         let mut batch = sled::Batch::default();
-        for (i, r) in chunk.iter().enumerate() {
-            let mut value = r.envelope.clone();
-            for d in &r.disclosures {
-                value.extend_from_slice(d.bytes());
-            }
-            batch.insert(&((n * COMMIT_BATCH_MAX + i) as u64).to_be_bytes(), value);
+        for (i, value) in chunk.iter().enumerate() {
+            batch.insert(
+                &((n * COMMIT_BATCH_MAX + i) as u64).to_be_bytes(),
+                value.as_slice(),
+            );
         }
         db.apply_batch(batch).context("raw sled batch")?;
         db.flush().context("raw sled flush")?;
     }
-    let rate = sealed.len() as f64 / start.elapsed().as_secs_f64();
+    let rate = values.len() as f64 / start.elapsed().as_secs_f64();
     drop(db);
     std::fs::remove_dir_all(dir).ok();
     Ok(rate)

@@ -6,24 +6,15 @@
 //! member's directory (keys, config, data, node.log) in DIR.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::client::{ok, NodeClient};
+use crate::client::ok;
+use crate::localnet::{self, status, LocalNet, MEMBERS};
 
-/// (member id, role, display name): the science department, the central bank's Chengdu branch,
-/// a bank, and the risk-warning system.
-const MEMBERS: [(&str, &str, &str); 4] = [
-    ("science-dept", "science-dept", "四川省科学技术厅"),
-    ("pbc-chengdu", "central-bank", "中国人民银行成都分行"),
-    ("bank-a", "bank", "天府银行科技支行"),
-    ("risk-warning", "risk-warning", "科技金融风险预警系统"),
-];
-
-/// How long the demo waits for nodes to start, connect and converge.
+/// How long the demo waits for nodes to connect and converge.
 const WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
@@ -42,51 +33,12 @@ pub struct DemoArgs {
     pub base_port: u16,
 }
 
-struct Nodes(Vec<(String, Child)>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn step(n: usize, text: &str) {
     println!("\n[{n}/5] {text}");
 }
 
-fn run_tfx(args: &[&str]) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("locating the tfx binary")?;
-    let out = Command::new(&exe)
-        .args(args)
-        .output()
-        .with_context(|| format!("running tfx {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "tfx {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn tfx_node_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("TFX_NODE") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let p = exe.with_file_name("tfx-node");
-    if !p.is_file() {
-        bail!(
-            "{} not found; build it (cargo build --release) or set TFX_NODE",
-            p.display()
-        );
-    }
-    Ok(p)
+fn wait_until(what: &str, f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    localnet::wait_until(what, WAIT, Duration::from_millis(200), f)
 }
 
 /// (uscc, name, region code, industry) rows.
@@ -164,100 +116,24 @@ pub fn run(a: DemoArgs) -> anyhow::Result<crate::Outcome> {
             temp.path().to_path_buf()
         }
     };
-    let p = |rel: &str| root.join(rel).display().to_string();
-
     step(
         1,
         "building a four-member consortium with the onboarding commands",
     );
-    run_tfx(&[
-        "consortium",
-        "init",
-        "--dir",
-        &p("consortium"),
-        "--name",
-        "Sichuan sci-tech finance (demo)",
-        "--governor",
-        "science-dept",
-        "--governor",
-        "local-finance",
-        "--governor",
-        "central-bank",
-        "--threshold",
-        "2",
-    ])?;
-    let genesis = std::fs::read_to_string(root.join("consortium/genesis.sha256"))?
-        .trim()
-        .to_string();
-    for (i, (id, role, name)) in MEMBERS.iter().enumerate() {
-        let endpoint = format!("127.0.0.1:{}", a.base_port + i as u16);
-        run_tfx(&[
-            "member",
-            "init",
-            "--dir",
-            &p(id),
-            "--id",
-            id,
-            "--name",
-            name,
-            "--role",
-            role,
-            "--endpoint",
-            &endpoint,
-        ])?;
-        run_tfx(&[
-            "member",
-            "approve",
-            "--consortium",
-            &p("consortium"),
-            &p(&format!("{id}/join-request.json")),
-            "--out",
-            &p(&format!("{id}.bundle")),
-        ])?;
-        run_tfx(&[
-            "member",
-            "join",
-            "--dir",
-            &p(id),
-            "--genesis",
-            &genesis,
-            &p(&format!("{id}.bundle")),
-        ])?;
-        // Loopback: a short anti-entropy interval makes the demo brisk.
-        let config = root.join(id).join("node.toml");
-        let mut text = std::fs::read_to_string(&config)?;
-        text.push_str("\n[sync]\nanti_entropy_ms = 1000\n");
-        std::fs::write(&config, text)?;
-        println!("  {id:<14} {role:<14} {endpoint}  joined");
-    }
-    let mut versions: Vec<String> = std::fs::read_dir(root.join("consortium/roster"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "tfxroster"))
-        .map(|p| p.display().to_string())
-        .collect();
-    versions.sort();
-    let mut args = vec!["roster", "install", "--dir"];
-    let sd = p("science-dept");
-    args.push(&sd);
-    args.extend(versions.iter().map(String::as_str));
-    run_tfx(&args)?;
-    println!("  genesis {genesis}; latest roster published on science-dept's node");
+    // Loopback: a short anti-entropy interval makes the demo brisk.
+    let mut net = LocalNet::build(
+        &root,
+        a.base_port,
+        "\n[sync]\nanti_entropy_ms = 1000\n",
+        &mut |id, role, endpoint| println!("  {id:<14} {role:<14} {endpoint}  joined"),
+    )?;
+    println!("  latest roster published on science-dept's node");
 
     step(2, "starting four tfx-node processes on 127.0.0.1");
-    let node_bin = tfx_node_binary()?;
-    let mut nodes = Nodes(Vec::new());
+    let mut clients = Vec::new();
     for (id, ..) in MEMBERS {
-        let log = std::fs::File::create(root.join(id).join("node.log"))?;
-        let child = Command::new(&node_bin)
-            .arg("--config")
-            .arg(root.join(id).join("node.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", node_bin.display()))?;
-        nodes.0.push((id.to_string(), child));
+        clients.push((id.to_string(), net.start(id)?));
     }
-    let clients = wait_for_apis(&root, &mut nodes)?;
     wait_until("every node connected to the other three", || {
         Ok(clients.iter().all(|(_, c)| {
             status(c).is_ok_and(|s| {
@@ -319,29 +195,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<crate::Outcome> {
     );
 
     step(5, "shutting down (SIGTERM)");
-    for (id, child) in &mut nodes.0 {
-        let out = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()?;
-        if !out.success() {
-            bail!("could not signal {id}");
-        }
+    for (id, status) in net.stop_all()? {
+        println!("  {id:<14} stopped ({status})");
     }
-    for (id, child) in &mut nodes.0 {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                println!("  {id:<14} stopped ({status})");
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{id} did not stop within 15 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    nodes.0.clear();
     match &a.keep {
         Some(dir) => println!(
             "\nmember directories kept in {} (see */node.log)",
@@ -350,50 +206,4 @@ pub fn run(a: DemoArgs) -> anyhow::Result<crate::Outcome> {
         None => println!("\ndone; temporary directories removed (use --keep DIR to inspect them)"),
     }
     Ok(crate::Outcome::Ok)
-}
-
-fn status(c: &NodeClient) -> anyhow::Result<Value> {
-    let (code, reply) = c.get("/v1/status")?;
-    ok(code, reply)
-}
-
-fn wait_for_apis(root: &Path, nodes: &mut Nodes) -> anyhow::Result<Vec<(String, NodeClient)>> {
-    let deadline = Instant::now() + WAIT;
-    let mut clients = Vec::new();
-    for (id, ..) in MEMBERS {
-        loop {
-            if let Some((_, child)) = nodes.0.iter_mut().find(|(m, _)| m == id) {
-                if let Some(status) = child.try_wait()? {
-                    let log =
-                        std::fs::read_to_string(root.join(id).join("node.log")).unwrap_or_default();
-                    bail!("{id}'s node exited ({status}):\n{log}");
-                }
-            }
-            if let Ok(c) = NodeClient::for_node(&root.join(id)) {
-                if status(&c).is_ok() {
-                    clients.push((id.to_string(), c));
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{id}'s node did not start; see {}",
-                    root.join(id).join("node.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(clients)
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while !f()? {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
 }

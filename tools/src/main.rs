@@ -9,6 +9,7 @@ mod consortium;
 mod demo;
 mod governance;
 mod key;
+mod localnet;
 mod member;
 mod onboarding;
 mod record;

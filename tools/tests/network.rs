@@ -217,3 +217,59 @@ fn a_member_offline_while_100000_records_are_written_catches_up() {
         );
     }
 }
+
+#[test]
+fn the_replication_bench_runs_and_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(tfx_bin())
+        .args([
+            "bench",
+            "replicate",
+            "--records",
+            "2000",
+            "--probes",
+            "20",
+            "--load",
+            "100",
+            "--anti-entropy-ms",
+            "300",
+            "--json",
+            "--base-port",
+        ])
+        .arg(free_base_port().to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text);
+    assert_eq!(r["records"], 2000);
+    let catch_up = r["catch_up"].as_array().unwrap();
+    assert_eq!(
+        catch_up
+            .iter()
+            .map(|c| c["peers"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(catch_up
+        .iter()
+        .all(|c| c["records_per_s"].as_f64().unwrap() > 0.0));
+    let (p50, p99) = (
+        r["latency_ms"]["p50"].as_f64().unwrap(),
+        r["latency_ms"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+    assert_eq!(r["latency_ms"]["probes"], 20);
+    // In sync, hellos still flow both ways every round, and the wire carries more than they do.
+    let sync = r["anti_entropy"]["sync_bytes_per_round_per_peer"]
+        .as_f64()
+        .unwrap();
+    let udp = r["anti_entropy"]["udp_bytes_per_round_per_peer"]
+        .as_f64()
+        .unwrap();
+    assert!(sync > 0.0 && udp > sync, "{r}");
+    assert!(r["rss_mib"]["with_all_records"].as_f64().unwrap() > 1.0);
+    assert!(r["targets"]["latency_met"].is_boolean());
+}

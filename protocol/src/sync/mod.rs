@@ -365,8 +365,15 @@ impl SyncCore {
         self.schedule(now);
     }
 
-    /// The local log became durable up to `head`: push the new records to peers known to be
-    /// just behind.
+    /// The local log became durable up to `head`: push new records to every peer known to have
+    /// held our log up to within [`PUSH_RECORDS_MAX`] of the previous head, starting from what
+    /// that peer holds and at most [`PUSH_RECORDS_MAX`] records.
+    ///
+    /// Knowledge of a peer lags under steady appends (its heads were sent before our latest
+    /// pushes reached it), so requiring it to be exactly at our previous head would stop pushes
+    /// for as long as the load lasts. Pushing from what it is known to hold instead may resend
+    /// a few records it already has — the receiver skips them — and a peer further behind is
+    /// left to fetch for itself, flow-controlled.
     pub fn handle_local_head<S: Store>(&mut self, store: &S, head: LogHead) {
         let old = self.local;
         if head.size <= old.size {
@@ -377,33 +384,34 @@ impl SyncCore {
             return;
         }
         let local = self.config.local.clone();
-        let behind: Vec<MemberId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.sizes.get(&local) == Some(&old.size))
-            .map(|(id, _)| id.clone())
-            .collect();
-        if behind.is_empty() {
-            return;
-        }
-        let end = head.size.min(old.size + PUSH_RECORDS_MAX);
-        let mut from = old.size;
-        while from < end {
-            let count = (end - from).min(RECORDS_PER_MESSAGE_MAX as u64);
-            let Some(records) = self.read_range(store, &local, from, from + count) else {
-                return;
-            };
-            let sent = records.records.len() as u64;
-            for peer in &behind {
-                self.send(peer, Message::Records(records.clone()));
-                if let Some(p) = self.peers.get_mut(peer) {
-                    p.sizes.insert(local.clone(), from + sent);
+        let mut by_start: BTreeMap<u64, Vec<MemberId>> = BTreeMap::new();
+        for (id, p) in &self.peers {
+            if let Some(&known) = p.sizes.get(&local) {
+                if known < head.size && old.size.saturating_sub(known) <= PUSH_RECORDS_MAX {
+                    by_start.entry(known).or_default().push(id.clone());
                 }
             }
-            if sent == 0 {
-                break;
+        }
+        for (start, peers) in by_start {
+            let end = head.size.min(start + PUSH_RECORDS_MAX);
+            let mut from = start;
+            while from < end {
+                let count = (end - from).min(RECORDS_PER_MESSAGE_MAX as u64);
+                let Some(records) = self.read_range(store, &local, from, from + count) else {
+                    return;
+                };
+                let sent = records.records.len() as u64;
+                if sent == 0 {
+                    break;
+                }
+                for peer in &peers {
+                    self.send(peer, Message::Records(records.clone()));
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.sizes.insert(local.clone(), from + sent);
+                    }
+                }
+                from += sent;
             }
-            from += sent;
         }
     }
 
@@ -516,8 +524,18 @@ impl SyncCore {
             }
             sizes.insert(origin.clone(), head.size);
         }
+        // A peer's logs only grow while its connection lasts (a restart is a new connection,
+        // which starts from nothing), so what we know only moves up. The heads it sent may
+        // predate records we pushed it since: taking them as-is would stop pushes under steady
+        // load until the next quiet moment, leaving new records to anti-entropy.
+        // A log missing from its heads is one it holds nothing of: for ours, that makes it a
+        // push target from 0.
+        sizes.entry(self.config.local.clone()).or_insert(0);
         if let Some(p) = self.peers.get_mut(peer) {
-            p.sizes = sizes;
+            for (origin, size) in sizes {
+                let known = p.sizes.entry(origin).or_insert(0);
+                *known = (*known).max(size);
+            }
         }
         if !h.reply {
             self.send(
@@ -697,11 +715,18 @@ impl SyncCore {
             .member(origin)
             .map(|m| m.roles.clone())
             .unwrap_or_default();
-        let mut records = Vec::with_capacity(r.records.len() - skip);
-        for (i, w) in r.records.into_iter().enumerate().skip(skip) {
-            let seq = r.from + i as u64;
-            let v = verify_record(&w.envelope, &w.disclosures, &self.roster)
-                .map_err(|e| format!("record {origin}#{seq} does not verify: {}", e.redacted()))?;
+        let wires: Vec<WireRecord> = r.records.into_iter().skip(skip).collect();
+        // Signatures and disclosure digests on every core: the costly part of a catch-up. The
+        // checks after it are cheap and run in order, so the first bad record is the one named.
+        let roster = &self.roster;
+        let verified = crate::par::map(&wires, |w| {
+            verify_record(&w.envelope, &w.disclosures, roster)
+        });
+        let mut records = Vec::with_capacity(wires.len());
+        for (i, (w, v)) in wires.into_iter().zip(verified).enumerate() {
+            let seq = r.from + (skip + i) as u64;
+            let v =
+                v.map_err(|e| format!("record {origin}#{seq} does not verify: {}", e.redacted()))?;
             let h = &v.envelope.header;
             if &h.origin != origin {
                 return Err(format!(
