@@ -21,7 +21,7 @@ use tfx_protocol::{LogIndex, MemberId, Timestamp};
 
 use crate::Outcome;
 
-mod replicate;
+pub mod replicate;
 
 /// The append throughput the design targets (DESIGN §12).
 const APPEND_TARGET_PER_S: f64 = 20_000.0;
@@ -57,29 +57,7 @@ pub enum BenchCommand {
     #[command(
         after_help = "Example:\n  tfx bench replicate --records 1000000\n  tfx bench replicate --records 100000 --json > replicate.json"
     )]
-    Replicate {
-        /// Records the origin holds for fresh members to catch up.
-        #[arg(long, default_value_t = 1_000_000)]
-        records: u64,
-        /// Sequential latency probes.
-        #[arg(long, default_value_t = 500)]
-        probes: usize,
-        /// Background submissions per second at the origin while probing.
-        #[arg(long, default_value_t = 1_000)]
-        load: u64,
-        /// The nodes' anti-entropy interval.
-        #[arg(long, default_value_t = 1_000)]
-        anti_entropy_ms: u64,
-        /// First of four consecutive UDP ports on 127.0.0.1 (APIs on these + 1000).
-        #[arg(long, default_value_t = 7501)]
-        base_port: u16,
-        /// Directory for the members' directories (default: the system temp dir).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Replicate(replicate::ReplicateBench),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<Outcome> {
@@ -112,23 +90,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<Outcome> {
                 json,
             })
         }
-        BenchCommand::Replicate {
-            records,
-            probes,
-            load,
-            anti_entropy_ms,
-            base_port,
-            dir,
-            json,
-        } => replicate::run(&replicate::ReplicateBench {
-            records,
-            probes,
-            load,
-            anti_entropy_ms,
-            base_port,
-            dir,
-            json,
-        }),
+        BenchCommand::Replicate(b) => replicate::run(&b),
     }
 }
 

@@ -173,21 +173,28 @@ async fn first_exchange(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Result<
 
 /// Connects as a member, opens a control stream, writes `bytes` after its tag, and returns how
 /// the node closed the connection.
-async fn send_raw(
+/// Connects as a member and opens a sync stream with `tag`.
+async fn open_stream(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
-    bytes: &[u8],
-) -> quinn::ConnectionError {
+    tag: u8,
+) -> (quinn::Connection, quinn::SendStream) {
     let conn = endpoint
         .connect(addr, "science-dept")
         .unwrap()
         .await
         .unwrap();
     let mut stream = conn.open_uni().await.unwrap();
-    stream
-        .write_all(&[tfx_node::transport::STREAM_CONTROL])
-        .await
-        .unwrap();
+    stream.write_all(&[tag]).await.unwrap();
+    (conn, stream)
+}
+
+async fn send_raw(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    bytes: &[u8],
+) -> quinn::ConnectionError {
+    let (conn, mut stream) = open_stream(endpoint, addr, tfx_node::transport::STREAM_CONTROL).await;
     // The node may close while we are still writing (an oversized length is refused before its
     // body arrives): that is the outcome under test, not a failure.
     let _ = stream.write_all(bytes).await;
@@ -432,16 +439,8 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
     // And the same channel accepts a well-formed push: what was refused above was refused for
     // what it was, not because this adversary cannot reach the store.
     let conn = rt.block_on(async {
-        let conn = endpoint
-            .connect(addr, "science-dept")
-            .unwrap()
-            .await
-            .unwrap();
-        let mut stream = conn.open_uni().await.unwrap();
-        stream
-            .write_all(&[tfx_node::transport::STREAM_BULK])
-            .await
-            .unwrap();
+        let (conn, mut stream) =
+            open_stream(&endpoint, addr, tfx_node::transport::STREAM_BULK).await;
         stream
             .write_all(&records(&bank, sealed(&bank, 4)))
             .await

@@ -49,13 +49,28 @@ const LATENCY_P99_TARGET_MS: f64 = 50.0;
 const ROUND_BYTES_TARGET: f64 = 200.0;
 const RSS_TARGET_MIB: f64 = 150.0;
 
+#[derive(clap::Args)]
 pub struct ReplicateBench {
+    /// Records the origin holds for fresh members to catch up.
+    #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
+    /// Sequential latency probes.
+    #[arg(long, default_value_t = 500)]
     pub probes: usize,
+    /// Background submissions per second at the origin while probing.
+    #[arg(long, default_value_t = 1_000)]
     pub load: u64,
+    /// The nodes' anti-entropy interval.
+    #[arg(long, default_value_t = 1_000)]
     pub anti_entropy_ms: u64,
+    /// First of four consecutive UDP ports on 127.0.0.1 (APIs on these + 1000).
+    #[arg(long, default_value_t = 7501)]
     pub base_port: u16,
+    /// Directory for the members' directories (default: the system temp dir).
+    #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     pub json: bool,
 }
 
