@@ -23,11 +23,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::limits::{QUERY_RESULTS_MAX, RECORD_JSON_BYTES_MAX};
+use tfx_protocol::policy::SignedPolicy;
 use tfx_protocol::record::verify_envelope;
 use tfx_protocol::schema::RecordKind;
 use tfx_protocol::store::{Query, Store};
 use tfx_protocol::validate::parse_record_json;
-use tfx_protocol::{RecordId, Timestamp};
+use tfx_protocol::{MemberId, RecordId, Timestamp};
+
+use crate::ledger::{LedgerFilter, LEDGER_ROWS_MAX};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -79,6 +82,8 @@ pub async fn serve(
         .route("/v1/status", get(status))
         .route("/v1/records", get(query).post(submit))
         .route("/v1/records/{id}", get(get_record))
+        .route("/v1/policy", get(get_policy).post(install_policy))
+        .route("/v1/ledger", get(ledger))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     let app = Router::new()
         .route("/v1/health", get(|| async { "ok\n" }))
@@ -105,6 +110,101 @@ pub async fn serve(
         }
     });
     Ok((local, task))
+}
+
+/// The policy in force: its version and the view of every role (what each may receive).
+async fn get_policy(State(api): State<Api>) -> ApiResult {
+    let dir = api.shared.policy_dir.clone();
+    let chain = tokio::task::spawn_blocking(move || crate::node::read_policy_chain(&dir))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let Some(last) = chain.last() else {
+        return Ok(Json(json!({ "version": 0, "grants": [] })).into_response());
+    };
+    let p = SignedPolicy::decode(last)
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .policy;
+    let grants: Vec<serde_json::Value> = p
+        .grants
+        .iter()
+        .map(|g| {
+            json!({
+                "kind": g.kind.name(),
+                "role": g.role,
+                "fields": g.fields,
+                "purpose": g.purpose,
+                "retention_days": g.retention_days,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "version": p.version,
+        "roster_version": p.roster_version,
+        "issued_at_ms": p.issued_at.0,
+        "grants": grants,
+    }))
+    .into_response())
+}
+
+/// Installs a signed policy version (the body: its bytes). The node verifies it against the
+/// roster's governors and the current version, adopts it and announces it to peers.
+async fn install_policy(State(api): State<Api>, body: axum::body::Bytes) -> ApiResult {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let input = crate::connection::Input::InstallPolicy {
+        bytes: body.to_vec(),
+        reply,
+    };
+    api.shared
+        .driver
+        .send(input)
+        .await
+        .map_err(|_| fail(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))?;
+    match answer.await {
+        Ok(Ok(version)) => Ok(Json(json!({ "version": version })).into_response()),
+        Ok(Err(e)) => Err(fail(StatusCode::UNPROCESSABLE_ENTITY, e)),
+        Err(_) => Err(fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is shutting down",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LedgerParams {
+    recipient: Option<String>,
+    record: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// The disclosure ledger: one row per record disclosed to a peer.
+async fn ledger(State(api): State<Api>, UrlQuery(p): UrlQuery<LedgerParams>) -> ApiResult {
+    let bad = |e: String| fail(StatusCode::BAD_REQUEST, e);
+    let filter = LedgerFilter {
+        recipient: p
+            .recipient
+            .as_deref()
+            .map(MemberId::new)
+            .transpose()
+            .map_err(|e| bad(format!("recipient: {e}")))?,
+        record: p
+            .record
+            .as_deref()
+            .map(|r| RecordId::from_hex(r).ok_or(()))
+            .transpose()
+            .map_err(|()| bad("record: must be 64 hex digits".into()))?,
+        since: p.since_ms.map(Timestamp),
+        until: p.until_ms.map(Timestamp),
+        limit: p.limit.unwrap_or(LEDGER_ROWS_MAX),
+    };
+    let ledger = api.shared.ledger.clone();
+    let rows = tokio::task::spawn_blocking(move || ledger.query(&filter))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "rows": rows })).into_response())
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {

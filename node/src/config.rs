@@ -42,6 +42,9 @@ struct PathsSection {
     ca_cert: PathBuf,
     roster: PathBuf,
     genesis: PathBuf,
+    /// Directory of policy versions; default `policy` beside this file.
+    #[serde(default)]
+    policy: Option<PathBuf>,
     /// The consortium pseudonym secret (issuers only; the risk-warning member has none).
     #[serde(default)]
     pseudonym_secret: Option<PathBuf>,
@@ -66,6 +69,7 @@ struct SyncSection {
     anti_entropy_ms: Option<u64>,
     fetch_timeout_ms: Option<u64>,
     pipeline: Option<usize>,
+    retention_sweep_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -91,6 +95,7 @@ pub struct NodeConfig {
     pub tls_cert: PathBuf,
     pub ca_cert: PathBuf,
     pub roster_dir: PathBuf,
+    pub policy_dir: PathBuf,
     pub genesis: PathBuf,
     pub pseudonym_secret: Option<PathBuf>,
     pub listen: SocketAddr,
@@ -99,6 +104,7 @@ pub struct NodeConfig {
     pub anti_entropy_ms: u64,
     pub fetch_timeout_ms: u64,
     pub pipeline: usize,
+    pub retention_sweep_ms: u64,
     pub log_format: LogFormat,
 }
 
@@ -106,6 +112,7 @@ pub struct NodeConfig {
 pub const ANTI_ENTROPY_MS: (u64, u64) = (50, 3_600_000);
 pub const FETCH_TIMEOUT_MS: (u64, u64) = (100, 600_000);
 pub const PIPELINE: (usize, usize) = (1, 64);
+pub const RETENTION_SWEEP_MS: (u64, u64) = (1_000, 86_400_000);
 
 /// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
 pub const API_PORT_OFFSET: u16 = 1000;
@@ -218,6 +225,12 @@ impl NodeConfig {
             8,
             (PIPELINE.0 as u64, PIPELINE.1 as u64),
         )? as usize;
+        let retention_sweep_ms = bounded(
+            "sync.retention_sweep_ms",
+            f.sync.retention_sweep_ms,
+            3_600_000,
+            RETENTION_SWEEP_MS,
+        )?;
         let log_format = match f.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -243,6 +256,7 @@ impl NodeConfig {
             tls_cert: abs(&f.paths.tls_cert),
             ca_cert: abs(&f.paths.ca_cert),
             roster_dir: abs(&f.paths.roster),
+            policy_dir: abs(f.paths.policy.as_deref().unwrap_or(Path::new("policy"))),
             genesis: abs(&f.paths.genesis),
             pseudonym_secret: f.paths.pseudonym_secret.as_deref().map(abs),
             listen: f.network.listen,
@@ -250,6 +264,7 @@ impl NodeConfig {
             anti_entropy_ms,
             fetch_timeout_ms,
             pipeline,
+            retention_sweep_ms,
             log_format,
         })
     }
@@ -297,6 +312,7 @@ listen = "127.0.0.1:7403"
         );
         assert_eq!(c.api_listen.port(), 8403);
         assert_eq!(c.anti_entropy_ms, 5_000);
+        assert_eq!(c.policy_dir, Path::new("/srv/tfx/policy"));
         assert_eq!(c.log_format, LogFormat::Text);
     }
 
@@ -321,6 +337,8 @@ listen = "127.0.0.1:7403"
         assert_eq!(d.anti_entropy_ms, 5_000);
         assert_eq!(d.fetch_timeout_ms, 30_000);
         assert_eq!(d.pipeline, 8);
+        assert_eq!(d.retention_sweep_ms, 3_600_000);
+        assert_eq!(d.policy_dir, c.policy_dir);
         assert_eq!(d.api_listen, c.api_listen);
         assert_eq!(d.api_token, c.api_token);
         assert!(d.pseudonym_secret.is_some());

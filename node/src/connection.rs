@@ -66,6 +66,12 @@ pub enum Input {
         peer: MemberId,
         conn_id: usize,
     },
+    /// A policy version an operator installs through the local API; the reply says which
+    /// version is now current, or why this one was refused.
+    InstallPolicy {
+        bytes: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+    },
 }
 
 /// Closes `conn` because the peer broke the protocol, logging why.

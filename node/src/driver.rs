@@ -1,6 +1,7 @@
 //! The sync driver: the one task that owns the [`SyncCore`]. It feeds the core connection
 //! events, decoded messages, the appender's durable head and timer expiries, then moves the
-//! core's output — frames onto peers' queues, disconnects, adopted rosters (persisted, then
+//! core's output — frames onto peers' queues, disconnects, adopted rosters and policies
+//! (persisted; rosters then
 //! handed to the transport), applied batches (flushed in the background) — and publishes a
 //! [`SyncStatus`] for the local API.
 //!
@@ -21,8 +22,10 @@ use tfx_protocol::MemberId;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::connection::{self, Input, Traffic, CLOSE_POLICY, CLOSE_REPLACED};
+use crate::ledger::{Ledger, LedgerEntry};
 use crate::sled_store::SledStore;
 use crate::transport::Membership;
+use tfx_protocol::minimize::purge;
 
 /// Inputs queued for the driver from all connections together: bounded so that readers wait
 /// (and QUIC flow control slows their peers) when the driver is busy.
@@ -93,6 +96,14 @@ pub struct SyncStatus {
     pub received: u64,
     /// Peers disconnected for misbehaviour since start.
     pub misbehaviour: u64,
+    /// The data-minimization policy version in force (0: none adopted, envelopes only).
+    pub policy_version: u64,
+    /// Disclosures peers sent beyond this node's view, dropped unstored, since start.
+    pub refused_disclosures: u64,
+    /// Peers flagged for sending disclosures beyond this node's view: member → disclosures.
+    pub flagged: BTreeMap<String, u64>,
+    /// Disclosures purged since start (narrower policy or expired retention).
+    pub purged_disclosures: u64,
 }
 
 struct Link {
@@ -107,6 +118,8 @@ pub struct Driver {
     pub store: Arc<SledStore>,
     pub membership: Arc<Membership>,
     pub roster_dir: PathBuf,
+    pub policy_dir: PathBuf,
+    pub ledger: Arc<Ledger>,
     pub status: watch::Sender<SyncStatus>,
     /// Bumped with the roster version so the dialer picks up new members.
     pub roster_version: watch::Sender<u64>,
@@ -115,6 +128,27 @@ pub struct Driver {
     flush: Arc<Notify>,
     received: u64,
     misbehaviour: u64,
+    refused: u64,
+    flagged: BTreeMap<String, u64>,
+    purged: u64,
+    retention_sweep: Duration,
+}
+
+/// What a driver is built from (the node's start wires these up).
+#[derive(Debug)]
+pub struct DriverParts {
+    pub core: SyncCore,
+    pub store: Arc<SledStore>,
+    pub membership: Arc<Membership>,
+    pub roster_dir: PathBuf,
+    pub policy_dir: PathBuf,
+    pub ledger: Arc<Ledger>,
+    pub status: watch::Sender<SyncStatus>,
+    /// Bumped with the roster version so the dialer picks up new members.
+    pub roster_version: watch::Sender<u64>,
+    pub connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
+    /// How often expired retention is purged.
+    pub retention_sweep: Duration,
 }
 
 impl std::fmt::Debug for Driver {
@@ -130,28 +164,25 @@ fn now_ms() -> u64 {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        core: SyncCore,
-        store: Arc<SledStore>,
-        membership: Arc<Membership>,
-        roster_dir: PathBuf,
-        status: watch::Sender<SyncStatus>,
-        roster_version: watch::Sender<u64>,
-        connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
-    ) -> Self {
+    pub fn new(parts: DriverParts) -> Self {
         Driver {
-            core,
-            store,
-            membership,
-            roster_dir,
-            status,
-            roster_version,
-            connected,
+            core: parts.core,
+            store: parts.store,
+            membership: parts.membership,
+            roster_dir: parts.roster_dir,
+            policy_dir: parts.policy_dir,
+            ledger: parts.ledger,
+            status: parts.status,
+            roster_version: parts.roster_version,
+            connected: parts.connected,
             links: BTreeMap::new(),
             flush: Arc::new(Notify::new()),
             received: 0,
             misbehaviour: 0,
+            refused: 0,
+            flagged: BTreeMap::new(),
+            purged: 0,
+            retention_sweep: parts.retention_sweep,
         }
     }
 
@@ -164,10 +195,16 @@ impl Driver {
     ) {
         let flusher = tokio::spawn(flush_loop(self.store.clone(), self.flush.clone()));
         let head = *durable.borrow_and_update();
-        self.with_core(|core, store| core.handle_local_head(store, head));
+        self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
+        // A store may hold fields a policy adopted while the node was down took away, or
+        // whose retention ran out: sweep once at start, then periodically.
+        self.purge("start");
         self.after();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep_tick = tokio::time::interval(self.retention_sweep);
+        sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep_tick.tick().await;
         loop {
             let wake = self.core.poll_timeout().map(|t| {
                 tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now_ms()))
@@ -182,7 +219,12 @@ impl Driver {
                         break;
                     }
                     let head = *durable.borrow_and_update();
-                    self.with_core(|core, store| core.handle_local_head(store, head));
+                    self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
+                }
+                _ = sweep_tick.tick() => {
+                    if self.core.view().has_retention() {
+                        self.purge("retention");
+                    }
                 }
                 _ = sleep_until(wake) => {
                     let now = now_ms();
@@ -255,6 +297,13 @@ impl Driver {
                     self.core.handle_disconnected(&peer, now_ms());
                 }
             }
+            Input::InstallPolicy { bytes, reply } => {
+                let result = self
+                    .core
+                    .handle_local_policy(bytes, now_ms())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -282,7 +331,7 @@ impl Driver {
                     tracing::trace!(%peer, origin = %r.origin, from = r.from, count = r.records.len(), "sending records");
                     &link.bulk
                 }
-                Message::Rosters(_) => &link.bulk,
+                Message::Rosters(_) | Message::Policies(_) => &link.bulk,
                 _ => &link.control,
             };
             if queue.try_send(message.encode()).is_err() {
@@ -336,6 +385,71 @@ impl Driver {
                 // The core stops syncing itself; say so once.
                 tracing::error!(error = %e, "store failure: sync stopped; restart the node to re-verify the store");
             }
+            Event::PolicyAdopted { version, bytes } => {
+                let path = crate::node::policy_file(&self.policy_dir, version);
+                let written = std::fs::create_dir_all(&self.policy_dir)
+                    .and_then(|()| crate::fsutil::replace_file(&path, &bytes));
+                if let Err(e) = written {
+                    tracing::error!(path = %path.display(), error = %e, "could not persist the adopted policy");
+                }
+                tracing::info!(version, "adopted policy version");
+            }
+            Event::PurgeNeeded => self.purge("policy"),
+            Event::Disclosed {
+                peer,
+                origin,
+                policy_version,
+                records,
+            } => {
+                let entry = LedgerEntry {
+                    at: crate::clock::now(),
+                    recipient: peer,
+                    origin,
+                    policy_version,
+                    records,
+                };
+                if let Err(e) = self.ledger.append(&entry) {
+                    tracing::error!(error = %e, "could not record disclosures in the ledger");
+                }
+                self.flush.notify_one();
+            }
+            Event::Refused {
+                peer,
+                origin,
+                disclosures,
+                fields,
+            } => {
+                self.refused += disclosures;
+                *self.flagged.entry(peer.to_string()).or_insert(0) += disclosures;
+                let fields: Vec<String> = fields.into_iter().collect();
+                tracing::warn!(%peer, %origin, disclosures, fields = %fields.join(","), "peer sent disclosures beyond this member's view: dropped, peer flagged");
+            }
+            Event::Backfilled { origin, records } => {
+                tracing::info!(%origin, records, "back-filled fields the policy now grants");
+                self.flush.notify_one();
+            }
+        }
+    }
+
+    /// Removes every held disclosure the current view no longer admits. Runs in the driver so
+    /// no sync write interleaves with the chunk rewrites.
+    fn purge(&mut self, why: &'static str) {
+        let view = self.core.view().clone();
+        let me = self.core.local().clone();
+        let store = self.store.clone();
+        let result = tokio::task::block_in_place(|| {
+            let report = purge(&*store, &view, &me, now_ms())?;
+            store.flush().map_err(|e| e.to_string())?;
+            Ok::<_, String>(report)
+        });
+        match result {
+            Ok(r) if r.disclosures > 0 => {
+                self.purged += r.disclosures;
+                let fields: Vec<String> = r.fields.into_iter().collect();
+                tracing::info!(why, records = r.changed, disclosures = r.disclosures, fields = %fields.join(","), "purged disclosures beyond this member's view");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(why, error = %e, "purging disclosures failed"),
         }
     }
 
@@ -410,6 +524,10 @@ impl Driver {
             frozen: self.core.frozen().map(|m| m.to_string()).collect(),
             received: self.received,
             misbehaviour: self.misbehaviour,
+            policy_version: self.core.policy().map_or(0, |p| p.version),
+            refused_disclosures: self.refused,
+            flagged: self.flagged.clone(),
+            purged_disclosures: self.purged,
         };
         let _ = self.status.send(status);
     }

@@ -3,7 +3,8 @@
 //! appends durable before acknowledging them, key files, the consortium PKI ([`pki`]: CA,
 //! member TLS keys and certificates), the clock and the OS random generator — and the running
 //! node: the QUIC [`transport`], peer [`connection`]s, the sync [`driver`] around the sans-IO
-//! core, the [`node`] that wires them together and the loopback [`api`] (DESIGN §7, §10).
+//! core, the [`node`] that wires them together and the loopback [`api`] (DESIGN §7, §10) — and
+//! the [`ledger`] of every disclosure sent (DESIGN §8).
 
 pub mod api;
 pub mod appender;
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod entropy;
 pub mod fsutil;
 pub mod keyfile;
+pub mod ledger;
 pub mod limits;
 pub mod node;
 pub mod pki;

@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use crate::appender::{Appender, AppenderConfig};
 use crate::config::NodeConfig;
 use crate::connection::{self, Input};
-use crate::driver::{Driver, SyncStatus, INPUT_QUEUE};
+use crate::driver::{Driver, DriverParts, SyncStatus, INPUT_QUEUE};
+use crate::ledger::Ledger;
 use crate::pki::{self, MemberCert};
 use crate::sled_store::SledStore;
 use crate::transport::{self, Identity, Membership, HANDSHAKE_TIMEOUT};
@@ -47,6 +48,10 @@ pub struct Shared {
     pub appender: Arc<Appender>,
     pub membership: Arc<Membership>,
     pub status: watch::Receiver<SyncStatus>,
+    pub ledger: Arc<Ledger>,
+    pub policy_dir: PathBuf,
+    /// The driver's input queue (the API installs policy versions through it).
+    pub driver: mpsc::Sender<Input>,
 }
 
 /// A started node.
@@ -67,26 +72,47 @@ pub fn roster_file(dir: &Path, version: u64) -> PathBuf {
     dir.join(format!("v{version:06}.tfxroster"))
 }
 
-/// Reads the roster chain `roster_dir/v000001.tfxroster …`, each file at most
-/// `ROSTER_BYTES_MAX` bytes.
-pub fn read_roster_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The file holding policy `version` in a policy directory: `v000001.tfxpolicy`, …
+pub fn policy_file(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("v{version:06}.tfxpolicy"))
+}
+
+/// Reads consecutive versions `file(dir, 1)`, `file(dir, 2)`, … until one is missing, each at
+/// most `bytes_max` bytes (`what` names them in errors).
+fn read_versions(
+    dir: &Path,
+    file: fn(&Path, u64) -> PathBuf,
+    bytes_max: usize,
+    what: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut chain = Vec::new();
     for v in 1..=ROSTER_VERSIONS_MAX as u64 {
-        let path = roster_file(dir, v);
+        let path = file(dir, v);
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        if len > tfx_protocol::limits::ROSTER_BYTES_MAX as u64 {
+        if len > bytes_max as u64 {
             bail!(
-                "{}: {len} bytes, larger than any roster ({} max)",
-                path.display(),
-                tfx_protocol::limits::ROSTER_BYTES_MAX
+                "{}: {len} bytes, larger than any {what} ({bytes_max} max)",
+                path.display()
             );
         }
         chain.push(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
     }
+    Ok(chain)
+}
+
+/// Reads the roster chain `roster_dir/v000001.tfxroster …`, each file at most
+/// `ROSTER_BYTES_MAX` bytes.
+pub fn read_roster_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let chain = read_versions(
+        dir,
+        roster_file,
+        tfx_protocol::limits::ROSTER_BYTES_MAX,
+        "roster",
+    )?;
     if chain.is_empty() {
         bail!(
             "{}: no roster (v000001.tfxroster missing); has this member joined?",
@@ -94,6 +120,17 @@ pub fn read_roster_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         );
     }
     Ok(chain)
+}
+
+/// Reads the policy chain `policy_dir/v000001.tfxpolicy …` (empty when no policy is installed
+/// yet, or the directory does not exist).
+pub fn read_policy_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    read_versions(
+        dir,
+        policy_file,
+        tfx_protocol::limits::POLICY_BYTES_MAX,
+        "policy",
+    )
 }
 
 /// Reads a `genesis.sha256` file: 64 hex digits.
@@ -204,10 +241,16 @@ impl Node {
             fetch_timeout_ms: config.fetch_timeout_ms,
             pipeline: config.pipeline,
         };
+        let policies = read_policy_chain(&config.policy_dir)?;
         let core = tokio::task::block_in_place(|| {
-            SyncCore::new(sync_config, &*store, genesis, chain, local)
+            SyncCore::new(sync_config, &*store, genesis, chain, policies, local)
         })
-        .context("loading sync state")?;
+        .with_context(|| {
+            format!(
+                "loading sync state (roster chain, policy chain in {})",
+                config.policy_dir.display()
+            )
+        })?;
 
         let membership = Membership::new(ca_der, roster.clone());
         let identity = Identity {
@@ -226,15 +269,20 @@ impl Node {
         let (roster_tx, roster_rx) = watch::channel(roster.version);
         let connected = Arc::new(Mutex::new(BTreeSet::new()));
         let (inputs, inputs_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
-        let driver = Driver::new(
+        let ledger =
+            Arc::new(Ledger::open(&store).context("opening the disclosure ledger in the store")?);
+        let driver = Driver::new(DriverParts {
             core,
-            store.clone(),
-            membership.clone(),
-            config.roster_dir.clone(),
-            status_tx,
-            roster_tx,
-            connected.clone(),
-        );
+            store: store.clone(),
+            membership: membership.clone(),
+            roster_dir: config.roster_dir.clone(),
+            policy_dir: config.policy_dir.clone(),
+            ledger: ledger.clone(),
+            status: status_tx,
+            roster_version: roster_tx,
+            connected: connected.clone(),
+            retention_sweep: Duration::from_millis(config.retention_sweep_ms),
+        });
         let driver = tokio::spawn(driver.run(inputs_rx, durable, shutdown_rx.clone()));
 
         let shared = Shared {
@@ -243,6 +291,9 @@ impl Node {
             appender,
             membership: membership.clone(),
             status,
+            ledger,
+            policy_dir: config.policy_dir.clone(),
+            driver: inputs.clone(),
         };
         let (api_addr, api_task) = crate::api::serve(
             config.api_listen,

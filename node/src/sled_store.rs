@@ -16,6 +16,7 @@
 //! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
 //! | `P`    | pseudonym (len u8 + bytes), USCC (len u8 + bytes) | empty: "signed together"          |
 //! | `M`    | name                                        | node metadata (`format` = u32)          |
+//! | `L`    | at_ms u64, n u64                            | disclosure ledger entry (`ledger.rs`)   |
 //!
 //! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
 //! bytes`.
@@ -37,7 +38,8 @@ use tfx_protocol::limits::QUERY_RESULTS_MAX;
 use tfx_protocol::merkle::NodeId;
 use tfx_protocol::schema::RecordKind;
 use tfx_protocol::store::{
-    check_append, AppendBatch, LogHead, NotAnAppend, Query, RecordRef, Store, StoredRecord,
+    check_append, AppendBatch, HeldRecord, LogHead, NotAnAppend, NotStored, Query, RecordRef,
+    Store, StoredRecord,
 };
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
@@ -54,6 +56,8 @@ pub enum SledStoreError {
     Corrupt(String),
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
+    #[error(transparent)]
+    NotStored(#[from] NotStored),
     #[error("{0}: the data directory is in use by another process (is another tfx-node running?)")]
     Locked(std::path::PathBuf),
     #[error("{0}: not a tfx data directory (no sled database in it)")]
@@ -355,6 +359,11 @@ impl SledStore {
         Self::open(dir)
     }
 
+    /// The sled handle, for the disclosure ledger that shares this tree (prefix `L`).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Bytes sled reports on disk.
     pub fn size_on_disk(&self) -> Result<u64, SledStoreError> {
         Ok(self.db.size_on_disk()?)
@@ -381,6 +390,41 @@ impl SledStore {
             Some(record) => Ok(Some(f(record)?)),
             None => Ok(None),
         }
+    }
+
+    /// Runs `f` over the stored records of `origin` from `from` on, at most `limit`, in order.
+    fn scan_records<T>(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+        mut f: impl FnMut(LogIndex, &[u8]) -> Result<T, SledStoreError>,
+    ) -> Result<Vec<T>, SledStoreError> {
+        let prefix = origin_key(E, origin);
+        let mut out = Vec::new();
+        // Start at the chunk holding `from` (the last chunk key at or before it).
+        let start = match self
+            .db
+            .range(prefix.clone()..=seq_key(E, origin, from.0))
+            .next_back()
+        {
+            Some(kv) => kv?.0.to_vec(),
+            None => seq_key(E, origin, from.0),
+        };
+        for kv in self.db.range(start..) {
+            let (k, chunk) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let first = u64_at(&k, prefix.len())?;
+            for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
+                let seq = first + i as u64;
+                if seq >= from.0 && out.len() < limit {
+                    out.push(f(LogIndex(seq), record)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records of a pseudonym: those indexed under it directly, plus — for each USCC this
@@ -508,6 +552,36 @@ impl SledStore {
     }
 }
 
+/// Moves a record's subject index entry from what `old` held to what `new` holds (USCC when
+/// held, else pseudonym), and drops the pseudonym → USCC map entry when the USCC is purged so no
+/// identity outlives its disclosure in the index.
+fn reindex_subjects(b: &mut sled::Batch, old: &StoredRecord, new: &StoredRecord) {
+    let (old_uscc, old_pseudonym) = subjects(old);
+    let (new_uscc, new_pseudonym) = subjects(new);
+    let fits = |s: &&str| s.len() <= usize::from(u8::MAX);
+    let old_subject = old_uscc.or(old_pseudonym).filter(fits);
+    let new_subject = new_uscc.or(new_pseudonym).filter(fits);
+    if old_subject != new_subject {
+        if let Some(s) = old_subject {
+            b.remove(subject_key(s, old));
+        }
+        if let Some(s) = new_subject {
+            b.insert(subject_key(s, new), &[kind_byte(new.kind)][..]);
+        }
+    }
+    if let (Some(u), Some(p)) = (old_uscc, old_pseudonym) {
+        if new_uscc.is_none() {
+            b.remove([short_key(P, p), short_key(0, u)[1..].to_vec()].concat());
+        }
+    }
+    if let (Some(u), Some(p)) = (new_uscc, new_pseudonym) {
+        b.insert(
+            [short_key(P, p), short_key(0, u)[1..].to_vec()].concat(),
+            &[][..],
+        );
+    }
+}
+
 impl Store for SledStore {
     type Error = SledStoreError;
 
@@ -627,31 +701,92 @@ impl Store for SledStore {
         from: LogIndex,
         limit: usize,
     ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error> {
-        let prefix = origin_key(E, origin);
-        let mut out = Vec::new();
-        // Start at the chunk holding `from` (the last chunk key at or before it).
-        let start = match self
-            .db
-            .range(prefix.clone()..=seq_key(E, origin, from.0))
-            .next_back()
-        {
-            Some(kv) => kv?.0.to_vec(),
-            None => seq_key(E, origin, from.0),
-        };
-        for kv in self.db.range(start..) {
-            let (k, chunk) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
+        self.scan_records(origin, from, limit, |seq, record| {
+            Ok((seq, split_record(record)?.0.to_vec()))
+        })
+    }
+
+    fn records(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<HeldRecord>, Self::Error> {
+        self.scan_records(origin, from, limit, |seq, record| {
+            let (envelope, rest) = split_record(record)?;
+            Ok(HeldRecord {
+                seq,
+                envelope: envelope.to_vec(),
+                disclosures: decode_disclosures(rest)?,
+            })
+        })
+    }
+
+    fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error> {
+        // Chunks touched, read once, rewritten once: key → (first seq, records).
+        let mut chunks: std::collections::BTreeMap<Vec<u8>, (u64, Vec<Vec<u8>>)> =
+            std::collections::BTreeMap::new();
+        let mut b = sled::Batch::default();
+        for r in records {
+            let prefix = origin_key(E, &r.origin);
+            let not_stored = || NotStored {
+                origin: r.origin.clone(),
+                seq: r.seq.0,
+                id: r.id,
+            };
+            let key = match self
+                .db
+                .range(prefix.clone()..=seq_key(E, &r.origin, r.seq.0))
+                .next_back()
+            {
+                Some(kv) => kv?.0.to_vec(),
+                None => return Err(not_stored().into()),
+            };
+            if !chunks.contains_key(&key) {
+                let chunk = self
+                    .db
+                    .get(&key)?
+                    .ok_or_else(|| corrupt("chunk vanished"))?;
+                let first = u64_at(&key, prefix.len())?;
+                let list = chunk_records(&chunk)?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                chunks.insert(key.clone(), (first, list));
             }
-            let first = u64_at(&k, prefix.len())?;
-            for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
-                let seq = first + i as u64;
-                if seq >= from.0 && out.len() < limit {
-                    out.push((LogIndex(seq), split_record(record)?.0.to_vec()));
-                }
+            let Some((first, list)) = chunks.get_mut(&key) else {
+                return Err(corrupt("chunk vanished"));
+            };
+            let Some(slot) = usize::try_from(r.seq.0 - *first)
+                .ok()
+                .and_then(|i| list.get_mut(i))
+            else {
+                return Err(not_stored().into());
+            };
+            let (envelope, old) = split_record(slot)?;
+            if RecordId::of_envelope(envelope) != r.id {
+                return Err(not_stored().into());
             }
+            let old = decode_disclosures(old)?;
+            let old = StoredRecord {
+                subjects: tfx_protocol::store::subjects_of_bytes(&old),
+                disclosures: old,
+                ..r.clone()
+            };
+            reindex_subjects(&mut b, &old, r);
+            let mut updated = r.clone();
+            updated.envelope = envelope.to_vec();
+            *slot = encode_record(&updated);
         }
-        Ok(out)
+        for (key, (_, list)) in chunks {
+            let mut value = Vec::with_capacity(list.iter().map(|r| r.len() + 4).sum());
+            for record in list {
+                value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                value.extend_from_slice(&record);
+            }
+            b.insert(key, value);
+        }
+        Ok(self.db.apply_batch(b)?)
     }
 
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error> {

@@ -80,3 +80,16 @@ pub const ROSTER_REVOCATIONS_MAX: usize = 1024;
 
 /// CBOR items in one roster document: ~60 per member at the limits above, plus revocations.
 pub const ROSTER_ITEMS_MAX: usize = ROSTER_MEMBERS_MAX * 60 + ROSTER_REVOCATIONS_MAX * 4 + 256;
+
+/// Largest signed policy. A grant is ~40 bytes plus its field names (~25 bytes each); every
+/// kind × role with every field is ~10 KiB, so 64 KiB leaves room for purposes and signatures.
+pub const POLICY_BYTES_MAX: usize = 64 * 1024;
+
+/// Grants in one policy: one per record kind and role at most (4 kinds × 10 roles).
+pub const POLICY_GRANTS_MAX: usize = 64;
+
+/// CBOR items in one policy document: per grant a map of 5 entries and up to 24 field names.
+pub const POLICY_ITEMS_MAX: usize = POLICY_GRANTS_MAX * 40 + 256;
+
+/// Policy versions in one `Policies` sync message: 8 × [`POLICY_BYTES_MAX`] = 512 KiB.
+pub const POLICIES_PER_MESSAGE_MAX: usize = 8;

@@ -22,9 +22,10 @@ use crate::limits::{
     MEMBER_KEYS_MAX, MEMBER_ROLES_MAX, ROSTER_BYTES_MAX, ROSTER_GOVERNORS_MAX, ROSTER_ITEMS_MAX,
     ROSTER_MEMBERS_MAX, ROSTER_REVOCATIONS_MAX, TEXT_CHARS_MAX,
 };
+use crate::multisig::MultiSigned;
 use crate::record::KeyResolver;
 
-pub const COSE_SIGN_TAG: u64 = 98;
+pub use crate::multisig::COSE_SIGN_TAG;
 pub const CONTENT_TYPE_ROSTER: &str = "application/tfx-roster+cbor";
 
 /// The roles a member may hold (DESIGN §3).
@@ -492,166 +493,55 @@ pub struct SignedRoster {
     pub roster: Roster,
     /// The payload bytes exactly as signed.
     pub payload: Vec<u8>,
-    /// `(signer protected header bytes, kid, signature)`.
-    signatures: Vec<(Vec<u8>, KeyId, Vec<u8>)>,
-}
-
-fn body_protected() -> Vec<u8> {
-    let mut e = Encoder::with_capacity(40);
-    e.map(1).uint(3).text(CONTENT_TYPE_ROSTER);
-    e.finish()
-}
-
-fn signer_protected(kid: &KeyId) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(32);
-    e.map(2)
-        .uint(1)
-        .int(crate::cose::ALG_EDDSA)
-        .uint(4)
-        .bytes(&kid.0);
-    e.finish()
-}
-
-/// RFC 9052 §4.4 Sig_structure for COSE_Sign: `["Signature", body_protected, sign_protected,
-/// external_aad, payload]`.
-fn to_be_signed(body: &[u8], signer: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(body.len() + signer.len() + payload.len() + 32);
-    e.array(5)
-        .text("Signature")
-        .bytes(body)
-        .bytes(signer)
-        .bytes(&[])
-        .bytes(payload);
-    e.finish()
+    signed: MultiSigned,
 }
 
 impl SignedRoster {
     /// Starts a signed roster with no signatures yet.
     pub fn new(roster: Roster) -> Result<Self, RosterError> {
         roster.check()?;
+        let payload = roster.encode();
         Ok(SignedRoster {
-            payload: roster.encode(),
+            signed: MultiSigned::new(CONTENT_TYPE_ROSTER, payload.clone()),
+            payload,
             roster,
-            signatures: Vec::new(),
         })
     }
 
     /// Adds (or replaces) the signature of `key`'s holder.
     pub fn sign(&mut self, key: &SigningKey) {
-        let kid = key.key_id();
-        let signer = signer_protected(&kid);
-        let sig = key
-            .sign(&to_be_signed(&body_protected(), &signer, &self.payload))
-            .to_vec();
-        self.signatures.retain(|(_, k, _)| *k != kid);
-        self.signatures.push((signer, kid, sig));
+        self.signed.sign(key);
     }
 
     pub fn signer_ids(&self) -> Vec<KeyId> {
-        self.signatures.iter().map(|(_, k, _)| *k).collect()
+        self.signed.signer_ids()
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let body = body_protected();
-        let mut e = Encoder::with_capacity(self.payload.len() + 128 * self.signatures.len() + 64);
-        e.tag(COSE_SIGN_TAG)
-            .array(4)
-            .bytes(&body)
-            .map(0)
-            .bytes(&self.payload);
-        e.array(self.signatures.len());
-        for (signer, _, sig) in &self.signatures {
-            e.array(3).bytes(signer).map(0).bytes(sig);
-        }
-        e.finish()
+        self.signed.encode()
     }
 
     /// Decodes the COSE_Sign structure and the payload; signatures are checked by
     /// [`SignedRoster::verify_genesis`] / [`SignedRoster::verify_successor`].
     pub fn decode(bytes: &[u8]) -> Result<Self, RosterError> {
-        const W: &str = "signed roster";
-        let v = codec::decode_with_items(W, bytes, ROSTER_BYTES_MAX, ROSTER_ITEMS_MAX)?;
-        let Value::Tag(COSE_SIGN_TAG, inner) = v else {
-            return Err(DecodeError::structure(W, "not a COSE_Sign (CBOR tag 98)").into());
-        };
-        let [body, unprotected, payload, sigs] = codec::as_array(W, &inner)? else {
-            return Err(DecodeError::structure(W, "COSE_Sign must have 4 elements").into());
-        };
-        if codec::as_bytes(W, body)? != body_protected().as_slice() {
-            return Err(DecodeError::structure(
-                W,
-                format!("protected header must be {{3: {CONTENT_TYPE_ROSTER:?}}}"),
-            )
-            .into());
-        }
-        if !codec::as_map(W, unprotected)?.is_empty() {
-            return Err(DecodeError::structure(W, "unprotected header must be empty").into());
-        }
-        let payload = codec::as_bytes(W, payload)?.to_vec();
-        let roster = Roster::decode(&payload)?;
-        let sigs = bounded(W, sigs, ROSTER_GOVERNORS_MAX, "signatures")?;
-        let mut signatures = Vec::with_capacity(sigs.len());
-        for s in sigs {
-            let [signer, unprotected, sig] = codec::as_array(W, s)? else {
-                return Err(
-                    DecodeError::structure(W, "COSE_Signature must have 3 elements").into(),
-                );
-            };
-            if !codec::as_map(W, unprotected)?.is_empty() {
-                return Err(DecodeError::structure(
-                    W,
-                    "signature unprotected header must be empty",
-                )
-                .into());
-            }
-            let signer = codec::as_bytes(W, signer)?.to_vec();
-            let hdr = codec::decode(W, &signer, 64)?;
-            let hdr = codec::as_map(W, &hdr)?;
-            codec::only_keys(W, hdr, &[1, 4])?;
-            if codec::field(W, hdr, 1)? != &codec::key(crate::cose::ALG_EDDSA)
-                && codec::field(W, hdr, 1)? != &codec::key(crate::cose::ALG_ED25519)
-            {
-                return Err(DecodeError::structure(W, "signature algorithm must be EdDSA").into());
-            }
-            let kid_bytes = codec::as_bytes(W, codec::field(W, hdr, 4)?)?;
-            let kid = KeyId(
-                kid_bytes
-                    .try_into()
-                    .map_err(|_| DecodeError::structure(W, "kid must be 16 bytes"))?,
-            );
-            signatures.push((signer, kid, codec::as_bytes(W, sig)?.to_vec()));
-        }
+        let signed = MultiSigned::decode(
+            "signed roster",
+            CONTENT_TYPE_ROSTER,
+            bytes,
+            ROSTER_BYTES_MAX,
+            ROSTER_ITEMS_MAX,
+        )?;
+        let roster = Roster::decode(&signed.payload)?;
         Ok(SignedRoster {
             roster,
-            payload,
-            signatures,
+            payload: signed.payload.clone(),
+            signed,
         })
     }
 
-    /// Counts distinct `governors` with a valid signature; also returns the invalid ones.
-    fn count_signatures(&self, governors: &[Governor]) -> (usize, usize) {
-        let body = body_protected();
-        let mut valid = BTreeSet::new();
-        let mut bad = 0;
-        for (signer, kid, sig) in &self.signatures {
-            let ok = governors
-                .iter()
-                .find(|g| g.key.id() == *kid)
-                .is_some_and(|g| {
-                    g.key
-                        .verify(&to_be_signed(&body, signer, &self.payload), sig)
-                });
-            if ok {
-                valid.insert(*kid);
-            } else {
-                bad += 1;
-            }
-        }
-        (valid.len(), bad)
-    }
-
-    fn require(&self, governors: &[Governor], threshold: u32) -> Result<(), RosterError> {
-        let (valid, invalid) = self.count_signatures(governors);
+    /// Checks that at least `threshold` of `governors` signed this version.
+    pub fn require(&self, governors: &[Governor], threshold: u32) -> Result<(), RosterError> {
+        let (valid, invalid) = self.signed.count_signatures(governors);
         if valid < threshold as usize {
             let version = self.roster.version;
             return Err(RosterError::TooFewSignatures {

@@ -75,12 +75,30 @@ impl StoredRecord {
     }
 }
 
+/// The subjects (USCC, pseudonym) among stored disclosure bytes; undecodable ones are skipped
+/// (everything stored was verified on the way in).
+pub fn subjects_of_bytes(disclosures: &[Vec<u8>]) -> Vec<String> {
+    let decoded: Vec<Disclosure> = disclosures
+        .iter()
+        .filter_map(|d| Disclosure::decode(d).ok())
+        .collect();
+    subjects_of(&decoded)
+}
+
 fn subjects_of(disclosures: &[Disclosure]) -> Vec<String> {
     disclosures
         .iter()
         .filter(|d| d.name() == "subject_uscc" || d.name() == "subject_pseudonym")
         .filter_map(|d| d.value().as_text().map(str::to_owned))
         .collect()
+}
+
+/// A record as a holder has it: position, envelope and the disclosures it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecord {
+    pub seq: LogIndex,
+    pub envelope: Vec<u8>,
+    pub disclosures: Vec<Vec<u8>>,
 }
 
 /// Everything one append writes, applied atomically.
@@ -191,7 +209,28 @@ pub trait Store {
     ) -> Result<Vec<(LogIndex, Vec<u8>)>, Self::Error>;
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error>;
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error>;
+    /// Records of `origin` from `from` on with their disclosures, at most `limit`, in order.
+    fn records(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<HeldRecord>, Self::Error>;
+    /// Replaces the disclosures held for records already stored — a back-fill adds some, a
+    /// purge removes some — and their subject index entries, atomically. Each record must be
+    /// stored at its (origin, seq) with the same id (its `envelope` field is ignored): envelopes
+    /// and logs never change.
+    fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error>;
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
+}
+
+/// Why [`Store::replace_disclosures`] refused an update.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot replace disclosures of {origin}#{seq}: the store holds no record {id} there")]
+pub struct NotStored {
+    pub origin: MemberId,
+    pub seq: u64,
+    pub id: RecordId,
 }
 
 /// Merkle nodes below this level are not persisted: [`StoreNodes`] recomputes one from at most
@@ -289,6 +328,8 @@ pub enum MemoryStoreError {
     Poisoned,
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
+    #[error(transparent)]
+    NotStored(#[from] NotStored),
 }
 
 impl MemoryStore {
@@ -383,6 +424,53 @@ impl Store for MemoryStore {
 
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error> {
         self.with(|m| m.disclosures.get(id).cloned().unwrap_or_default())
+    }
+
+    fn records(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<HeldRecord>, Self::Error> {
+        self.with(|m| {
+            m.envelopes
+                .range((origin.clone(), from)..)
+                .take_while(|((o, _), _)| o == origin)
+                .take(limit)
+                .map(|((_, seq), (id, e))| HeldRecord {
+                    seq: *seq,
+                    envelope: e.clone(),
+                    disclosures: m.disclosures.get(id).cloned().unwrap_or_default(),
+                })
+                .collect()
+        })
+    }
+
+    fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error> {
+        self.with(|m| {
+            for r in records {
+                let pos = (r.origin.clone(), r.seq);
+                if m.envelopes.get(&pos).map(|(id, _)| id) != Some(&r.id) {
+                    return Err(NotStored {
+                        origin: r.origin.clone(),
+                        seq: r.seq.0,
+                        id: r.id,
+                    }
+                    .into());
+                }
+            }
+            for r in records {
+                let key = |s: &String| (s.clone(), r.issued_at, r.origin.clone(), r.seq);
+                m.by_subject.retain(|(_, at, o, seq), _| {
+                    !(*at == r.issued_at && o == &r.origin && *seq == r.seq)
+                });
+                for s in &r.subjects {
+                    m.by_subject.insert(key(s), (r.id, r.kind));
+                }
+                m.disclosures.insert(r.id, r.disclosures.clone());
+            }
+            Ok(())
+        })?
     }
 
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {

@@ -13,14 +13,16 @@ mod common;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use common::{append, chain, credit_body, member_id, CrashStore, T0};
+use common::{append, chain, credit_body, member_id, sign_policy, CrashStore, T0};
+use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::log::verify_log;
+use tfx_protocol::minimize::mask_fields;
 use tfx_protocol::roster::verify_chain;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
 use tfx_protocol::validate::RecordBody;
-use tfx_protocol::MemberId;
+use tfx_protocol::{LogIndex, MemberId, RecordId};
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -82,6 +84,11 @@ struct Sim {
     epochs: BTreeMap<(usize, usize), u64>,
     genesis: [u8; 32],
     chain: Vec<Vec<u8>>,
+    policies: Vec<Vec<u8>>,
+    /// Every disclosure any node reported sending: (recipient, record) → mask of fields.
+    ledger: BTreeMap<(usize, RecordId), u32>,
+    /// What every member (all of role `bank`) may hold of another's credit records.
+    view: Vec<&'static str>,
     body: RecordBody,
     loss: u64,
     dup: u64,
@@ -89,6 +96,15 @@ struct Sim {
     salt: u64,
     messages: u64,
 }
+
+/// The simulated policy's view: every member receives these fields of others' records only.
+const SIM_VIEW: [&str; 5] = [
+    "lender",
+    "balance_fen",
+    "classification",
+    "overdue_days",
+    "balance_band",
+];
 
 const EMPTY: LogHead = LogHead {
     size: 0,
@@ -121,6 +137,9 @@ impl Sim {
             epochs: BTreeMap::new(),
             genesis,
             chain,
+            ledger: BTreeMap::new(),
+            policies: vec![sign_policy(1, None, 1, &[("credit", "bank", &SIM_VIEW)]).1],
+            view: SIM_VIEW.to_vec(),
             body: credit_body(),
             active_until: T0 + 2_000,
             salt: 0,
@@ -221,6 +240,12 @@ impl Sim {
         for e in events {
             match e {
                 Event::Applied { .. } | Event::RosterAdopted { .. } => {}
+                Event::Disclosed { peer, records, .. } => {
+                    let to = self.ids.iter().position(|id| id == &peer).unwrap();
+                    for (_, id, _, mask) in records {
+                        *self.ledger.entry((to, id)).or_insert(0) |= mask;
+                    }
+                }
                 other => self.fail(format!("node {} reported {other:?}", self.ids[i])),
             }
         }
@@ -272,8 +297,15 @@ impl Sim {
         config.anti_entropy_ms = 200;
         config.fetch_timeout_ms = 300;
         config.pipeline = 4;
-        let core = SyncCore::new(config, &node.store, self.genesis, self.chain.clone(), head)
-            .unwrap_or_else(|e| self.fail(format!("restart of {}: {e}", self.ids[i])));
+        let core = SyncCore::new(
+            config,
+            &node.store,
+            self.genesis,
+            self.chain.clone(),
+            self.policies.clone(),
+            head,
+        )
+        .unwrap_or_else(|e| self.fail(format!("restart of {}: {e}", self.ids[i])));
         self.nodes[i].core = Some(core);
         self.reconnect();
         self.pump(i);
@@ -327,7 +359,7 @@ impl Sim {
                     if head.size > node.durable.size {
                         node.durable = head;
                         if let Some(core) = node.core.as_mut() {
-                            core.handle_local_head(&node.store, head);
+                            core.handle_local_head(&node.store, head, self.now);
                         }
                     }
                     self.pump(i);
@@ -448,9 +480,61 @@ impl Sim {
                         ))
                     });
                 records += report.size;
+                if origin != self.ids[i] {
+                    self.check_view(i, &origin);
+                }
             }
         }
         (self.nodes.len(), records, self.messages)
+    }
+}
+
+impl Sim {
+    /// Every record `node` holds of `origin` carries exactly the policy's view of the fields the
+    /// origin disclosed: minimization held through loss, relays, crashes and catch-up.
+    fn check_view(&self, node: usize, origin: &MemberId) {
+        let mine = self.nodes[node]
+            .store
+            .records(origin, LogIndex(0), usize::MAX)
+            .unwrap();
+        let o = self.ids.iter().position(|m| m == origin).unwrap();
+        let theirs = self.nodes[o]
+            .store
+            .records(origin, LogIndex(0), usize::MAX)
+            .unwrap();
+        for (held, full) in mine.iter().zip(&theirs) {
+            let names = |ds: &[Vec<u8>]| -> Vec<String> {
+                let mut n: Vec<String> = ds
+                    .iter()
+                    .map(|d| Disclosure::decode(d).unwrap().name().to_owned())
+                    .collect();
+                n.sort();
+                n
+            };
+            let want: Vec<String> = names(&full.disclosures)
+                .into_iter()
+                .filter(|n| self.view.contains(&n.as_str()))
+                .collect();
+            let id = RecordId::of_envelope(&held.envelope);
+            let logged = mask_fields(
+                self.body.kind,
+                self.ledger.get(&(node, id)).copied().unwrap_or(0),
+            );
+            if let Some(missing) = want.iter().find(|f| !logged.contains(&f.as_str())) {
+                self.fail(format!(
+                    "{} holds {origin}#{} field {missing}, which no ledger shows sent to it",
+                    self.ids[node], held.seq.0
+                ));
+            }
+            if names(&held.disclosures) != want {
+                self.fail(format!(
+                    "{} holds {origin}#{} with fields {:?}, its view is {want:?}",
+                    self.ids[node],
+                    held.seq.0,
+                    names(&held.disclosures)
+                ));
+            }
+        }
     }
 }
 

@@ -5,10 +5,14 @@
 mod common;
 
 use common::{
-    append, credit_body, genesis_roster, genesis_roster_with, gov_key, member_id, sign_roster, T0,
+    append, credit_body, genesis_roster, genesis_roster_with, gov_key, member_id, sign_policy,
+    sign_roster, T0,
 };
+use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::ids::sha256;
-use tfx_protocol::roster::{Revocation, SignedRoster};
+use tfx_protocol::minimize::{mask_fields, purge};
+use tfx_protocol::policy::Policy;
+use tfx_protocol::roster::{Revocation, SignedRoster, ROLES};
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
 use tfx_protocol::sync::wire::{Fetch, Heads, Hello, Message, Records, WireRecord};
 use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore};
@@ -21,7 +25,28 @@ const EMPTY: LogHead = LogHead {
 
 fn core_with(store: &MemoryStore, chain: Vec<Vec<u8>>, local: LogHead) -> SyncCore {
     let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
-    SyncCore::new(SyncConfig::new(member_id(0)), store, genesis, chain, local).unwrap()
+    let policies = vec![everything_policy()];
+    SyncCore::new(
+        SyncConfig::new(member_id(0)),
+        store,
+        genesis,
+        chain,
+        policies,
+        local,
+    )
+    .unwrap()
+}
+
+/// Policy v1 granting every role every field: these tests are about replication, not views
+/// (those are tested below with narrower policies).
+fn everything_policy() -> Vec<u8> {
+    let all: &[&str] = &["*"];
+    let grants: Vec<(&str, &str, &[&str])> =
+        ["credit", "ip-valuation", "monitoring", "risk-warning"]
+            .iter()
+            .flat_map(|k| ROLES.iter().map(move |r| (*k, *r, all)))
+            .collect();
+    sign_policy(1, None, 1, &grants).1
 }
 
 fn events(core: &mut SyncCore) -> Vec<Event> {
@@ -234,7 +259,7 @@ fn a_new_local_append_is_pushed_to_a_peer_in_step() {
     };
     core.handle_message(&store, &member_id(1), Message::Heads(heads), T0);
     let head = append(&store, 0, &credit_body(), 2, T0, 1);
-    core.handle_local_head(&store, head);
+    core.handle_local_head(&store, head, T0);
     let out = sent(&mut core);
     assert!(
         matches!(&out[..], [(p, Message::Records(r))] if p == &member_id(1) && r.records.len() == 2 && r.checkpoint.is_some()),
@@ -340,7 +365,7 @@ fn a_peer_known_to_lag_behind_under_steady_appends_still_gets_pushes() {
     core.handle_connected(member_id(1), T0);
     sent(&mut core);
     let head = append(&store, 0, &credit_body(), 3, T0, 1);
-    core.handle_local_head(&store, head);
+    core.handle_local_head(&store, head, T0);
     assert!(
         sent(&mut core).is_empty(),
         "nothing is known of the peer yet"
@@ -349,7 +374,7 @@ fn a_peer_known_to_lag_behind_under_steady_appends_still_gets_pushes() {
     core.handle_message(&store, &member_id(1), heads_saying(2), T0);
     sent(&mut core);
     let head = append(&store, 0, &credit_body(), 1, T0, 2);
-    core.handle_local_head(&store, head);
+    core.handle_local_head(&store, head, T0);
     let out = sent(&mut core);
     assert!(
         matches!(&out[..], [(p, Message::Records(r))] if p == &member_id(1) && r.from == 2 && r.records.len() == 2),
@@ -359,10 +384,281 @@ fn a_peer_known_to_lag_behind_under_steady_appends_still_gets_pushes() {
     core.handle_message(&store, &member_id(1), heads_saying(2), T0);
     sent(&mut core);
     let head = append(&store, 0, &credit_body(), 1, T0, 3);
-    core.handle_local_head(&store, head);
+    core.handle_local_head(&store, head, T0);
     let out = sent(&mut core);
     assert!(
         matches!(&out[..], [(p, Message::Records(r))] if p == &member_id(1) && r.from == 4 && r.records.len() == 1),
         "{out:?}"
     );
+}
+
+// ---- Data minimization (DESIGN §8) ----
+
+const RW_FIELDS: &[&str] = &[
+    "subject_pseudonym",
+    "overdue_days",
+    "classification",
+    "balance_band",
+];
+
+/// m00 holds role `risk-warning`, m01 and m02 are banks; policy v1 gives risk-warning
+/// [`RW_FIELDS`] of credit records and banks everything.
+fn minimized_setup() -> (MemoryStore, SyncCore, MemoryStore, (Policy, Vec<u8>)) {
+    let roles = |i: usize| if i == 0 { "risk-warning" } else { "bank" };
+    let chain = vec![sign_roster(genesis_roster_with(3, roles))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let all: &[&str] = &["*"];
+    let v1 = sign_policy(
+        1,
+        None,
+        1,
+        &[
+            ("credit", "bank", all),
+            ("credit", "risk-warning", RW_FIELDS),
+        ],
+    );
+    let store = MemoryStore::new();
+    let config = SyncConfig::new(member_id(0));
+    let mut core =
+        SyncCore::new(config, &store, genesis, chain, vec![v1.1.clone()], EMPTY).unwrap();
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    let source = MemoryStore::new();
+    append(&source, 1, &credit_body(), 3, T0, 1);
+    (store, core, source, v1)
+}
+
+fn field_names(ds: &[Vec<u8>]) -> Vec<String> {
+    let mut n: Vec<String> = ds
+        .iter()
+        .map(|d| Disclosure::decode(d).unwrap().name().to_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn a_non_entitled_disclosure_is_dropped_recorded_and_the_sender_flagged() {
+    let (store, mut core, source, _) = minimized_setup();
+    // m01 pushes its full records, identities included, to the risk-warning member.
+    let r = records_of(&source, 1, 0, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    let ev = events(&mut core);
+    let refused = ev.iter().find_map(|e| match e {
+        Event::Refused {
+            peer,
+            disclosures,
+            fields,
+            ..
+        } => Some((peer, disclosures, fields)),
+        _ => None,
+    });
+    let (peer, count, fields) = refused.expect("a Refused event");
+    assert_eq!(peer, &member_id(1));
+    assert!(fields.contains("subject_uscc") && fields.contains("subject_name"));
+    assert!(!fields.iter().any(|f| RW_FIELDS.contains(&f.as_str())));
+    // Records are kept (the log stays whole) with exactly the view's fields the origin disclosed.
+    assert!(ev.iter().any(|e| matches!(e, Event::Applied { .. })));
+    let held = store.records(&member_id(1), LogIndex(0), 10).unwrap();
+    assert_eq!(held.len(), 3);
+    let full = source.records(&member_id(1), LogIndex(0), 10).unwrap();
+    let want: Vec<String> = field_names(&full[0].disclosures)
+        .into_iter()
+        .filter(|f| RW_FIELDS.contains(&f.as_str()))
+        .collect();
+    for h in &held {
+        assert_eq!(field_names(&h.disclosures), want);
+    }
+    assert_eq!(
+        *count as usize,
+        3 * (full[0].disclosures.len() - want.len())
+    );
+    // Flagged, not disconnected: a sender on an older policy version is not an attacker.
+    assert_eq!(core.connected().count(), 1);
+}
+
+#[test]
+fn a_holder_serves_each_requester_only_its_view_and_reports_it_for_the_ledger() {
+    // m00 here is a bank holding m01's full records; m02 (risk-warning) fetches them.
+    let roles = |i: usize| if i == 2 { "risk-warning" } else { "bank" };
+    let chain = vec![sign_roster(genesis_roster_with(3, roles))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let all: &[&str] = &["*"];
+    let (_, v1) = sign_policy(
+        1,
+        None,
+        1,
+        &[
+            ("credit", "bank", all),
+            ("credit", "risk-warning", RW_FIELDS),
+        ],
+    );
+    let store = MemoryStore::new();
+    append(&store, 1, &credit_body(), 3, T0, 1);
+    let config = SyncConfig::new(member_id(0));
+    let mut core = SyncCore::new(config, &store, genesis, chain, vec![v1], EMPTY).unwrap();
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    let fetch = Fetch {
+        origin: member_id(1),
+        from: 0,
+        count: 3,
+    };
+    core.handle_message(&store, &member_id(2), Message::Fetch(fetch), T0);
+    let out = sent(&mut core);
+    let [(to, Message::Records(r))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(to, &member_id(2));
+    let full = store.records(&member_id(1), LogIndex(0), 3).unwrap();
+    for (w, f) in r.records.iter().zip(&full) {
+        assert_eq!(w.envelope, f.envelope, "envelopes travel whole");
+        let want: Vec<String> = field_names(&f.disclosures)
+            .into_iter()
+            .filter(|n| RW_FIELDS.contains(&n.as_str()))
+            .collect();
+        assert_eq!(field_names(&w.disclosures), want);
+    }
+    let ev = events(&mut core);
+    let [Event::Disclosed {
+        peer,
+        origin,
+        policy_version: 1,
+        records,
+    }] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((peer, origin), (&member_id(2), &member_id(1)));
+    assert_eq!(records.len(), 3);
+    for (seq, id, kind, mask) in records {
+        let f = &full[*seq as usize];
+        assert_eq!(*id, RecordId::of_envelope(&f.envelope));
+        let mut logged: Vec<String> = mask_fields(*kind, *mask)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        logged.sort();
+        assert_eq!(logged, field_names(&r.records[*seq as usize].disclosures));
+    }
+}
+
+#[test]
+fn a_policy_granting_a_field_back_fills_it_and_one_revoking_it_asks_for_a_purge() {
+    let (store, mut core, source, (p1, _)) = minimized_setup();
+    let r = records_of(&source, 1, 0, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    events(&mut core);
+    sent(&mut core);
+    // v2 also grants the lender to risk-warning; m01 announces it and serves it on request.
+    let all: &[&str] = &["*"];
+    let mut wider: Vec<&str> = RW_FIELDS.to_vec();
+    wider.push("lender");
+    let (p2, v2) = sign_policy(
+        2,
+        Some(&p1),
+        1,
+        &[("credit", "bank", all), ("credit", "risk-warning", &wider)],
+    );
+    let hello = Hello {
+        roster_version: 1,
+        policy_version: 2,
+        digest: [0; 32],
+    };
+    core.handle_message(&store, &member_id(1), Message::Hello(hello), T0);
+    let out = sent(&mut core);
+    assert!(
+        out.iter()
+            .any(|(_, m)| matches!(m, Message::PolicyRequest { have: 1 })),
+        "{out:?}"
+    );
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Policies(vec![v2.clone()]),
+        T0,
+    );
+    let ev = events(&mut core);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::PolicyAdopted { version: 2, .. })),
+        "{ev:?}"
+    );
+    let out = sent(&mut core);
+    let fetch = out
+        .iter()
+        .find_map(|(p, m)| match m {
+            Message::Fetch(f) if p == &member_id(1) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a back-fill fetch to the origin");
+    assert_eq!((fetch.from, fetch.count), (0, 3));
+    // The origin answers with what risk-warning may now hold.
+    let mut answer = records_of(&source, 1, 0, 3);
+    for w in &mut answer.records {
+        w.disclosures
+            .retain(|d| wider.contains(&Disclosure::decode(d).unwrap().name()));
+    }
+    core.handle_message(&store, &member_id(1), Message::Records(answer), T0);
+    let ev = events(&mut core);
+    assert!(
+        ev.contains(&Event::Backfilled {
+            origin: member_id(1),
+            records: 3
+        }),
+        "{ev:?}"
+    );
+    for h in store.records(&member_id(1), LogIndex(0), 10).unwrap() {
+        assert!(field_names(&h.disclosures).contains(&"lender".to_owned()));
+    }
+
+    // v3 takes overdue_days and the lender away again: the node is told to purge.
+    let (_, v3) = sign_policy(
+        3,
+        Some(&p2),
+        1,
+        &[
+            ("credit", "bank", all),
+            (
+                "credit",
+                "risk-warning",
+                &["subject_pseudonym", "classification", "balance_band"],
+            ),
+        ],
+    );
+    core.handle_message(&store, &member_id(1), Message::Policies(vec![v3]), T0);
+    let ev = events(&mut core);
+    assert!(ev.contains(&Event::PurgeNeeded), "{ev:?}");
+    let report = purge(&store, core.view(), &member_id(0), T0).unwrap();
+    assert_eq!(report.changed, 3);
+    assert!(report.fields.contains("lender") && report.fields.contains("overdue_days"));
+    for h in store.records(&member_id(1), LogIndex(0), 10).unwrap() {
+        let names = field_names(&h.disclosures);
+        assert!(
+            !names.contains(&"lender".to_owned()) && !names.contains(&"overdue_days".to_owned())
+        );
+        assert!(names.contains(&"classification".to_owned()));
+    }
+}
+
+#[test]
+fn a_policy_without_enough_governor_signatures_disconnects_the_sender() {
+    let (store, mut core, _, (p1, _)) = minimized_setup();
+    let v2 = tfx_protocol::policy::SignedPolicy::new(Policy {
+        version: 2,
+        previous: Some(p1.hash()),
+        ..p1.clone()
+    })
+    .map(|mut s| {
+        s.sign(&gov_key(0));
+        s.encode()
+    })
+    .unwrap();
+    core.handle_message(&store, &member_id(1), Message::Policies(vec![v2]), T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Disconnect { reason, cause: DisconnectCause::Violation, .. }] if reason.contains("signed by 1 of 2")),
+        "{ev:?}"
+    );
+    assert_eq!(core.policy().map(|p| p.version), Some(1));
 }

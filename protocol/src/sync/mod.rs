@@ -27,10 +27,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::checkpoint::{verify_checkpoint, Checkpoint};
 use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
+use crate::limits::POLICIES_PER_MESSAGE_MAX;
 use crate::merkle::{leaf_hash, Frontier};
+use crate::minimize::{envelope_header, filter};
+use crate::policy::{verify_policy_chain, Policy, PolicyError, SignedPolicy, View};
 use crate::record::verify_record;
 use crate::roster::{verify_chain, Roster, RosterError, SignedRoster};
-use crate::store::{AppendBatch, LogHead, Store, StoreNodes, StoredRecord, STORED_LEVEL_MIN};
+use crate::schema::RecordKind;
+use crate::store::{
+    subjects_of_bytes, AppendBatch, LogHead, Store, StoreNodes, StoredRecord, STORED_LEVEL_MIN,
+};
 use wire::{
     heads_digest, Fetch, Heads, Hello, Message, Records, WireRecord, FRAME_BYTES_MAX,
     RECORDS_PER_MESSAGE_MAX, ROSTERS_PER_MESSAGE_MAX,
@@ -106,12 +112,37 @@ pub enum Event {
     },
     /// The store refused a write or read: the node must stop syncing and reopen the store.
     StoreFailed(String),
+    /// A newer policy version verified; persist `bytes`.
+    PolicyAdopted { version: u64, bytes: Vec<u8> },
+    /// This member's view lost fields or retention (a newer policy, or roles taken away): the
+    /// node must purge its store with [`crate::minimize::purge`] and [`SyncCore::view`].
+    PurgeNeeded,
+    /// Disclosures queued for `peer` (the disclosure ledger's entry): for each record, its
+    /// position, id, kind and a mask of the fields sent ([`crate::minimize::mask_fields`]).
+    Disclosed {
+        peer: MemberId,
+        origin: MemberId,
+        policy_version: u64,
+        records: Vec<(u64, RecordId, RecordKind, u32)>,
+    },
+    /// `peer` sent disclosures this node's view does not admit: they were dropped before
+    /// anything was stored, and the sender is flagged. Field names only, never values.
+    Refused {
+        peer: MemberId,
+        origin: MemberId,
+        disclosures: u64,
+        fields: BTreeSet<String>,
+    },
+    /// Records of `origin` already held gained disclosures a newer policy grants.
+    Backfilled { origin: MemberId, records: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("roster: {0}")]
     Roster(#[from] RosterError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
     #[error("store: {0}")]
     Store(String),
 }
@@ -121,8 +152,19 @@ struct Peer {
     /// What the peer has told us (or shown us) it holds, per origin.
     sizes: BTreeMap<MemberId, u64>,
     roster_version: u64,
+    policy_version: u64,
     next_hello: u64,
     fetches: usize,
+}
+
+/// Re-fetching records already held to gain the disclosures a newer policy grants: one range
+/// request in flight per origin, from `next` up to `end`.
+#[derive(Debug)]
+struct Backfill {
+    next: u64,
+    end: u64,
+    /// (from, peer, deadline) of the request in flight.
+    inflight: Option<(u64, MemberId, u64)>,
 }
 
 #[derive(Debug)]
@@ -137,6 +179,8 @@ struct Chunk {
     records: Vec<StoredRecord>,
     /// The checkpoint of size exactly `from + records.len()`, verified.
     checkpoint: Option<(Checkpoint, Vec<u8>)>,
+    /// Names of the disclosures dropped as beyond this node's view.
+    refused: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +198,13 @@ pub struct SyncCore {
     chain: Vec<Vec<u8>>,
     roster: Roster,
     roster_request: Option<(MemberId, u64)>,
+    /// Every policy version from 1, as signed; empty before a policy is adopted.
+    policies: Vec<Vec<u8>>,
+    policy: Option<Policy>,
+    /// This member's own view under the current policy and roster.
+    view: View,
+    policy_request: Option<(MemberId, u64)>,
+    backfill: BTreeMap<MemberId, Backfill>,
     /// The local log's durable head.
     local: LogHead,
     /// Remote origins' logs as stored here.
@@ -180,9 +231,11 @@ impl SyncCore {
         store: &S,
         genesis: Hash,
         chain: Vec<Vec<u8>>,
+        policies: Vec<Vec<u8>>,
         local: LogHead,
     ) -> Result<Self, SyncError> {
         let roster = verify_chain(&genesis, &chain)?;
+        let policy = verify_policy_chain(&policies, |v| roster_at(&chain, v))?;
         let mut logs = BTreeMap::new();
         let mut checkpoint_sizes = BTreeMap::new();
         for origin in store.origins().map_err(store_err)? {
@@ -201,12 +254,17 @@ impl SyncCore {
             }
             logs.insert(origin, frontier);
         }
-        Ok(SyncCore {
+        let mut core = SyncCore {
             config,
             genesis,
             chain,
             roster,
             roster_request: None,
+            policies,
+            policy,
+            view: View::none(),
+            policy_request: None,
+            backfill: BTreeMap::new(),
             local,
             logs,
             checkpoint_sizes,
@@ -216,11 +274,39 @@ impl SyncCore {
             failed: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-        })
+        };
+        core.view = core.view_of(&core.config.local.clone());
+        Ok(core)
+    }
+
+    /// The view of `member` under the current policy and roster (none without a policy).
+    pub fn view_of(&self, member: &MemberId) -> View {
+        match (&self.policy, self.roster.member(member)) {
+            (Some(p), Some(m)) => p.view(&m.roles),
+            _ => View::none(),
+        }
+    }
+
+    /// This member's own view: what it may hold of other origins' records.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    fn policy_version(&self) -> u64 {
+        self.policy.as_ref().map_or(0, |p| p.version)
     }
 
     pub fn roster(&self) -> &Roster {
         &self.roster
+    }
+
+    /// The member this core syncs for.
+    pub fn local(&self) -> &MemberId {
+        &self.config.local
     }
 
     pub fn genesis(&self) -> &Hash {
@@ -298,7 +384,7 @@ impl SyncCore {
     fn hello(&self) -> Message {
         Message::Hello(Hello {
             roster_version: self.roster.version,
-            policy_version: 0,
+            policy_version: self.policy_version(),
             digest: self.digest(),
         })
     }
@@ -330,6 +416,14 @@ impl SyncCore {
         if self.roster_request.as_ref().is_some_and(|(p, _)| p == peer) {
             self.roster_request = None;
         }
+        if self.policy_request.as_ref().is_some_and(|(p, _)| p == peer) {
+            self.policy_request = None;
+        }
+        for b in self.backfill.values_mut() {
+            if b.inflight.as_ref().is_some_and(|(_, p, _)| p == peer) {
+                b.inflight = None;
+            }
+        }
         self.transmit.retain(|(p, _)| p != peer);
     }
 
@@ -352,6 +446,7 @@ impl SyncCore {
             Peer {
                 sizes: BTreeMap::new(),
                 roster_version: 0,
+                policy_version: 0,
                 next_hello: now.saturating_add(self.config.anti_entropy_ms),
                 fetches: 0,
             },
@@ -374,7 +469,7 @@ impl SyncCore {
     /// for as long as the load lasts. Pushing from what it is known to hold instead may resend
     /// a few records it already has — the receiver skips them — and a peer further behind is
     /// left to fetch for itself, flow-controlled.
-    pub fn handle_local_head<S: Store>(&mut self, store: &S, head: LogHead) {
+    pub fn handle_local_head<S: Store>(&mut self, store: &S, head: LogHead, now: u64) {
         let old = self.local;
         if head.size <= old.size {
             return;
@@ -405,7 +500,8 @@ impl SyncCore {
                     break;
                 }
                 for peer in &peers {
-                    self.send(peer, Message::Records(records.clone()));
+                    let minimized = self.disclose(peer, &records, now);
+                    self.send(peer, Message::Records(minimized));
                     if let Some(p) = self.peers.get_mut(peer) {
                         p.sizes.insert(local.clone(), from + sent);
                     }
@@ -451,6 +547,14 @@ impl SyncCore {
         if self.roster_request.as_ref().is_some_and(|(_, d)| *d <= now) {
             self.roster_request = None;
         }
+        if self.policy_request.as_ref().is_some_and(|(_, d)| *d <= now) {
+            self.policy_request = None;
+        }
+        for b in self.backfill.values_mut() {
+            if b.inflight.as_ref().is_some_and(|(_, _, d)| *d <= now) {
+                b.inflight = None;
+            }
+        }
         self.schedule(now);
     }
 
@@ -462,18 +566,23 @@ impl SyncCore {
         match m {
             Message::Hello(h) => self.on_hello(peer, h, now),
             Message::Heads(h) => self.on_heads(peer, h, now),
-            Message::Fetch(f) => self.on_fetch(store, peer, f),
+            Message::Fetch(f) => self.on_fetch(store, peer, f, now),
             Message::Records(r) => self.on_records(store, peer, r, now),
             Message::RosterRequest { have } => self.on_roster_request(peer, have),
             Message::Rosters(v) => self.on_rosters(peer, v, now),
+            Message::PolicyRequest { have } => self.on_policy_request(peer, have),
+            Message::Policies(v) => self.on_policies(peer, v, now),
         }
     }
 
     fn on_hello(&mut self, peer: &MemberId, h: Hello, now: u64) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.roster_version = h.roster_version;
+            p.policy_version = h.policy_version;
         }
         self.request_roster(peer, now);
+        self.request_policy(peer, now);
+        self.schedule_backfill(now);
         if h.digest == self.digest() {
             // The peer holds exactly what we hold: remember it, so new appends are pushed.
             let mut sizes: BTreeMap<MemberId, u64> =
@@ -559,11 +668,57 @@ impl SyncCore {
         });
     }
 
-    fn on_fetch<S: Store>(&mut self, store: &S, peer: &MemberId, f: Fetch) {
+    fn on_fetch<S: Store>(&mut self, store: &S, peer: &MemberId, f: Fetch, now: u64) {
         let end = f.from.saturating_add(u64::from(f.count));
         let records = self.read_range(store, &f.origin, f.from, end);
         if let Some(records) = records {
-            self.send(peer, Message::Records(records));
+            let minimized = self.disclose(peer, &records, now);
+            self.send(peer, Message::Records(minimized));
+        }
+    }
+
+    /// The records as `peer` may receive them: the envelopes, and of the disclosures only those
+    /// its view admits now (DESIGN §8: enforced at every holder, whoever the origin). Reports
+    /// what is disclosed as an [`Event::Disclosed`] for the ledger.
+    fn disclose(&mut self, peer: &MemberId, records: &Records, now: u64) -> Records {
+        let view = self.view_of(peer);
+        let mut ledger = Vec::new();
+        let minimized = records
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let disclosures = match envelope_header(&w.envelope) {
+                    Ok(h) if !w.disclosures.is_empty() => {
+                        let f = filter(&view, h.kind, h.issued_at, now, &w.disclosures);
+                        if !f.kept.is_empty() {
+                            let id = RecordId::of_envelope(&w.envelope);
+                            ledger.push((records.from + i as u64, id, h.kind, f.mask));
+                        }
+                        f.kept
+                    }
+                    // Nothing held, or (never for stored records) an undecodable envelope.
+                    _ => Vec::new(),
+                };
+                WireRecord {
+                    envelope: w.envelope.clone(),
+                    disclosures,
+                }
+            })
+            .collect();
+        if !ledger.is_empty() {
+            self.events.push_back(Event::Disclosed {
+                peer: peer.clone(),
+                origin: records.origin.clone(),
+                policy_version: view.version,
+                records: ledger,
+            });
+        }
+        Records {
+            origin: records.origin.clone(),
+            from: records.from,
+            records: minimized,
+            checkpoint: records.checkpoint.clone(),
         }
     }
 
@@ -598,29 +753,21 @@ impl SyncCore {
         }
         let mut records = Vec::new();
         if from < end {
-            let envelopes = match store.envelopes(origin, LogIndex(from), (end - from) as usize) {
-                Ok(e) => e,
+            let held = match store.records(origin, LogIndex(from), (end - from) as usize) {
+                Ok(h) => h,
                 Err(e) => {
                     self.store_failed(e);
                     return None;
                 }
             };
             let mut bytes = 64 + checkpoint.as_ref().map_or(0, Vec::len);
-            for (seq, envelope) in envelopes {
-                if seq.0 != from + records.len() as u64 {
+            for h in held {
+                if h.seq.0 != from + records.len() as u64 {
                     break;
                 }
-                let id = RecordId::of_envelope(&envelope);
-                let disclosures = match store.disclosures(&id) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.store_failed(e);
-                        return None;
-                    }
-                };
                 let r = WireRecord {
-                    envelope,
-                    disclosures,
+                    envelope: h.envelope,
+                    disclosures: h.disclosures,
                 };
                 bytes += wire::record_len(&r);
                 if bytes > FRAME_BYTES_MAX && !records.is_empty() {
@@ -678,6 +825,15 @@ impl SyncCore {
             }
         }
         let applied = self.size(&origin);
+        if self.backfill.get(&origin).is_some_and(|b| {
+            b.inflight
+                .as_ref()
+                .is_some_and(|(f, p, _)| *f == r.from && p == peer)
+        }) && end <= applied
+        {
+            self.on_backfill(store, peer, r, now);
+            return;
+        }
         if end <= applied || len == 0 {
             self.schedule(now);
             return;
@@ -689,7 +845,7 @@ impl SyncCore {
             self.schedule(now);
             return;
         }
-        let chunk = match self.verify_chunk(&origin, r, skip as usize) {
+        let chunk = match self.verify_chunk(&origin, r, skip as usize, now) {
             Ok(c) => c,
             Err(reason) => {
                 self.drop_peer(peer, reason, DisconnectCause::Violation);
@@ -697,6 +853,7 @@ impl SyncCore {
                 return;
             }
         };
+        self.refused(peer, &origin, &chunk.refused);
         self.pulls
             .entry(origin.clone())
             .or_default()
@@ -706,9 +863,29 @@ impl SyncCore {
         self.schedule(now);
     }
 
+    /// Reports disclosures a peer sent beyond this node's view (already dropped).
+    fn refused(&mut self, peer: &MemberId, origin: &MemberId, fields: &[String]) {
+        if fields.is_empty() {
+            return;
+        }
+        self.events.push_back(Event::Refused {
+            peer: peer.clone(),
+            origin: origin.clone(),
+            disclosures: fields.len() as u64,
+            fields: fields.iter().cloned().collect(),
+        });
+    }
+
     /// Verifies records `skip..` of a message and its checkpoint, returning them in stored
-    /// form, or why the sender must be disconnected.
-    fn verify_chunk(&self, origin: &MemberId, r: Records, skip: usize) -> Result<Chunk, String> {
+    /// form — keeping only the disclosures this node's view admits at `now` — or why the sender
+    /// must be disconnected.
+    fn verify_chunk(
+        &self,
+        origin: &MemberId,
+        r: Records,
+        skip: usize,
+        now: u64,
+    ) -> Result<Chunk, String> {
         let end = r.from + r.records.len() as u64;
         let roles = self
             .roster
@@ -723,6 +900,7 @@ impl SyncCore {
             verify_record(&w.envelope, &w.disclosures, roster)
         });
         let mut records = Vec::with_capacity(wires.len());
+        let mut refused = Vec::new();
         for (i, (w, v)) in wires.into_iter().zip(verified).enumerate() {
             let seq = r.from + (skip + i) as u64;
             let v =
@@ -751,12 +929,14 @@ impl SyncCore {
                     h.kind
                 ));
             }
-            records.push(StoredRecord::new(
-                v.envelope.id,
-                h,
-                w.envelope,
-                &v.disclosures,
-            ));
+            // Minimization on receipt: a disclosure beyond the view is verified (a forged one
+            // is a violation like any other) but never stored.
+            let (kept, dropped): (Vec<_>, Vec<_>) = v
+                .disclosures
+                .into_iter()
+                .partition(|d| self.view.admits(h.kind, d.name(), h.issued_at, now));
+            refused.extend(dropped.iter().map(|d| d.name().to_owned()));
+            records.push(StoredRecord::new(v.envelope.id, h, w.envelope, &kept));
         }
         let checkpoint = match r.checkpoint {
             None => None,
@@ -775,6 +955,7 @@ impl SyncCore {
         Ok(Chunk {
             records,
             checkpoint,
+            refused,
         })
     }
 
@@ -946,6 +1127,201 @@ impl SyncCore {
         }
     }
 
+    /// Answer to a back-fill fetch: the same envelopes as stored (anything else is a fork), with
+    /// disclosures merged into what is held where the view now admits more.
+    fn on_backfill<S: Store>(&mut self, store: &S, peer: &MemberId, r: Records, now: u64) {
+        let origin = r.origin.clone();
+        let from = r.from;
+        let len = r.records.len() as u64;
+        let chunk = match self.verify_chunk(&origin, r, 0, now) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.drop_peer(peer, reason, DisconnectCause::Violation);
+                return;
+            }
+        };
+        self.refused(peer, &origin, &chunk.refused);
+        let held = match store.records(&origin, LogIndex(from), len as usize) {
+            Ok(h) => h,
+            Err(e) => return self.store_failed(e),
+        };
+        let mut updates = Vec::new();
+        for (mut got, have) in chunk.records.into_iter().zip(held) {
+            if have.seq != got.seq || have.envelope != got.envelope {
+                let detail = format!("{peer} serves a different record at {origin}#{}", got.seq.0);
+                return self.fork(&origin, peer, detail);
+            }
+            let mut merged = have.disclosures;
+            let before = merged.len();
+            for d in got.disclosures {
+                if !merged.contains(&d) {
+                    merged.push(d);
+                }
+            }
+            if merged.len() > before {
+                got.subjects = subjects_of_bytes(&merged);
+                got.disclosures = merged;
+                updates.push(got);
+            }
+        }
+        if !updates.is_empty() {
+            if let Err(e) = store.replace_disclosures(&updates) {
+                return self.store_failed(e);
+            }
+            self.events.push_back(Event::Backfilled {
+                origin: origin.clone(),
+                records: updates.len() as u64,
+            });
+        }
+        if let Some(b) = self.backfill.get_mut(&origin) {
+            b.inflight = None;
+            b.next = from + len.max(1);
+            if b.next >= b.end {
+                self.backfill.remove(&origin);
+            }
+        }
+        self.schedule_backfill(now);
+    }
+
+    /// Starts back-fill requests: for each origin being back-filled with nothing in flight, asks
+    /// the origin itself when connected (it holds every field), else any peer on this policy
+    /// version or newer that holds the range.
+    fn schedule_backfill(&mut self, now: u64) {
+        let version = self.policy_version();
+        let deadline = now.saturating_add(self.config.fetch_timeout_ms);
+        let mut requests = Vec::new();
+        for (origin, b) in &mut self.backfill {
+            if b.inflight.is_some() {
+                continue;
+            }
+            let eligible = |id: &MemberId, p: &Peer| {
+                p.policy_version >= version
+                    && (id == origin || p.sizes.get(origin).is_some_and(|n| *n > b.next))
+            };
+            let source = self
+                .peers
+                .get_key_value(origin)
+                .filter(|(id, p)| eligible(id, p))
+                .or_else(|| self.peers.iter().find(|(id, p)| eligible(id, p)))
+                .map(|(id, _)| id);
+            if let Some(peer) = source {
+                let count = (b.end - b.next).min(RECORDS_PER_MESSAGE_MAX as u64);
+                b.inflight = Some((b.next, peer.clone(), deadline));
+                requests.push((
+                    peer.clone(),
+                    Fetch {
+                        origin: origin.clone(),
+                        from: b.next,
+                        count: count as u32,
+                    },
+                ));
+            }
+        }
+        for (peer, f) in requests {
+            self.send(&peer, Message::Fetch(f));
+        }
+    }
+
+    fn request_policy(&mut self, peer: &MemberId, now: u64) {
+        let theirs = self.peers.get(peer).map_or(0, |p| p.policy_version);
+        if theirs > self.policy_version() && self.policy_request.is_none() {
+            self.policy_request = Some((
+                peer.clone(),
+                now.saturating_add(self.config.fetch_timeout_ms),
+            ));
+            let have = self.policy_version();
+            self.send(peer, Message::PolicyRequest { have });
+        }
+    }
+
+    fn on_policy_request(&mut self, peer: &MemberId, have: u64) {
+        let start = usize::try_from(have)
+            .unwrap_or(usize::MAX)
+            .min(self.policies.len());
+        let end = (start + POLICIES_PER_MESSAGE_MAX).min(self.policies.len());
+        let versions = self.policies[start..end].to_vec();
+        self.send(peer, Message::Policies(versions));
+    }
+
+    fn on_policies(&mut self, peer: &MemberId, versions: Vec<Vec<u8>>, now: u64) {
+        if self.policy_request.as_ref().is_some_and(|(p, _)| p == peer) {
+            self.policy_request = None;
+        }
+        for bytes in versions {
+            match self.adopt_policy(bytes, now) {
+                Ok(_) | Err(PolicyError::UnknownRoster { .. }) => {}
+                Err(e) => {
+                    // A roster version this node lacks is not the peer's fault: it is asked
+                    // for by the roster exchange, and the policy again on the next hello.
+                    self.drop_peer(
+                        peer,
+                        format!("sent a policy that does not verify: {e}"),
+                        DisconnectCause::Violation,
+                    );
+                    return;
+                }
+            }
+        }
+        if self.peers.contains_key(peer) {
+            self.request_policy(peer, now);
+        }
+    }
+
+    /// A policy version an operator installed on this node (`tfx policy install`): adopted
+    /// like one received from a peer, then announced to every peer.
+    pub fn handle_local_policy(&mut self, bytes: Vec<u8>, now: u64) -> Result<u64, PolicyError> {
+        let version = self.adopt_policy(bytes, now)?;
+        Ok(version)
+    }
+
+    /// Verifies `bytes` as the next policy version and adopts it: persisted by the node
+    /// ([`Event::PolicyAdopted`]), announced to peers, fields it grants back-filled, fields it
+    /// takes away purged. Versions at or below the current one are ignored (`Ok(current)`).
+    fn adopt_policy(&mut self, bytes: Vec<u8>, now: u64) -> Result<u64, PolicyError> {
+        let next = SignedPolicy::decode(&bytes)?;
+        if next.policy.version <= self.policy_version() {
+            return Ok(self.policy_version());
+        }
+        next.verify_successor(self.policy.as_ref(), |v| roster_at(&self.chain, v))?;
+        let version = next.policy.version;
+        self.policy = Some(next.policy);
+        self.policies.push(bytes.clone());
+        self.events
+            .push_back(Event::PolicyAdopted { version, bytes });
+        self.update_view(now);
+        let hello = self.hello();
+        let peers: Vec<MemberId> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.send(&p, hello.clone());
+        }
+        Ok(version)
+    }
+
+    /// Recomputes the local view after a policy or roster change: back-fills what it gained,
+    /// and asks for a purge when it lost something.
+    fn update_view(&mut self, now: u64) {
+        let new = self.view_of(&self.config.local.clone());
+        let old = std::mem::replace(&mut self.view, new);
+        if self.view.grants_beyond(&old) {
+            for (origin, f) in &self.logs {
+                if f.size() > 0 {
+                    self.backfill.insert(
+                        origin.clone(),
+                        Backfill {
+                            next: 0,
+                            end: f.size(),
+                            inflight: None,
+                        },
+                    );
+                }
+            }
+            self.schedule_backfill(now);
+        }
+        if self.view.narrows(&old) {
+            self.events.push_back(Event::PurgeNeeded);
+        }
+    }
+
     fn on_roster_request(&mut self, peer: &MemberId, have: u64) {
         let start = usize::try_from(have)
             .unwrap_or(usize::MAX)
@@ -994,6 +1370,7 @@ impl SyncCore {
             adopted = true;
         }
         if adopted {
+            self.update_view(now);
             let gone: Vec<MemberId> = self
                 .peers
                 .keys()
@@ -1020,4 +1397,10 @@ impl SyncCore {
             self.request_roster(peer, now);
         }
     }
+}
+
+/// Roster version `version` from a verified chain (version 1 first), decoded.
+fn roster_at(chain: &[Vec<u8>], version: u64) -> Option<Roster> {
+    let i = usize::try_from(version.checked_sub(1)?).ok()?;
+    SignedRoster::decode(chain.get(i)?).ok().map(|r| r.roster)
 }

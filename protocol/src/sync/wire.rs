@@ -7,7 +7,7 @@ use crate::codec::{self, DecodeError, Encoder, Value};
 use crate::ids::{Hash, MemberId};
 use crate::limits::{
     CHECKPOINT_BYTES_MAX, DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX,
-    ROSTER_BYTES_MAX, ROSTER_MEMBERS_MAX,
+    POLICIES_PER_MESSAGE_MAX, POLICY_BYTES_MAX, ROSTER_BYTES_MAX, ROSTER_MEMBERS_MAX,
 };
 use crate::store::LogHead;
 
@@ -39,6 +39,8 @@ const TYPE_FETCH: u64 = 3;
 const TYPE_RECORDS: u64 = 4;
 const TYPE_ROSTER_REQUEST: u64 = 5;
 const TYPE_ROSTERS: u64 = 6;
+const TYPE_POLICY_REQUEST: u64 = 7;
+const TYPE_POLICIES: u64 = 8;
 
 /// "This is what I hold": sent on connect and every anti-entropy interval. When both digests
 /// match, this is the whole round.
@@ -96,6 +98,12 @@ pub enum Message {
     },
     /// Consecutive signed roster versions (the exact bytes the governors signed), oldest first.
     Rosters(Vec<Vec<u8>>),
+    /// "Send me the policy versions after `have`."
+    PolicyRequest {
+        have: u64,
+    },
+    /// Consecutive signed policy versions, oldest first.
+    Policies(Vec<Vec<u8>>),
 }
 
 impl Message {
@@ -108,13 +116,17 @@ impl Message {
             Message::Records(_) => "records",
             Message::RosterRequest { .. } => "roster-request",
             Message::Rosters(_) => "rosters",
+            Message::PolicyRequest { .. } => "policy-request",
+            Message::Policies(_) => "policies",
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(match self {
             Message::Records(r) => 64 + r.records.iter().map(record_len).sum::<usize>(),
-            Message::Rosters(v) => 16 + v.iter().map(|b| b.len() + 8).sum::<usize>(),
+            Message::Rosters(v) | Message::Policies(v) => {
+                16 + v.iter().map(|b| b.len() + 8).sum::<usize>()
+            }
             _ => 64,
         });
         match self {
@@ -161,8 +173,16 @@ impl Message {
                 e.map(2).uint(0).uint(TYPE_ROSTER_REQUEST);
                 e.uint(1).uint(*have);
             }
-            Message::Rosters(versions) => {
-                e.map(2).uint(0).uint(TYPE_ROSTERS);
+            Message::PolicyRequest { have } => {
+                e.map(2).uint(0).uint(TYPE_POLICY_REQUEST);
+                e.uint(1).uint(*have);
+            }
+            Message::Rosters(versions) | Message::Policies(versions) => {
+                let ty = match self {
+                    Message::Rosters(_) => TYPE_ROSTERS,
+                    _ => TYPE_POLICIES,
+                };
+                e.map(2).uint(0).uint(ty);
                 e.uint(1).array(versions.len());
                 for v in versions {
                     e.bytes(v);
@@ -268,25 +288,32 @@ impl Message {
                     checkpoint,
                 }))
             }
-            TYPE_ROSTER_REQUEST => {
+            TYPE_ROSTER_REQUEST | TYPE_POLICY_REQUEST => {
                 codec::only_keys(W, m, &[T, 1])?;
-                Ok(Message::RosterRequest {
-                    have: codec::as_u64(W, codec::field(W, m, 1)?)?,
+                let have = codec::as_u64(W, codec::field(W, m, 1)?)?;
+                Ok(if ty == TYPE_ROSTER_REQUEST {
+                    Message::RosterRequest { have }
+                } else {
+                    Message::PolicyRequest { have }
                 })
             }
-            TYPE_ROSTERS => {
+            TYPE_ROSTERS | TYPE_POLICIES => {
                 codec::only_keys(W, m, &[T, 1])?;
-                let list = bounded(
-                    W,
-                    codec::field(W, m, 1)?,
-                    ROSTERS_PER_MESSAGE_MAX,
-                    "rosters",
-                )?;
+                let (max, bytes_max, what) = if ty == TYPE_ROSTERS {
+                    (ROSTERS_PER_MESSAGE_MAX, ROSTER_BYTES_MAX, "roster")
+                } else {
+                    (POLICIES_PER_MESSAGE_MAX, POLICY_BYTES_MAX, "policy")
+                };
+                let list = bounded(W, codec::field(W, m, 1)?, max, what)?;
                 let versions = list
                     .iter()
-                    .map(|v| sized(W, v, ROSTER_BYTES_MAX, "roster"))
+                    .map(|v| sized(W, v, bytes_max, what))
                     .collect::<Result<_, _>>()?;
-                Ok(Message::Rosters(versions))
+                Ok(if ty == TYPE_ROSTERS {
+                    Message::Rosters(versions)
+                } else {
+                    Message::Policies(versions)
+                })
             }
             other => Err(DecodeError::structure(
                 W,
@@ -397,6 +424,8 @@ mod tests {
             }),
             Message::RosterRequest { have: 2 },
             Message::Rosters(vec![vec![1; 10], vec![2; 20]]),
+            Message::PolicyRequest { have: 1 },
+            Message::Policies(vec![vec![3; 12]]),
         ]
     }
 
@@ -487,6 +516,12 @@ mod tests {
         let rosters = |n: usize| Message::Rosters(vec![vec![1]; n]).encode();
         assert!(Message::decode(&rosters(ROSTERS_PER_MESSAGE_MAX)).is_ok());
         assert!(Message::decode(&rosters(ROSTERS_PER_MESSAGE_MAX + 1)).is_err());
+        let policies = |n: usize| Message::Policies(vec![vec![1]; n]).encode();
+        assert!(Message::decode(&policies(POLICIES_PER_MESSAGE_MAX)).is_ok());
+        assert!(Message::decode(&policies(POLICIES_PER_MESSAGE_MAX + 1)).is_err());
+        let big = |n: usize| Message::Policies(vec![vec![0; n]]).encode();
+        assert!(Message::decode(&big(POLICY_BYTES_MAX)).is_ok());
+        assert!(Message::decode(&big(POLICY_BYTES_MAX + 1)).is_err());
 
         let heads = |n: usize| {
             Message::Heads(Heads {

@@ -10,9 +10,13 @@ use tfx_protocol::ids::{sha256, Hash};
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::log::LocalLog;
 use tfx_protocol::merkle::NodeId;
+use tfx_protocol::policy::{Grant, Policy, SignedPolicy};
 use tfx_protocol::record::{seal, SealParams};
 use tfx_protocol::roster::{Governor, KeyWindow, Member, Roster, SignedRoster};
-use tfx_protocol::store::{AppendBatch, LogHead, MemoryStore, Query, RecordRef, Store};
+use tfx_protocol::schema::RecordKind;
+use tfx_protocol::store::{
+    AppendBatch, HeldRecord, LogHead, MemoryStore, Query, RecordRef, Store, StoredRecord,
+};
 use tfx_protocol::validate::{parse_record_json, RecordBody};
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
@@ -196,7 +200,61 @@ impl Store for CrashStore {
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error> {
         self.live.lock().unwrap().disclosures(id)
     }
+    fn records(
+        &self,
+        origin: &MemberId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<HeldRecord>, Self::Error> {
+        self.live.lock().unwrap().records(origin, from, limit)
+    }
+    /// Not replayed after a crash (the simulator's policy never changes, so nothing calls it).
+    fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error> {
+        self.live.lock().unwrap().replace_disclosures(records)
+    }
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
         self.live.lock().unwrap().query(q)
     }
+}
+
+/// Policy version `version` (chained after `previous`) with the given `(kind, role, fields)`
+/// grants, signed by two of the three governors under roster version `roster_version`.
+pub fn sign_policy(
+    version: u64,
+    previous: Option<&Policy>,
+    roster_version: u64,
+    grants: &[(&str, &str, &[&str])],
+) -> (Policy, Vec<u8>) {
+    let mut grants: Vec<Grant> = grants
+        .iter()
+        .map(|(kind, role, fields)| {
+            let kind = RecordKind::parse(kind).unwrap();
+            Grant {
+                kind,
+                role: (*role).into(),
+                fields: kind
+                    .fields()
+                    .iter()
+                    .map(|f| f.name)
+                    .filter(|f| fields.contains(f) || fields == &["*"])
+                    .map(str::to_owned)
+                    .collect(),
+                purpose: "test".into(),
+                retention_days: None,
+            }
+        })
+        .collect();
+    grants.sort_by(|a, b| (a.kind, &a.role).cmp(&(b.kind, &b.role)));
+    let policy = Policy {
+        consortium: "sync test".into(),
+        version,
+        previous: previous.map(Policy::hash),
+        issued_at: Timestamp(T0 - 500),
+        roster_version,
+        grants,
+    };
+    let mut s = SignedPolicy::new(policy.clone()).unwrap();
+    s.sign(&gov_key(0));
+    s.sign(&gov_key(2));
+    (policy, s.encode())
 }
