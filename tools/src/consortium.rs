@@ -8,6 +8,8 @@
 //! DIR/roster/v000001.tfxroster …    adopted roster versions (each valid on its predecessor)
 //! DIR/roster/pending/v…​.tfxroster   a proposed next version still collecting signatures
 //! DIR/issued/<id>.crt               certificates issued to members
+//! DIR/policy.toml                    the starting data-minimization policy (edit, then
+//!                                    `tfx policy sign`); DIR/policy/ holds signed versions
 //! ```
 //!
 //! A proposal becomes the current roster only once it verifies: threshold signatures from the
@@ -191,7 +193,7 @@ impl ConsortiumDir {
     }
 
     /// The governor keys held in this directory that govern `roster`.
-    fn local_governor_keys(&self, roster: &Roster) -> anyhow::Result<Vec<SigningKey>> {
+    pub fn local_governor_keys(&self, roster: &Roster) -> anyhow::Result<Vec<SigningKey>> {
         let mut keys = Vec::new();
         for g in &roster.governors {
             let path = self.governor_dir(&g.id).join(keyfile::SIGNING_KEY_FILE);
@@ -206,6 +208,10 @@ impl ConsortiumDir {
         Ok(keys)
     }
 }
+
+/// The data-minimization policy a new consortium starts from (DESIGN §8): the regulators see
+/// full records, the risk-warning member pseudonyms and bands only, auditors envelopes only.
+pub const STARTING_POLICY: &str = include_str!("../../deploy/policy.example.toml");
 
 /// `--governor ID` or `--governor ID=PUBLIC_KEY_FILE`.
 pub fn parse_governor(s: &str) -> Result<(MemberId, Option<PathBuf>), String> {
@@ -291,6 +297,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         cd.pending_dir()
     };
     write_new(&tfx_node::node::roster_file(&target, 1), &signed.encode())?;
+    write_new(&a.dir.join("policy.toml"), STARTING_POLICY.as_bytes())?;
     println!("consortium {:?} created in {}", a.name, a.dir.display());
     println!(
         "  CA certificate   {}",
@@ -307,6 +314,12 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     if !adopted {
         println!("  roster v1 needs {threshold} governor signatures: tfx roster sign --key GOVERNOR_KEY {}", tfx_node::node::roster_file(&cd.pending_dir(), 1).display());
     }
+    println!(
+        "  starting policy  {}   (who sees which fields; review, then: tfx policy sign --consortium {} {})",
+        a.dir.join("policy.toml").display(),
+        a.dir.display(),
+        a.dir.join("policy.toml").display()
+    );
     println!("next: each new member runs `tfx member init`, then you run `tfx member approve --consortium {} REQUEST --out BUNDLE`", a.dir.display());
     Ok(())
 }

@@ -21,6 +21,23 @@ pub const MEMBERS: [(&str, &str, &str); 4] = [
     ("risk-warning", "risk-warning", "科技金融风险预警系统"),
 ];
 
+/// The members that issue records and so hold the pseudonym secret.
+pub const ISSUERS: [&str; 3] = ["science-dept", "pbc-chengdu", "bank-a"];
+
+/// Copies the pseudonym secret to a member's key directory, 0600 like every secret.
+fn install_secret(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .with_context(|| format!("creating {}", to.display()))?;
+    std::io::Write::write_all(&mut f, &bytes)?;
+    Ok(())
+}
+
 /// How long to wait for a node to start or stop.
 const NODE_WAIT: Duration = Duration::from_secs(60);
 
@@ -127,6 +144,24 @@ impl LocalNet {
         let genesis = std::fs::read_to_string(root.join("consortium/genesis.sha256"))?
             .trim()
             .to_string();
+        // The starting policy, signed by the two governors whose keys this directory holds.
+        run_tfx(&[
+            "policy",
+            "sign",
+            "--consortium",
+            &p("consortium"),
+            &p("consortium/policy.toml"),
+        ])?;
+        let policy = root.join("consortium/policy/v000001.tfxpolicy");
+        // The consortium pseudonym secret, handed to issuing members only (DESIGN §4): the
+        // risk-warning member must never be able to recompute a pseudonym from a USCC.
+        let secret = root.join("consortium/pseudonym.secret");
+        run_tfx(&[
+            "key",
+            "pseudonym-secret",
+            "--out",
+            &secret.display().to_string(),
+        ])?;
         for (i, (id, role, name)) in MEMBERS.iter().enumerate() {
             let endpoint = format!("127.0.0.1:{}", base_port + i as u16);
             run_tfx(&[
@@ -163,8 +198,22 @@ impl LocalNet {
             ])?;
             let config = root.join(id).join("node.toml");
             let mut text = std::fs::read_to_string(&config)?;
+            if ISSUERS.contains(id) {
+                install_secret(&secret, &root.join(id).join("keys/pseudonym.secret"))?;
+                text = text.replacen(
+                    "[paths]\n",
+                    "[paths]\npseudonym_secret = \"keys/pseudonym.secret\"\n",
+                    1,
+                );
+            }
             text.push_str(sync_toml);
             std::fs::write(&config, text)?;
+            // Every node starts from the consortium's policy (a node without one would hold
+            // envelopes only until it adopted one from a peer).
+            let policy_dir = root.join(id).join("policy");
+            std::fs::create_dir_all(&policy_dir)?;
+            std::fs::copy(&policy, policy_dir.join("v000001.tfxpolicy"))
+                .context("installing the policy")?;
             joined(id, role, &endpoint);
         }
         // Earlier members joined under older roster versions; publishing the latest on one

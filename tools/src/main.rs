@@ -3,6 +3,7 @@
 //! 0 success, 1 a check failed (a record did not verify, input was invalid), 2 an error
 //! (unreadable file, bad arguments). Errors print as one chain: `tfx: reading x.json: …`.
 
+mod audit;
 mod bench;
 mod client;
 mod consortium;
@@ -12,6 +13,7 @@ mod key;
 mod localnet;
 mod member;
 mod onboarding;
+mod policy;
 mod record;
 
 use std::process::ExitCode;
@@ -44,6 +46,12 @@ enum Command {
     /// Sign, show and verify roster versions.
     #[command(subcommand)]
     Roster(governance::RosterCommand),
+    /// Check, sign, show and install the data-minimization policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Audit a node: the disclosures it sent.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Generate record-signing keys and pseudonym secrets.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -80,6 +88,8 @@ fn main() -> ExitCode {
         Command::Consortium(c) => governance::consortium(c),
         Command::Member(c) => governance::member(c),
         Command::Roster(c) => governance::roster(c),
+        Command::Policy(c) => policy::run(c),
+        Command::Audit(c) => audit::run(c),
         Command::Key(c) => key::run(c),
         Command::Record(c) => record::run(c),
         Command::Bench(c) => bench::run(c),
