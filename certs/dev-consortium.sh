@@ -2,7 +2,11 @@
 # Builds a four-member development consortium in DIR using only the tfx CLI:
 #   DIR/consortium/         the CA, the governors' keys (dev only: real governors keep their own),
 #                           and the roster chain
-#   DIR/<member>/           each member's node directory: keys (0600), certificate, roster, node.toml
+#   DIR/<member>/           each member's node directory: keys (0600), certificate, roster,
+#                           policy, node.toml
+# The starting data-minimization policy (deploy/policy.example.toml) is signed as version 1 and
+# installed on every node; the consortium pseudonym secret goes to the issuing members
+# (science-dept, pbc-chengdu, bank-a) and never to risk-warning.
 # Members: science-dept, pbc-chengdu (central bank branch), bank-a, risk-warning, on 127.0.0.1.
 # Governors: science-dept, local-finance, central-bank, threshold 2, all held locally, so every
 # approval completes at once. Never use this for anything but development: all keys sit together.
@@ -36,12 +40,19 @@ mkdir -p "$dir"
 "$tfx" consortium init --dir "$dir/consortium" --name "Sichuan sci-tech finance (dev)" \
   --governor science-dept --governor local-finance --governor central-bank --threshold 2
 genesis=$(cat "$dir/consortium/genesis.sha256")
+"$tfx" policy sign --consortium "$dir/consortium" "$dir/consortium/policy.toml"
+"$tfx" key pseudonym-secret --out "$dir/consortium/pseudonym.secret"
 
 port=${TFX_BASE_PORT:-7401}
 while read -r id role name; do
   "$tfx" member init --dir "$dir/$id" --id "$id" --name "$name" --role "$role" --endpoint "127.0.0.1:$port"
   "$tfx" member approve --consortium "$dir/consortium" "$dir/$id/join-request.json" --out "$dir/$id.bundle"
   "$tfx" member join --dir "$dir/$id" --genesis "$genesis" "$dir/$id.bundle"
+  "$tfx" policy install --offline --node "$dir/$id" "$dir"/consortium/policy/v*.tfxpolicy
+  if [ "$role" != risk-warning ]; then
+    install -m 600 "$dir/consortium/pseudonym.secret" "$dir/$id/keys/pseudonym.secret"
+    sed -i 's|^\[paths\]$|[paths]\npseudonym_secret = "keys/pseudonym.secret"|' "$dir/$id/node.toml"
+  fi
   port=$((port + 1))
 done <<'MEMBERS'
 science-dept science-dept 四川省科学技术厅

@@ -21,10 +21,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::limits::{QUERY_RESULTS_MAX, RECORD_JSON_BYTES_MAX};
 use tfx_protocol::policy::SignedPolicy;
-use tfx_protocol::record::verify_envelope;
+use tfx_protocol::record::{verify_disclosures, verify_envelope};
 use tfx_protocol::schema::RecordKind;
 use tfx_protocol::store::{Query, Store};
 use tfx_protocol::validate::parse_record_json;
@@ -247,6 +246,11 @@ async fn status(State(api): State<Api>) -> ApiResult {
         "received_batches": sync.received,
         "peers_disconnected_for_misbehaviour": sync.misbehaviour,
         "appender": { "batches": stats.batches, "records": stats.records },
+        "policy_version": sync.policy_version,
+        "refused_disclosures": sync.refused_disclosures,
+        "flagged": sync.flagged,
+        "purged_disclosures": sync.purged_disclosures,
+        "backfilling": sync.backfilling,
     }))
     .into_response())
 }
@@ -334,11 +338,17 @@ async fn get_record(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Api
             format!("stored envelope no longer verifies: {}", e.redacted()),
         )
     })?;
+    // Every field shown is checked against the signed header, as any holder could check it.
+    let held = store.disclosures(&rid).map_err(store_error)?;
+    let disclosures = verify_disclosures(&verified.header, &held).map_err(|e| {
+        fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a stored disclosure no longer verifies: {}", e.redacted()),
+        )
+    })?;
     let mut fields = serde_json::Map::new();
-    for bytes in store.disclosures(&rid).map_err(store_error)? {
-        if let Ok(d) = Disclosure::decode(&bytes) {
-            fields.insert(d.name().to_owned(), d.value().to_json());
-        }
+    for d in &disclosures {
+        fields.insert(d.name().to_owned(), d.value().to_json());
     }
     let h = &verified.header;
     Ok(Json(json!({

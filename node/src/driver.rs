@@ -104,6 +104,9 @@ pub struct SyncStatus {
     pub flagged: BTreeMap<String, u64>,
     /// Disclosures purged since start (narrower policy or expired retention).
     pub purged_disclosures: u64,
+    /// Records held with fewer fields than this member's view grants, still being completed
+    /// from their origin: origin → records left.
+    pub backfilling: BTreeMap<String, u64>,
 }
 
 struct Link {
@@ -298,10 +301,12 @@ impl Driver {
                 }
             }
             Input::InstallPolicy { bytes, reply } => {
-                let result = self
-                    .core
-                    .handle_local_policy(bytes, now_ms())
-                    .map_err(|e| e.to_string());
+                let mut result = Err(String::new());
+                self.with_core(|core, store| {
+                    result = core
+                        .handle_local_policy(store, bytes, now_ms())
+                        .map_err(|e| e.to_string());
+                });
                 let _ = reply.send(result);
             }
         }
@@ -528,6 +533,12 @@ impl Driver {
             refused_disclosures: self.refused,
             flagged: self.flagged.clone(),
             purged_disclosures: self.purged,
+            backfilling: self
+                .core
+                .backfilling()
+                .into_iter()
+                .map(|(o, next, end)| (o.to_string(), end.saturating_sub(next)))
+                .collect(),
         };
         let _ = self.status.send(status);
     }

@@ -16,6 +16,7 @@
 //! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
 //! | `P`    | pseudonym (len u8 + bytes), USCC (len u8 + bytes) | empty: "signed together"          |
 //! | `M`    | name                                        | node metadata (`format` = u32)          |
+//! | `B`    | origin                                      | pending back-fill: next u64, end u64    |
 //! | `L`    | at_ms u64, n u64                            | disclosure ledger entry (`ledger.rs`)   |
 //!
 //! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
@@ -78,6 +79,7 @@ const C: u8 = b'C';
 const T: u8 = b'T';
 const S: u8 = b'S';
 const P: u8 = b'P';
+const B: u8 = b'B';
 
 /// USCCs followed for one pseudonym in a query. Honestly there is one; more means issuers
 /// signed one pseudonym for several enterprises, and the query must stay bounded regardless.
@@ -648,6 +650,15 @@ impl Store for SledStore {
         for (origin, cp) in &batch.checkpoints {
             b.insert(origin_key(C, origin), cp.as_slice());
         }
+        for (origin, range) in &batch.backfill {
+            match range {
+                Some((next, end)) => {
+                    let v = [next.to_be_bytes(), end.to_be_bytes()].concat();
+                    b.insert(origin_key(B, origin), v);
+                }
+                None => b.remove(origin_key(B, origin)),
+            }
+        }
         Ok(self.db.apply_batch(b)?)
     }
 
@@ -720,6 +731,16 @@ impl Store for SledStore {
                 disclosures: decode_disclosures(rest)?,
             })
         })
+    }
+
+    fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error> {
+        self.db
+            .scan_prefix([B])
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((origin_at(&k, 1)?.0, u64_at(&v, 0)?, u64_at(&v, 8)?))
+            })
+            .collect()
     }
 
     fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error> {

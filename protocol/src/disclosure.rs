@@ -49,6 +49,20 @@ impl Disclosure {
         }
     }
 
+    /// The field name of an encoded disclosure, read without decoding its value: the cheap path
+    /// for filtering held disclosures by view. Malformed input gives `None` (the caller then
+    /// treats the disclosure as not admitted); it never panics.
+    pub fn field_name(bytes: &[u8]) -> Option<&str> {
+        // [bstr(16) salt, value, tstr name]: 0x83, 0x50, 16 salt bytes, then the value.
+        let rest = bytes.strip_prefix(&[0x83, 0x50])?.get(SALT_BYTES..)?;
+        let rest = skip_value(rest)?;
+        let (len, rest) = text_head(rest)?;
+        if rest.len() != len {
+            return None;
+        }
+        std::str::from_utf8(rest).ok()
+    }
+
     /// Decodes a disclosure's structure. Whether the field and value fit the record's kind is
     /// checked by [`crate::record::verify_disclosures`].
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -100,5 +114,101 @@ impl Disclosure {
     }
     pub fn value(&self) -> &FieldValue {
         &self.value
+    }
+}
+
+/// The argument of a CBOR head (`initial` byte's low bits, plus following bytes) and the rest.
+fn head_arg(initial: u8, rest: &[u8]) -> Option<(u64, &[u8])> {
+    match initial & 0x1f {
+        n @ 0..=23 => Some((u64::from(n), rest)),
+        24 => Some((u64::from(*rest.first()?), rest.get(1..)?)),
+        25 => Some((
+            u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            rest.get(2..)?,
+        )),
+        26 => Some((
+            u64::from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)),
+            rest.get(4..)?,
+        )),
+        27 => Some((
+            u64::from_be_bytes(rest.get(..8)?.try_into().ok()?),
+            rest.get(8..)?,
+        )),
+        _ => None,
+    }
+}
+
+/// A text string's length and the bytes from its content on.
+fn text_head(b: &[u8]) -> Option<(usize, &[u8])> {
+    let (&initial, rest) = b.split_first()?;
+    if initial >> 5 != 3 {
+        return None;
+    }
+    let (len, rest) = head_arg(initial, rest)?;
+    Some((usize::try_from(len).ok()?, rest))
+}
+
+/// Skips one disclosure value (text, unsigned integer, bool, or array of text).
+fn skip_value(b: &[u8]) -> Option<&[u8]> {
+    let (&initial, rest) = b.split_first()?;
+    match initial >> 5 {
+        0 => head_arg(initial, rest).map(|(_, r)| r),
+        3 => {
+            let (len, rest) = text_head(b)?;
+            rest.get(len..)
+        }
+        4 => {
+            let (n, mut rest) = head_arg(initial, rest)?;
+            // Every element takes at least a byte: a longer count is malformed.
+            if n > rest.len() as u64 {
+                return None;
+            }
+            for _ in 0..n {
+                let (len, r) = text_head(rest)?;
+                rest = r.get(len..)?;
+            }
+            Some(rest)
+        }
+        7 if initial == 0xf4 || initial == 0xf5 => Some(rest),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_name_reads_every_value_shape_and_never_panics() {
+        let long = "x".repeat(300);
+        let values = [
+            FieldValue::Text("成都".into()),
+            FieldValue::Text(long),
+            FieldValue::Int(0),
+            FieldValue::Int(23),
+            FieldValue::Int(24),
+            FieldValue::Int(70_000),
+            FieldValue::Int(u64::MAX),
+            FieldValue::Bool(true),
+            FieldValue::Bool(false),
+            FieldValue::List(vec!["a".into(), "bb".into()]),
+            FieldValue::List(vec![]),
+        ];
+        for v in &values {
+            let d = Disclosure::new([7; SALT_BYTES], "overdue_days", v);
+            assert_eq!(
+                Disclosure::field_name(d.bytes()),
+                Some("overdue_days"),
+                "{v:?}"
+            );
+            // Every truncation and every single-byte change is handled without a panic, and a
+            // truncation never yields a name.
+            for n in 0..d.bytes().len() {
+                assert_eq!(Disclosure::field_name(&d.bytes()[..n]), None);
+                let mut b = d.bytes().to_vec();
+                b[n] ^= 0xff;
+                let _ = Disclosure::field_name(&b);
+            }
+        }
     }
 }

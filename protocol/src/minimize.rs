@@ -71,13 +71,13 @@ pub fn filter<B: AsRef<[u8]>>(
     let mut out = Filtered::default();
     for bytes in disclosures {
         let bytes = bytes.as_ref();
-        match Disclosure::decode(bytes) {
-            Ok(d) if view.admits(kind, d.name(), issued_at, now) => {
-                out.mask |= field_bit(kind, d.name());
+        match Disclosure::field_name(bytes) {
+            Some(name) if view.admits(kind, name, issued_at, now) => {
+                out.mask |= field_bit(kind, name);
                 out.kept.push(bytes.to_vec());
             }
-            Ok(d) => out.dropped.push(d.name().to_owned()),
-            Err(_) => out.dropped.push("?".to_owned()),
+            Some(name) => out.dropped.push(name.to_owned()),
+            None => out.dropped.push("?".to_owned()),
         }
     }
     out

@@ -109,6 +109,10 @@ pub struct AppendBatch {
     pub heads: Vec<(MemberId, LogHead)>,
     /// Latest signed checkpoint per origin (replaces the previous one).
     pub checkpoints: Vec<(MemberId, Vec<u8>)>,
+    /// Sets (`Some((next, end))`) or clears (`None`) an origin's pending back-fill: records held
+    /// with fewer fields than this holder's view, to be completed from the origin. Kept with the
+    /// records so a crash cannot forget it.
+    pub backfill: Vec<(MemberId, Option<(u64, u64)>)>,
 }
 
 /// A lookup over the index. All given filters apply; results are ordered by issue time.
@@ -221,6 +225,8 @@ pub trait Store {
     /// stored at its (origin, seq) with the same id (its `envelope` field is ignored): envelopes
     /// and logs never change.
     fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error>;
+    /// Pending back-fills: (origin, next, end).
+    fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error>;
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
 }
 
@@ -320,6 +326,7 @@ struct MemoryInner {
     checkpoints: BTreeMap<MemberId, Vec<u8>>,
     by_time: BTreeMap<(Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
     by_subject: BTreeMap<(String, Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
+    backfill: BTreeMap<MemberId, (u64, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +377,12 @@ impl Store for MemoryStore {
             }
             for (origin, cp) in &batch.checkpoints {
                 m.checkpoints.insert(origin.clone(), cp.clone());
+            }
+            for (origin, range) in &batch.backfill {
+                match range {
+                    Some(r) => m.backfill.insert(origin.clone(), *r),
+                    None => m.backfill.remove(origin),
+                };
             }
         })
     }
@@ -442,6 +455,15 @@ impl Store for MemoryStore {
                     envelope: e.clone(),
                     disclosures: m.disclosures.get(id).cloned().unwrap_or_default(),
                 })
+                .collect()
+        })
+    }
+
+    fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error> {
+        self.with(|m| {
+            m.backfill
+                .iter()
+                .map(|(o, (n, e))| (o.clone(), *n, *e))
                 .collect()
         })
     }

@@ -13,11 +13,15 @@ mod common;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use common::{append, chain, credit_body, member_id, sign_policy, CrashStore, T0};
+use common::{
+    append, credit_body, genesis_roster_with, member_id, sign_policy, sign_roster, CrashStore, T0,
+};
 use tfx_protocol::disclosure::Disclosure;
+use tfx_protocol::ids::sha256;
 use tfx_protocol::log::verify_log;
 use tfx_protocol::minimize::mask_fields;
 use tfx_protocol::roster::verify_chain;
+use tfx_protocol::roster::SignedRoster;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
@@ -87,8 +91,6 @@ struct Sim {
     policies: Vec<Vec<u8>>,
     /// Every disclosure any node reported sending: (recipient, record) → mask of fields.
     ledger: BTreeMap<(usize, RecordId), u32>,
-    /// What every member (all of role `bank`) may hold of another's credit records.
-    view: Vec<&'static str>,
     body: RecordBody,
     loss: u64,
     dup: u64,
@@ -97,7 +99,18 @@ struct Sim {
     messages: u64,
 }
 
-/// The simulated policy's view: every member receives these fields of others' records only.
+/// Every third member is a central bank, which sees every field; the others are banks, which
+/// see [`SIM_VIEW`]. Both issue credit records, so records relayed through a bank reach a central
+/// bank short of fields and must be completed from their origin.
+fn sim_role(i: usize) -> &'static str {
+    if i % 3 == 2 {
+        "central-bank"
+    } else {
+        "bank"
+    }
+}
+
+/// The simulated policy's view for banks: these fields of others' records only.
 const SIM_VIEW: [&str; 5] = [
     "lender",
     "balance_fen",
@@ -115,7 +128,8 @@ impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = Rng(seed);
         let n = rng.range(5, 20) as usize;
-        let (genesis, chain) = chain(n);
+        let chain = vec![sign_roster(genesis_roster_with(n, sim_role))];
+        let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
         let mut sim = Sim {
             seed,
             loss: rng.range(0, 150),
@@ -138,8 +152,18 @@ impl Sim {
             genesis,
             chain,
             ledger: BTreeMap::new(),
-            policies: vec![sign_policy(1, None, 1, &[("credit", "bank", &SIM_VIEW)]).1],
-            view: SIM_VIEW.to_vec(),
+            policies: vec![
+                sign_policy(
+                    1,
+                    None,
+                    1,
+                    &[
+                        ("credit", "bank", &SIM_VIEW),
+                        ("credit", "central-bank", &["*"]),
+                    ],
+                )
+                .1,
+            ],
             body: credit_body(),
             active_until: T0 + 2_000,
             salt: 0,
@@ -239,7 +263,7 @@ impl Sim {
         let timeout = core.poll_timeout();
         for e in events {
             match e {
-                Event::Applied { .. } | Event::RosterAdopted { .. } => {}
+                Event::Applied { .. } | Event::RosterAdopted { .. } | Event::Backfilled { .. } => {}
                 Event::Disclosed { peer, records, .. } => {
                     let to = self.ids.iter().position(|id| id == &peer).unwrap();
                     for (_, id, _, mask) in records {
@@ -332,9 +356,38 @@ impl Sim {
                     .unwrap_or_else(|e| self.fail(format!("undecodable message: {e}")));
                 let peer = self.ids[from].clone();
                 let now = self.now;
+                if std::env::var("SIM_TRACE").is_ok() {
+                    if let Message::Records(r) = &m {
+                        eprintln!(
+                            "t+{} {} -> {} records {}@{}..{} partial={} ndisc={:?}",
+                            now - T0,
+                            peer,
+                            self.ids[to],
+                            r.origin,
+                            r.from,
+                            r.from + r.records.len() as u64,
+                            r.partial,
+                            r.records.first().map(|w| w.disclosures.len())
+                        );
+                    }
+                    if let Message::Fetch(f) = &m {
+                        eprintln!(
+                            "t+{} {} -> {} fetch {}@{}+{}",
+                            now - T0,
+                            peer,
+                            self.ids[to],
+                            f.origin,
+                            f.from,
+                            f.count
+                        );
+                    }
+                }
                 let node = &mut self.nodes[to];
                 if let Some(core) = node.core.as_mut() {
                     core.handle_message(&node.store, &peer, m, now);
+                    if std::env::var("SIM_TRACE").is_ok() {
+                        eprintln!("   {} backfilling {:?}", self.ids[to], core.backfilling());
+                    }
                 }
                 self.pump(to);
             }
@@ -430,7 +483,12 @@ impl Sim {
             .filter(|(_, n)| n.durable.size > 0)
             .map(|(id, n)| (id.clone(), n.durable))
             .collect();
-        first == &expected && heads.iter().all(|h| h.as_ref() == Some(first))
+        // …and every relayed record is complete with the fields its holder's view grants.
+        let complete = self
+            .nodes
+            .iter()
+            .all(|n| n.core.as_ref().is_some_and(|c| c.backfilling().is_empty()));
+        first == &expected && heads.iter().all(|h| h.as_ref() == Some(first)) && complete
     }
 
     fn run(mut self) -> (usize, u64, u64) {
@@ -503,17 +561,18 @@ impl Sim {
             .records(origin, LogIndex(0), usize::MAX)
             .unwrap();
         for (held, full) in mine.iter().zip(&theirs) {
+            // The cheap name reader: thousands of records per seed are checked.
             let names = |ds: &[Vec<u8>]| -> Vec<String> {
                 let mut n: Vec<String> = ds
                     .iter()
-                    .map(|d| Disclosure::decode(d).unwrap().name().to_owned())
+                    .map(|d| Disclosure::field_name(d).unwrap().to_owned())
                     .collect();
                 n.sort();
                 n
             };
             let want: Vec<String> = names(&full.disclosures)
                 .into_iter()
-                .filter(|n| self.view.contains(&n.as_str()))
+                .filter(|n| sim_role(node) == "central-bank" || SIM_VIEW.contains(&n.as_str()))
                 .collect();
             let id = RecordId::of_envelope(&held.envelope);
             let logged = mask_fields(
@@ -522,8 +581,8 @@ impl Sim {
             );
             if let Some(missing) = want.iter().find(|f| !logged.contains(&f.as_str())) {
                 self.fail(format!(
-                    "{} holds {origin}#{} field {missing}, which no ledger shows sent to it",
-                    self.ids[node], held.seq.0
+                    "{} holds {origin}#{} field {missing}, which no ledger shows sent to it (logged {logged:?}, holds {:?})",
+                    self.ids[node], held.seq.0, names(&held.disclosures)
                 ));
             }
             if names(&held.disclosures) != want {

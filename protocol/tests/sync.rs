@@ -76,6 +76,7 @@ fn records_of(source: &MemoryStore, i: usize, from: u64, count: usize) -> Record
         from,
         records,
         checkpoint: source.checkpoint(&member_id(i)).unwrap(),
+        partial: false,
     }
 }
 

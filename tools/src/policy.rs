@@ -77,6 +77,10 @@ pub enum PolicyCommand {
         /// The node's member directory (holding node.toml).
         #[arg(long)]
         node: PathBuf,
+        /// The node is not running: write the versions into its policy directory, to be
+        /// verified and adopted when it starts.
+        #[arg(long)]
+        offline: bool,
         /// Signed versions, oldest first (versions the node already has are skipped).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -92,7 +96,11 @@ pub fn run(c: PolicyCommand) -> anyhow::Result<Outcome> {
             file,
         } => sign(&consortium, &key, &file),
         PolicyCommand::Show { path, json } => show(&path, json),
-        PolicyCommand::Install { node, files } => install(&node, &files),
+        PolicyCommand::Install {
+            node,
+            offline,
+            files,
+        } => install(&node, offline, &files),
     }
 }
 
@@ -301,8 +309,7 @@ fn show(path: &Path, json: bool) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn install(node: &Path, files: &[PathBuf]) -> anyhow::Result<Outcome> {
-    let client = crate::client::NodeClient::for_node(node)?;
+fn install(node: &Path, offline: bool, files: &[PathBuf]) -> anyhow::Result<Outcome> {
     let mut versions = Vec::new();
     for f in files {
         let bytes = read_limited(f, POLICY_BYTES_MAX)?;
@@ -310,6 +317,32 @@ fn install(node: &Path, files: &[PathBuf]) -> anyhow::Result<Outcome> {
         versions.push((p.policy.version, f, bytes));
     }
     versions.sort_by_key(|(v, _, _)| *v);
+    if offline {
+        let config = tfx_node::config::NodeConfig::load(&node.join("node.toml"))?;
+        let dir = config.policy_dir;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut have = tfx_node::node::read_policy_chain(&dir)?.len() as u64;
+        for (version, f, bytes) in versions {
+            if version <= have {
+                continue;
+            }
+            if version != have + 1 {
+                bail!(
+                    "{}: policy v{version} does not follow v{have} installed in {}",
+                    f.display(),
+                    dir.display()
+                );
+            }
+            write_new(&policy_file(&dir, version), &bytes)?;
+            have = version;
+            println!(
+                "{}: installed as v{version} (verified and adopted at the next start)",
+                f.display()
+            );
+        }
+        return Ok(Outcome::Ok);
+    }
+    let client = crate::client::NodeClient::for_node(node)?;
     for (version, f, bytes) in versions {
         let (status, body) = client.post("/v1/policy", &bytes)?;
         let body = crate::client::ok(status, body)

@@ -366,6 +366,7 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
             from: 0,
             records: vec![r],
             checkpoint: None,
+            partial: false,
         }))
     };
     let mut bad_signature = sealed(&bank, 1);

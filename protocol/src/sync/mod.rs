@@ -254,6 +254,17 @@ impl SyncCore {
             }
             logs.insert(origin, frontier);
         }
+        let mut backfill = BTreeMap::new();
+        for (origin, next, end) in store.backfills().map_err(store_err)? {
+            backfill.insert(
+                origin,
+                Backfill {
+                    next,
+                    end,
+                    inflight: None,
+                },
+            );
+        }
         let mut core = SyncCore {
             config,
             genesis,
@@ -264,7 +275,7 @@ impl SyncCore {
             policy,
             view: View::none(),
             policy_request: None,
-            backfill: BTreeMap::new(),
+            backfill,
             local,
             logs,
             checkpoint_sizes,
@@ -349,6 +360,15 @@ impl SyncCore {
 
     pub fn connected(&self) -> impl Iterator<Item = &MemberId> {
         self.peers.keys()
+    }
+
+    /// Origins with records still to be completed with fields this node's view grants:
+    /// (origin, next, end).
+    pub fn backfilling(&self) -> Vec<(MemberId, u64, u64)> {
+        self.backfill
+            .iter()
+            .map(|(o, b)| (o.clone(), b.next, b.end))
+            .collect()
     }
 
     pub fn frozen(&self) -> impl Iterator<Item = &MemberId> {
@@ -499,8 +519,9 @@ impl SyncCore {
                 if sent == 0 {
                     break;
                 }
+                let meta = annotate(&records);
                 for peer in &peers {
-                    let minimized = self.disclose(peer, &records, now);
+                    let minimized = self.disclose(peer, &records, &meta, now);
                     self.send(peer, Message::Records(minimized));
                     if let Some(p) = self.peers.get_mut(peer) {
                         p.sizes.insert(local.clone(), from + sent);
@@ -569,9 +590,9 @@ impl SyncCore {
             Message::Fetch(f) => self.on_fetch(store, peer, f, now),
             Message::Records(r) => self.on_records(store, peer, r, now),
             Message::RosterRequest { have } => self.on_roster_request(peer, have),
-            Message::Rosters(v) => self.on_rosters(peer, v, now),
+            Message::Rosters(v) => self.on_rosters(store, peer, v, now),
             Message::PolicyRequest { have } => self.on_policy_request(peer, have),
-            Message::Policies(v) => self.on_policies(peer, v, now),
+            Message::Policies(v) => self.on_policies(store, peer, v, now),
         }
     }
 
@@ -672,7 +693,8 @@ impl SyncCore {
         let end = f.from.saturating_add(u64::from(f.count));
         let records = self.read_range(store, &f.origin, f.from, end);
         if let Some(records) = records {
-            let minimized = self.disclose(peer, &records, now);
+            let meta = annotate(&records);
+            let minimized = self.disclose(peer, &records, &meta, now);
             self.send(peer, Message::Records(minimized));
         }
     }
@@ -680,25 +702,32 @@ impl SyncCore {
     /// The records as `peer` may receive them: the envelopes, and of the disclosures only those
     /// its view admits now (DESIGN §8: enforced at every holder, whoever the origin). Reports
     /// what is disclosed as an [`Event::Disclosed`] for the ledger.
-    fn disclose(&mut self, peer: &MemberId, records: &Records, now: u64) -> Records {
+    fn disclose(
+        &mut self,
+        peer: &MemberId,
+        records: &Records,
+        meta: &[Option<(RecordKind, Timestamp)>],
+        now: u64,
+    ) -> Records {
         let view = self.view_of(peer);
         let mut ledger = Vec::new();
         let minimized = records
             .records
             .iter()
+            .zip(meta)
             .enumerate()
-            .map(|(i, w)| {
-                let disclosures = match envelope_header(&w.envelope) {
-                    Ok(h) if !w.disclosures.is_empty() => {
-                        let f = filter(&view, h.kind, h.issued_at, now, &w.disclosures);
+            .map(|(i, (w, m))| {
+                let disclosures = match m {
+                    Some((kind, issued_at)) => {
+                        let f = filter(&view, *kind, *issued_at, now, &w.disclosures);
                         if !f.kept.is_empty() {
                             let id = RecordId::of_envelope(&w.envelope);
-                            ledger.push((records.from + i as u64, id, h.kind, f.mask));
+                            ledger.push((records.from + i as u64, id, *kind, f.mask));
                         }
                         f.kept
                     }
                     // Nothing held, or (never for stored records) an undecodable envelope.
-                    _ => Vec::new(),
+                    None => Vec::new(),
                 };
                 WireRecord {
                     envelope: w.envelope.clone(),
@@ -706,6 +735,15 @@ impl SyncCore {
                 }
             })
             .collect();
+        // Complete for the peer only if this node is the origin, or holds a view at least as
+        // wide as the peer's and is not itself still completing these records.
+        let end = records.from + records.records.len() as u64;
+        let partial = records.origin != self.config.local
+            && (self.view.narrows(&view)
+                || self
+                    .backfill
+                    .get(&records.origin)
+                    .is_some_and(|b| b.next < end && records.from < b.end));
         if !ledger.is_empty() {
             self.events.push_back(Event::Disclosed {
                 peer: peer.clone(),
@@ -719,6 +757,7 @@ impl SyncCore {
             from: records.from,
             records: minimized,
             checkpoint: records.checkpoint.clone(),
+            partial,
         }
     }
 
@@ -784,6 +823,7 @@ impl SyncCore {
             from,
             records,
             checkpoint,
+            partial: false,
         })
     }
 
@@ -825,14 +865,20 @@ impl SyncCore {
             }
         }
         let applied = self.size(&origin);
-        if self.backfill.get(&origin).is_some_and(|b| {
+        let answers_backfill = self.backfill.get(&origin).is_some_and(|b| {
             b.inflight
                 .as_ref()
                 .is_some_and(|(f, p, _)| *f == r.from && p == peer)
-        }) && end <= applied
-        {
-            self.on_backfill(store, peer, r, now);
-            return;
+        });
+        if answers_backfill {
+            if end <= applied {
+                self.on_backfill(store, peer, r, now);
+                return;
+            }
+            // Not all applied yet: take it as a normal answer, ask again later.
+            if let Some(b) = self.backfill.get_mut(&origin) {
+                b.inflight = None;
+            }
         }
         if end <= applied || len == 0 {
             self.schedule(now);
@@ -845,6 +891,7 @@ impl SyncCore {
             self.schedule(now);
             return;
         }
+        let partial = r.partial;
         let chunk = match self.verify_chunk(&origin, r, skip as usize, now) {
             Ok(c) => c,
             Err(reason) => {
@@ -854,6 +901,11 @@ impl SyncCore {
             }
         };
         self.refused(peer, &origin, &chunk.refused);
+        // A relay serves what it holds under its own view: where ours is wider, the fields it
+        // could not send are fetched again from the origin (or a peer whose view covers ours).
+        if partial {
+            self.need_backfill(&origin, start, end);
+        }
         self.pulls
             .entry(origin.clone())
             .or_default()
@@ -1015,6 +1067,9 @@ impl SyncCore {
                 }
             }
             batch.heads.push((origin.clone(), head));
+            if let Some(b) = self.backfill.get(origin) {
+                batch.backfill.push((origin.clone(), Some((b.next, b.end))));
+            }
             if let Err(e) = store.apply(&batch) {
                 self.store_failed(e);
                 return;
@@ -1133,6 +1188,7 @@ impl SyncCore {
         let origin = r.origin.clone();
         let from = r.from;
         let len = r.records.len() as u64;
+        let partial = r.partial;
         let chunk = match self.verify_chunk(&origin, r, 0, now) {
             Ok(c) => c,
             Err(reason) => {
@@ -1173,22 +1229,69 @@ impl SyncCore {
                 records: updates.len() as u64,
             });
         }
+        let mut progress = None;
         if let Some(b) = self.backfill.get_mut(&origin) {
             b.inflight = None;
-            b.next = from + len.max(1);
+            if partial {
+                // The source could not complete them either; ask again (the origin, ideally)
+                // on the next round.
+                return;
+            }
+            // Progress only from `next` on: the range may have grown below the request since
+            // it was sent (a relayed chunk filling an earlier gap).
+            if from <= b.next {
+                b.next = b.next.max(from + len.max(1));
+            }
+            progress = Some((b.next < b.end).then_some((b.next, b.end)));
             if b.next >= b.end {
                 self.backfill.remove(&origin);
             }
         }
+        if let Some(state) = progress {
+            self.persist_backfill(store, &origin, state);
+        }
         self.schedule_backfill(now);
     }
 
+    /// Records an origin's back-fill state in the store (after the disclosures it covers).
+    fn persist_backfill<S: Store>(
+        &mut self,
+        store: &S,
+        origin: &MemberId,
+        state: Option<(u64, u64)>,
+    ) {
+        let batch = AppendBatch {
+            backfill: vec![(origin.clone(), state)],
+            ..AppendBatch::default()
+        };
+        if let Err(e) = store.apply(&batch) {
+            self.store_failed(e);
+        }
+    }
+
+    /// Adds `from..end` of `origin` to what is back-filled.
+    fn need_backfill(&mut self, origin: &MemberId, from: u64, end: u64) {
+        let b = self.backfill.entry(origin.clone()).or_insert(Backfill {
+            next: from,
+            end,
+            inflight: None,
+        });
+        b.next = b.next.min(from);
+        b.end = b.end.max(end);
+    }
+
     /// Starts back-fill requests: for each origin being back-filled with nothing in flight, asks
-    /// the origin itself when connected (it holds every field), else any peer on this policy
-    /// version or newer that holds the range.
+    /// the origin itself when connected (it holds every field), else a peer on this policy
+    /// version or newer whose view covers this node's and that holds the range.
     fn schedule_backfill(&mut self, now: u64) {
         let version = self.policy_version();
         let deadline = now.saturating_add(self.config.fetch_timeout_ms);
+        let covering: BTreeSet<MemberId> = self
+            .peers
+            .keys()
+            .filter(|p| !self.view_of(p).narrows(&self.view))
+            .cloned()
+            .collect();
         let mut requests = Vec::new();
         for (origin, b) in &mut self.backfill {
             if b.inflight.is_some() {
@@ -1196,7 +1299,9 @@ impl SyncCore {
             }
             let eligible = |id: &MemberId, p: &Peer| {
                 p.policy_version >= version
-                    && (id == origin || p.sizes.get(origin).is_some_and(|n| *n > b.next))
+                    && (id == origin
+                        || (covering.contains(id)
+                            && p.sizes.get(origin).is_some_and(|n| *n > b.next)))
             };
             let source = self
                 .peers
@@ -1243,12 +1348,18 @@ impl SyncCore {
         self.send(peer, Message::Policies(versions));
     }
 
-    fn on_policies(&mut self, peer: &MemberId, versions: Vec<Vec<u8>>, now: u64) {
+    fn on_policies<S: Store>(
+        &mut self,
+        store: &S,
+        peer: &MemberId,
+        versions: Vec<Vec<u8>>,
+        now: u64,
+    ) {
         if self.policy_request.as_ref().is_some_and(|(p, _)| p == peer) {
             self.policy_request = None;
         }
         for bytes in versions {
-            match self.adopt_policy(bytes, now) {
+            match self.adopt_policy(store, bytes, now) {
                 Ok(_) | Err(PolicyError::UnknownRoster { .. }) => {}
                 Err(e) => {
                     // A roster version this node lacks is not the peer's fault: it is asked
@@ -1269,15 +1380,25 @@ impl SyncCore {
 
     /// A policy version an operator installed on this node (`tfx policy install`): adopted
     /// like one received from a peer, then announced to every peer.
-    pub fn handle_local_policy(&mut self, bytes: Vec<u8>, now: u64) -> Result<u64, PolicyError> {
-        let version = self.adopt_policy(bytes, now)?;
+    pub fn handle_local_policy<S: Store>(
+        &mut self,
+        store: &S,
+        bytes: Vec<u8>,
+        now: u64,
+    ) -> Result<u64, PolicyError> {
+        let version = self.adopt_policy(store, bytes, now)?;
         Ok(version)
     }
 
     /// Verifies `bytes` as the next policy version and adopts it: persisted by the node
     /// ([`Event::PolicyAdopted`]), announced to peers, fields it grants back-filled, fields it
     /// takes away purged. Versions at or below the current one are ignored (`Ok(current)`).
-    fn adopt_policy(&mut self, bytes: Vec<u8>, now: u64) -> Result<u64, PolicyError> {
+    fn adopt_policy<S: Store>(
+        &mut self,
+        store: &S,
+        bytes: Vec<u8>,
+        now: u64,
+    ) -> Result<u64, PolicyError> {
         let next = SignedPolicy::decode(&bytes)?;
         if next.policy.version <= self.policy_version() {
             return Ok(self.policy_version());
@@ -1286,9 +1407,9 @@ impl SyncCore {
         let version = next.policy.version;
         self.policy = Some(next.policy);
         self.policies.push(bytes.clone());
+        self.update_view(store, now);
         self.events
             .push_back(Event::PolicyAdopted { version, bytes });
-        self.update_view(now);
         let hello = self.hello();
         let peers: Vec<MemberId> = self.peers.keys().cloned().collect();
         for p in peers {
@@ -1299,10 +1420,11 @@ impl SyncCore {
 
     /// Recomputes the local view after a policy or roster change: back-fills what it gained,
     /// and asks for a purge when it lost something.
-    fn update_view(&mut self, now: u64) {
+    fn update_view<S: Store>(&mut self, store: &S, now: u64) {
         let new = self.view_of(&self.config.local.clone());
         let old = std::mem::replace(&mut self.view, new);
         if self.view.grants_beyond(&old) {
+            let mut batch = AppendBatch::default();
             for (origin, f) in &self.logs {
                 if f.size() > 0 {
                     self.backfill.insert(
@@ -1313,7 +1435,13 @@ impl SyncCore {
                             inflight: None,
                         },
                     );
+                    batch.backfill.push((origin.clone(), Some((0, f.size()))));
                 }
+            }
+            // Persisted before the node writes the policy file: a crash in between re-runs
+            // the back-fill rather than forgetting it.
+            if let Err(e) = store.apply(&batch) {
+                self.store_failed(e);
             }
             self.schedule_backfill(now);
         }
@@ -1331,7 +1459,13 @@ impl SyncCore {
         self.send(peer, Message::Rosters(versions));
     }
 
-    fn on_rosters(&mut self, peer: &MemberId, versions: Vec<Vec<u8>>, now: u64) {
+    fn on_rosters<S: Store>(
+        &mut self,
+        store: &S,
+        peer: &MemberId,
+        versions: Vec<Vec<u8>>,
+        now: u64,
+    ) {
         if self.roster_request.as_ref().is_some_and(|(p, _)| p == peer) {
             self.roster_request = None;
         }
@@ -1370,7 +1504,7 @@ impl SyncCore {
             adopted = true;
         }
         if adopted {
-            self.update_view(now);
+            self.update_view(store, now);
             let gone: Vec<MemberId> = self
                 .peers
                 .keys()
@@ -1403,4 +1537,21 @@ impl SyncCore {
 fn roster_at(chain: &[Vec<u8>], version: u64) -> Option<Roster> {
     let i = usize::try_from(version.checked_sub(1)?).ok()?;
     SignedRoster::decode(chain.get(i)?).ok().map(|r| r.roster)
+}
+
+/// Each record's kind and issue time, decoded once per read (a push filters the same records
+/// for several peers); `None` where nothing is held to filter.
+fn annotate(records: &Records) -> Vec<Option<(RecordKind, Timestamp)>> {
+    records
+        .records
+        .iter()
+        .map(|w| {
+            if w.disclosures.is_empty() {
+                return None;
+            }
+            envelope_header(&w.envelope)
+                .ok()
+                .map(|h| (h.kind, h.issued_at))
+        })
+        .collect()
 }

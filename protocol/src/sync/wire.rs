@@ -77,13 +77,16 @@ pub struct WireRecord {
 
 /// Consecutive records of one origin starting at `from`: the answer to a `Fetch`, or pushed
 /// unasked right after the origin made them durable. `checkpoint`, when present, is the origin's
-/// signed checkpoint of size exactly `from + records.len()`.
+/// signed checkpoint of size exactly `from + records.len()`. `partial`: the sender may hold
+/// fewer fields of these records than the receiver's view grants (it is a relay with a narrower
+/// view, or is itself still completing them), so the receiver completes them from the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Records {
     pub origin: MemberId,
     pub from: u64,
     pub records: Vec<WireRecord>,
     pub checkpoint: Option<Vec<u8>>,
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +157,7 @@ impl Message {
                 e.uint(3).uint(u64::from(f.count));
             }
             Message::Records(r) => {
-                e.map(if r.checkpoint.is_some() { 5 } else { 4 });
+                e.map(4 + usize::from(r.checkpoint.is_some()) + usize::from(r.partial));
                 e.uint(0).uint(TYPE_RECORDS);
                 e.uint(1).text(r.origin.as_str());
                 e.uint(2).uint(r.from);
@@ -167,6 +170,9 @@ impl Message {
                 }
                 if let Some(c) = &r.checkpoint {
                     e.uint(4).bytes(c);
+                }
+                if r.partial {
+                    e.uint(5).bool(true);
                 }
             }
             Message::RosterRequest { have } => {
@@ -246,7 +252,7 @@ impl Message {
                 }))
             }
             TYPE_RECORDS => {
-                codec::only_keys(W, m, &[T, 1, 2, 3, 4])?;
+                codec::only_keys(W, m, &[T, 1, 2, 3, 4, 5])?;
                 let from = codec::as_u64(W, codec::field(W, m, 2)?)?;
                 let list = bounded(
                     W,
@@ -281,11 +287,22 @@ impl Message {
                     None => None,
                     Some(c) => Some(sized(W, c, CHECKPOINT_BYTES_MAX, "checkpoint")?),
                 };
+                let partial = match m.get(&codec::key(5)) {
+                    None => false,
+                    Some(Value::Bool(true)) => true,
+                    Some(_) => {
+                        return Err(DecodeError::structure(
+                            W,
+                            "records: partial is present only as true",
+                        ))
+                    }
+                };
                 Ok(Message::Records(Records {
                     origin: member(W, codec::field(W, m, 1)?)?,
                     from,
                     records,
                     checkpoint,
+                    partial,
                 }))
             }
             TYPE_ROSTER_REQUEST | TYPE_POLICY_REQUEST => {
@@ -415,12 +432,14 @@ mod tests {
                     disclosures: vec![vec![4], vec![5, 6]],
                 }],
                 checkpoint: Some(vec![7; 100]),
+                partial: true,
             }),
             Message::Records(Records {
                 origin: id("bank-a"),
                 from: 0,
                 records: vec![],
                 checkpoint: None,
+                partial: false,
             }),
             Message::RosterRequest { have: 2 },
             Message::Rosters(vec![vec![1; 10], vec![2; 20]]),
@@ -465,6 +484,7 @@ mod tests {
                 from: 0,
                 records: vec![rec.clone(); n],
                 checkpoint: None,
+                partial: false,
             })
             .encode()
         };
@@ -480,6 +500,7 @@ mod tests {
                     disclosures: vec![vec![1]; n],
                 }],
                 checkpoint: None,
+                partial: false,
             })
             .encode()
         };
@@ -495,6 +516,7 @@ mod tests {
                     disclosures: vec![],
                 }],
                 checkpoint: None,
+                partial: false,
             })
             .encode()
         };

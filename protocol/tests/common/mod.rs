@@ -132,12 +132,19 @@ pub fn append<S: Store>(
     log.head()
 }
 
+/// One write to a [`CrashStore`], in order, for replay after a crash.
+#[derive(Debug)]
+enum Op {
+    Apply(AppendBatch),
+    Replace(Vec<StoredRecord>),
+}
+
 /// A [`MemoryStore`] that remembers which batches were flushed: [`CrashStore::crash`] keeps
 /// only those, as a power loss would.
 #[derive(Debug, Default)]
 pub struct CrashStore {
     live: Mutex<MemoryStore>,
-    applied: Mutex<Vec<AppendBatch>>,
+    applied: Mutex<Vec<Op>>,
     flushed: Mutex<usize>,
 }
 
@@ -146,8 +153,11 @@ impl CrashStore {
         let applied = self.applied.lock().unwrap();
         let flushed = *self.flushed.lock().unwrap();
         let fresh = MemoryStore::new();
-        for b in &applied[..flushed] {
-            fresh.apply(b).unwrap();
+        for op in &applied[..flushed] {
+            match op {
+                Op::Apply(b) => fresh.apply(b).unwrap(),
+                Op::Replace(r) => fresh.replace_disclosures(r).unwrap(),
+            }
         }
         *self.live.lock().unwrap() = fresh;
         drop(applied);
@@ -164,7 +174,7 @@ impl Store for CrashStore {
 
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
         self.live.lock().unwrap().apply(batch)?;
-        self.applied.lock().unwrap().push(batch.clone());
+        self.applied.lock().unwrap().push(Op::Apply(batch.clone()));
         Ok(())
     }
     fn flush(&self) -> Result<(), Self::Error> {
@@ -208,9 +218,16 @@ impl Store for CrashStore {
     ) -> Result<Vec<HeldRecord>, Self::Error> {
         self.live.lock().unwrap().records(origin, from, limit)
     }
-    /// Not replayed after a crash (the simulator's policy never changes, so nothing calls it).
     fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error> {
-        self.live.lock().unwrap().replace_disclosures(records)
+        self.live.lock().unwrap().replace_disclosures(records)?;
+        self.applied
+            .lock()
+            .unwrap()
+            .push(Op::Replace(records.to_vec()));
+        Ok(())
+    }
+    fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error> {
+        self.live.lock().unwrap().backfills()
     }
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
         self.live.lock().unwrap().query(q)

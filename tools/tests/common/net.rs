@@ -224,6 +224,20 @@ impl Api {
         (r.status().as_u16() == 201).then(|| r.body_mut().read_json().unwrap())
     }
 
+    /// `GET path` with the token; the JSON body of a 2xx answer.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .ok()?;
+        if !(200..300).contains(&r.status().as_u16()) {
+            return None;
+        }
+        r.body_mut().read_json().ok()
+    }
+
     pub fn status(&self) -> Option<Value> {
         let mut r = self
             .agent
