@@ -155,6 +155,10 @@ struct Peer {
     policy_version: u64,
     next_hello: u64,
     fetches: usize,
+    /// The peer's view under the current policy and roster (what it may be sent).
+    view: View,
+    /// Whether its view covers this node's: records it holds complete are complete for us.
+    covers: bool,
 }
 
 /// Re-fetching records already held to gain the disclosures a newer policy grants: one range
@@ -461,6 +465,8 @@ impl SyncCore {
             return;
         }
         self.forget(&peer);
+        let view = self.view_of(&peer);
+        let covers = !view.narrows(&self.view);
         self.peers.insert(
             peer.clone(),
             Peer {
@@ -469,6 +475,8 @@ impl SyncCore {
                 policy_version: 0,
                 next_hello: now.saturating_add(self.config.anti_entropy_ms),
                 fetches: 0,
+                view,
+                covers,
             },
         );
         let hello = self.hello();
@@ -709,7 +717,8 @@ impl SyncCore {
         meta: &[Option<(RecordKind, Timestamp)>],
         now: u64,
     ) -> Records {
-        let view = self.view_of(peer);
+        let none = View::none();
+        let view = self.peers.get(peer).map_or(&none, |p| &p.view);
         let mut ledger = Vec::new();
         let minimized = records
             .records
@@ -719,7 +728,7 @@ impl SyncCore {
             .map(|(i, (w, m))| {
                 let disclosures = match m {
                     Some((kind, issued_at)) => {
-                        let f = filter(&view, *kind, *issued_at, now, &w.disclosures);
+                        let f = filter(view, *kind, *issued_at, now, &w.disclosures);
                         if !f.kept.is_empty() {
                             let id = RecordId::of_envelope(&w.envelope);
                             ledger.push((records.from + i as u64, id, *kind, f.mask));
@@ -739,16 +748,17 @@ impl SyncCore {
         // wide as the peer's and is not itself still completing these records.
         let end = records.from + records.records.len() as u64;
         let partial = records.origin != self.config.local
-            && (self.view.narrows(&view)
+            && (self.view.narrows(view)
                 || self
                     .backfill
                     .get(&records.origin)
                     .is_some_and(|b| b.next < end && records.from < b.end));
+        let policy_version = view.version;
         if !ledger.is_empty() {
             self.events.push_back(Event::Disclosed {
                 peer: peer.clone(),
                 origin: records.origin.clone(),
-                policy_version: view.version,
+                policy_version,
                 records: ledger,
             });
         }
@@ -1133,16 +1143,20 @@ impl SyncCore {
             let mut requests = Vec::new();
             'gaps: for (mut s, e) in gaps {
                 while s < e && in_flight < self.config.pipeline {
-                    // The least-loaded peer that has record `s`; ties go to the lower id.
+                    // The least-loaded peer that has record `s` and can send it complete (the
+                    // origin, or a view covering ours); a narrower relay only when no such peer
+                    // has it, since its records must be completed from the origin afterwards.
+                    // Ties go to the lower id.
                     let Some((peer, their)) = self
                         .peers
                         .iter()
                         .filter(|(_, p)| p.fetches < PEER_FETCHES_MAX)
                         .filter_map(|(id, p)| {
+                            let relay = id != &origin && !p.covers;
                             p.sizes
                                 .get(&origin)
                                 .filter(|n| **n > s)
-                                .map(|n| (id, p.fetches, *n))
+                                .map(|n| (id, (relay, p.fetches), *n))
                         })
                         .min_by_key(|(_, load, _)| *load)
                         .map(|(id, _, n)| (id.clone(), n))
@@ -1288,9 +1302,9 @@ impl SyncCore {
         let deadline = now.saturating_add(self.config.fetch_timeout_ms);
         let covering: BTreeSet<MemberId> = self
             .peers
-            .keys()
-            .filter(|p| !self.view_of(p).narrows(&self.view))
-            .cloned()
+            .iter()
+            .filter(|(_, p)| p.covers)
+            .map(|(id, _)| id.clone())
             .collect();
         let mut requests = Vec::new();
         for (origin, b) in &mut self.backfill {
@@ -1423,6 +1437,15 @@ impl SyncCore {
     fn update_view<S: Store>(&mut self, store: &S, now: u64) {
         let new = self.view_of(&self.config.local.clone());
         let old = std::mem::replace(&mut self.view, new);
+        let ids: Vec<MemberId> = self.peers.keys().cloned().collect();
+        for id in ids {
+            let view = self.view_of(&id);
+            let covers = !view.narrows(&self.view);
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.view = view;
+                p.covers = covers;
+            }
+        }
         if self.view.grants_beyond(&old) {
             let mut batch = AppendBatch::default();
             for (origin, f) in &self.logs {
