@@ -21,6 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tfx_node::entropy::SystemEntropy;
 use tfx_node::pki::{self, Ca};
+use tfx_protocol::keys::SigningKey;
 use tfx_protocol::record::{seal, SealParams};
 use tfx_protocol::sync::wire::{Message, Records, WireRecord, FRAME_BYTES_MAX};
 use tfx_protocol::{LogIndex, MemberId};
@@ -203,6 +204,33 @@ async fn send_raw(
         .expect("the node did not close the connection within 10 s")
 }
 
+/// Synthetic credit record `n` signed with `key` as `origin`'s seq 0, every field disclosed.
+fn sealed_credit(key: &SigningKey, origin: &MemberId, n: u64) -> WireRecord {
+    let body = tfx_node::synthetic::credit(n).unwrap();
+    let params = SealParams {
+        origin,
+        seq: LogIndex(0),
+        issued_at: tfx_node::clock::now(),
+        pseudonym: None,
+    };
+    let r = seal(&body, params, key, &mut SystemEntropy::new()).unwrap();
+    WireRecord {
+        envelope: r.envelope,
+        disclosures: r.disclosures.into_iter().map(|d| d.into_bytes()).collect(),
+    }
+}
+
+/// A framed `Records` message carrying `r` as `origin`'s record 0.
+fn records_frame(origin: &MemberId, r: WireRecord) -> Vec<u8> {
+    frame(&Message::Records(Records {
+        origin: origin.clone(),
+        from: 0,
+        records: vec![r],
+        checkpoint: None,
+        partial: false,
+    }))
+}
+
 fn frame(message: &Message) -> Vec<u8> {
     let payload = message.encode();
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
@@ -346,29 +374,7 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
         tfx_node::keyfile::load_signing_key(&bank_dir.join("keys/record-signing.key")).unwrap();
     let bank = MemberId::new("bank-a").unwrap();
     let pbc_id = MemberId::new("pbc-chengdu").unwrap();
-    let sealed = |origin: &MemberId, n: u64| {
-        let body = tfx_node::synthetic::credit(n).unwrap();
-        let params = SealParams {
-            origin,
-            seq: LogIndex(0),
-            issued_at: tfx_node::clock::now(),
-            pseudonym: None,
-        };
-        let r = seal(&body, params, &bank_key, &mut SystemEntropy::new()).unwrap();
-        WireRecord {
-            envelope: r.envelope,
-            disclosures: r.disclosures.into_iter().map(|d| d.into_bytes()).collect(),
-        }
-    };
-    let records = |origin: &MemberId, r: WireRecord| {
-        frame(&Message::Records(Records {
-            origin: origin.clone(),
-            from: 0,
-            records: vec![r],
-            checkpoint: None,
-            partial: false,
-        }))
-    };
+    let sealed = |origin: &MemberId, n: u64| sealed_credit(&bank_key, origin, n);
     let mut bad_signature = sealed(&bank, 1);
     let last = bad_signature.envelope.len() - 1;
     bad_signature.envelope[last] ^= 1;
@@ -388,17 +394,17 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
         ),
         (
             "a record with a bad signature",
-            records(&bank, bad_signature),
+            records_frame(&bank, bad_signature),
             "record bank-a#0 does not verify",
         ),
         (
             "a record forged in another member's name",
-            records(&pbc_id, sealed(&pbc_id, 2)),
+            records_frame(&pbc_id, sealed(&pbc_id, 2)),
             "record pbc-chengdu#0 does not verify",
         ),
         (
             "a record sent as another origin's",
-            records(&pbc_id, sealed(&bank, 3)),
+            records_frame(&pbc_id, sealed(&bank, 3)),
             "record sent as pbc-chengdu#0 claims origin bank-a",
         ),
     ];
@@ -443,7 +449,7 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
         let (conn, mut stream) =
             open_stream(&endpoint, addr, tfx_node::transport::STREAM_BULK).await;
         stream
-            .write_all(&records(&bank, sealed(&bank, 4)))
+            .write_all(&records_frame(&bank, sealed(&bank, 4)))
             .await
             .unwrap();
         conn
@@ -458,4 +464,80 @@ fn a_misbehaving_member_is_disconnected_and_nothing_it_sent_is_stored() {
         std::thread::sleep(Duration::from_millis(100));
     }
     conn.close(0u32.into(), b"done");
+}
+
+#[test]
+fn a_push_beyond_the_receivers_view_is_dropped_recorded_and_the_sender_flagged() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _quinn_needs_a_runtime = rt.enter();
+    let mut net = Net::new();
+    net.start("risk-warning");
+    let addr = quic_addr(&net.member("risk-warning"));
+    let rw = Api::new(&net.member("risk-warning"));
+    // bank-a, gone bad or simply misconfigured, pushes a record with every field — the USCC
+    // and the enterprise's name included — to the risk-warning member.
+    let bank_dir = net.member("bank-a");
+    let endpoint = client(Some(&member_identity(&bank_dir)));
+    let key =
+        tfx_node::keyfile::load_signing_key(&bank_dir.join("keys/record-signing.key")).unwrap();
+    let bank = MemberId::new("bank-a").unwrap();
+    let n = 7;
+    let identity = tfx_node::synthetic::credit_json(n);
+    let from = net.log("risk-warning").len();
+    let conn = rt.block_on(async {
+        let (conn, mut stream) =
+            open_stream(&endpoint, addr, tfx_node::transport::STREAM_BULK).await;
+        let push = records_frame(&bank, sealed_credit(&key, &bank, n));
+        stream.write_all(&push).await.unwrap();
+        conn
+    });
+    // The record is kept (every member holds every envelope) with the fields of the view only.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heads(&rw.status().unwrap()).get("bank-a").map(|h| h.0) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "not stored:\n{}",
+            net.log("risk-warning")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_log(
+        &net,
+        "risk-warning",
+        from,
+        "peer sent disclosures beyond this member's view: dropped, peer flagged",
+    );
+    let status = rw.status().unwrap();
+    let refused = status["refused_disclosures"].as_u64().unwrap();
+    assert!(refused >= 2, "{status}");
+    assert_eq!(
+        status["flagged"]["bank-a"].as_u64(),
+        Some(refused),
+        "{status}"
+    );
+    // Flagged, not disconnected: a member one policy version behind is not an attacker.
+    assert!(conn.close_reason().is_none(), "the sender was disconnected");
+    let list = rw.get("/v1/records?limit=10").unwrap();
+    let id = list["records"][0]["id"].as_str().unwrap().to_owned();
+    let held = rw.get(&format!("/v1/records/{id}")).unwrap();
+    assert!(
+        held["fields"].get("subject_uscc").is_none()
+            && held["fields"].get("subject_name").is_none(),
+        "{held}"
+    );
+    assert!(held["fields"].get("overdue_days").is_some(), "{held}");
+    conn.close(0u32.into(), b"done");
+    // Nothing of the identity reached the disk or the log.
+    assert!(net.signal("risk-warning", 15).success());
+    let needles = [
+        identity["subject_uscc"].as_str().unwrap(),
+        identity["subject_name"].as_str().unwrap(),
+    ];
+    let found = files_containing(&net.member("risk-warning"), &needles);
+    assert!(found.is_empty(), "identities on disk: {found:?}");
+    let log = net.log("risk-warning");
+    assert!(
+        needles.iter().all(|n| !log.contains(n)),
+        "the log names the enterprise"
+    );
 }

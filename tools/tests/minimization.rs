@@ -94,18 +94,6 @@ fn field_names(r: &Value) -> BTreeSet<String> {
     r["fields"].as_object().unwrap().keys().cloned().collect()
 }
 
-/// Recursively collects every file under `dir`.
-fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !f() {
@@ -300,30 +288,20 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
     for m in MEMBERS {
         assert!(net.signal(m, 15).success(), "{m}:\n{}", net.log(m));
     }
-    let mut paths = Vec::new();
-    files(&net.member("risk-warning"), &mut paths);
     let log = net.log("risk-warning");
-    for (uscc, name) in &people {
-        for p in &paths {
-            let bytes = std::fs::read(p).unwrap();
-            for needle in [uscc.as_bytes(), name.as_bytes()] {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle),
-                    "{} contains an identity ({})",
-                    p.display(),
-                    if needle == uscc.as_bytes() {
-                        "USCC"
-                    } else {
-                        "name"
-                    }
-                );
-            }
-        }
-        assert!(
-            !log.contains(uscc.as_str()) && !log.contains(name.as_str()),
-            "risk-warning's log names an enterprise"
-        );
-    }
+    let needles: Vec<&str> = people
+        .iter()
+        .flat_map(|(u, n)| [u.as_str(), n.as_str()])
+        .collect();
+    let found = files_containing(&net.member("risk-warning"), &needles);
+    assert!(
+        found.is_empty(),
+        "risk-warning's files hold identities: {found:?}"
+    );
+    assert!(
+        needles.iter().all(|n| !log.contains(n)),
+        "risk-warning's log names an enterprise"
+    );
     assert!(!net
         .member("risk-warning")
         .join("keys/pseudonym.secret")

@@ -326,3 +326,26 @@ pub fn wait_converged(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Every file under `dir` (sled's included) that contains one of `needles`, byte for byte:
+/// (file, needle) pairs. The test of truth for minimization (DESIGN §8).
+pub fn files_containing(dir: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                    found.push((p.clone(), (*n).to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
