@@ -6,7 +6,8 @@
 #                           policy, node.toml
 # The starting data-minimization policy (deploy/policy.example.toml) is signed as version 1 and
 # installed on every node; the consortium pseudonym secret goes to the issuing members
-# (science-dept, pbc-chengdu, bank-a) and never to risk-warning.
+# (science-dept, pbc-chengdu, bank-a) and never to risk-warning, which runs the rules of
+# deploy/warnings.example.toml.
 # Members: science-dept, pbc-chengdu (central bank branch), bank-a, risk-warning, on 127.0.0.1.
 # Governors: science-dept, local-finance, central-bank, threshold 2, all held locally, so every
 # approval completes at once. Never use this for anything but development: all keys sit together.
@@ -52,6 +53,9 @@ while read -r id role name; do
   if [ "$role" != risk-warning ]; then
     install -m 600 "$dir/consortium/pseudonym.secret" "$dir/$id/keys/pseudonym.secret"
     sed -i 's|^\[paths\]$|[paths]\npseudonym_secret = "keys/pseudonym.secret"|' "$dir/$id/node.toml"
+  else
+    cp "$here/deploy/warnings.example.toml" "$dir/$id/warnings.toml"
+    printf '\n[risk_warning]\nrules = "warnings.toml"\n' >> "$dir/$id/node.toml"
   fi
   port=$((port + 1))
 done <<'MEMBERS'

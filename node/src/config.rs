@@ -24,6 +24,15 @@ struct File {
     sync: SyncSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    risk_warning: RiskWarningSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RiskWarningSection {
+    rules: Option<PathBuf>,
+    interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +115,9 @@ pub struct NodeConfig {
     pub pipeline: usize,
     pub retention_sweep_ms: u64,
     pub log_format: LogFormat,
+    /// Risk-warning rules file (`[risk_warning] rules`); the rule runner starts only with one.
+    pub warning_rules: Option<PathBuf>,
+    pub warning_interval_ms: u64,
 }
 
 /// Bounds: (min, max) for each tunable, with the reason in `deploy/node.example.toml`.
@@ -113,6 +125,7 @@ pub const ANTI_ENTROPY_MS: (u64, u64) = (50, 3_600_000);
 pub const FETCH_TIMEOUT_MS: (u64, u64) = (100, 600_000);
 pub const PIPELINE: (usize, usize) = (1, 64);
 pub const RETENTION_SWEEP_MS: (u64, u64) = (1_000, 86_400_000);
+pub const WARNING_INTERVAL_MS: (u64, u64) = (50, 3_600_000);
 
 /// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
 pub const API_PORT_OFFSET: u16 = 1000;
@@ -231,6 +244,12 @@ impl NodeConfig {
             3_600_000,
             RETENTION_SWEEP_MS,
         )?;
+        let warning_interval_ms = bounded(
+            "risk_warning.interval_ms",
+            f.risk_warning.interval_ms,
+            1_000,
+            WARNING_INTERVAL_MS,
+        )?;
         let log_format = match f.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -266,6 +285,8 @@ impl NodeConfig {
             pipeline,
             retention_sweep_ms,
             log_format,
+            warning_rules: f.risk_warning.rules.as_deref().map(abs),
+            warning_interval_ms,
         })
     }
 }
@@ -338,6 +359,8 @@ listen = "127.0.0.1:7403"
         assert_eq!(d.fetch_timeout_ms, 30_000);
         assert_eq!(d.pipeline, 8);
         assert_eq!(d.retention_sweep_ms, 3_600_000);
+        assert!(d.warning_rules.is_some());
+        assert_eq!(d.warning_interval_ms, 1_000);
         assert_eq!(d.policy_dir, c.policy_dir);
         assert_eq!(d.api_listen, c.api_listen);
         assert_eq!(d.api_token, c.api_token);

@@ -4,7 +4,8 @@
 //! member TLS keys and certificates), the clock and the OS random generator — and the running
 //! node: the QUIC [`transport`], peer [`connection`]s, the sync [`driver`] around the sans-IO
 //! core, the [`node`] that wires them together and the loopback [`api`] (DESIGN §7, §10) — and
-//! the [`ledger`] of every disclosure sent (DESIGN §8).
+//! the [`ledger`] of every disclosure sent (DESIGN §8) and the risk-warning member's rule
+//! runner, [`warner`] (DESIGN §9).
 
 pub mod api;
 pub mod appender;
@@ -22,3 +23,4 @@ pub mod pki;
 pub mod sled_store;
 pub mod synthetic;
 pub mod transport;
+pub mod warner;

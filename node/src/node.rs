@@ -133,6 +133,27 @@ pub fn read_policy_chain(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     )
 }
 
+/// Loads the risk-warning rules; only a member holding the `risk-warning` role may run them
+/// (only it may issue risk-warning records).
+fn load_warning_rules(
+    path: &Path,
+    roster: &tfx_protocol::roster::Roster,
+    member: &MemberId,
+) -> anyhow::Result<tfx_protocol::warnings::Rules> {
+    let holds = roster
+        .member(member)
+        .is_some_and(|m| m.roles.iter().any(|r| r == "risk-warning"));
+    if !holds {
+        bail!(
+            "[risk_warning] rules is set, but {member} does not hold the risk-warning role in roster v{}",
+            roster.version
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    tfx_protocol::warnings::Rules::parse(&text).with_context(|| path.display().to_string())
+}
+
 /// Reads a `genesis.sha256` file: 64 hex digits.
 pub fn read_genesis(path: &Path) -> anyhow::Result<[u8; 32]> {
     let text =
@@ -302,7 +323,18 @@ impl Node {
             shutdown_rx.clone(),
         )
         .await?;
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let Some(path) = &config.warning_rules {
+            let rules = load_warning_rules(path, &roster, &member)?;
+            tasks.push(tokio::spawn(crate::warner::run(
+                shared.store.clone(),
+                shared.appender.clone(),
+                tfx_protocol::warnings::Engine::new(rules),
+                Duration::from_millis(config.warning_interval_ms),
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.extend([
             tokio::spawn(accept_loop(
                 endpoint.clone(),
                 member.clone(),
@@ -318,7 +350,7 @@ impl Node {
                 shutdown_rx,
             )),
             api_task,
-        ];
+        ]);
         tracing::info!(%member, quic = %quic_addr, api = %api_addr, roster = roster.version, "node started");
         Ok(Node {
             shared,

@@ -32,5 +32,6 @@ pub mod schema;
 pub mod store;
 pub mod sync;
 pub mod validate;
+pub mod warnings;
 
 pub use ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};

@@ -125,6 +125,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<crate::Outcome> {
         &root,
         a.base_port,
         "\n[sync]\nanti_entropy_ms = 1000\n",
+        true,
         &mut |id, role, endpoint| println!("  {id:<14} {role:<14} {endpoint}  joined"),
     )?;
     println!("  latest roster published on science-dept's node");

@@ -38,6 +38,9 @@ fn install_secret(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The risk-warning member's rules (DESIGN §9).
+const WARNING_RULES: &str = include_str!("../../deploy/warnings.example.toml");
+
 /// How long to wait for a node to start or stop.
 const NODE_WAIT: Duration = Duration::from_secs(60);
 
@@ -116,11 +119,13 @@ pub fn status(c: &NodeClient) -> anyhow::Result<Value> {
 impl LocalNet {
     /// Builds the consortium in `root` (which must be empty or absent): members listen on
     /// 127.0.0.1 at `base_port`.. in [`MEMBERS`] order; `sync_toml` is appended to every
-    /// node.toml (e.g. a shorter anti-entropy interval). `joined` is told of each member.
+    /// node.toml (e.g. a shorter anti-entropy interval). `warnings`: the risk-warning member
+    /// runs the example rules. `joined` is told of each member.
     pub fn build(
         root: &Path,
         base_port: u16,
         sync_toml: &str,
+        warnings: bool,
         joined: &mut dyn FnMut(&str, &str, &str),
     ) -> anyhow::Result<LocalNet> {
         let node_bin = tfx_node_binary()?;
@@ -205,6 +210,10 @@ impl LocalNet {
                     "[paths]\npseudonym_secret = \"keys/pseudonym.secret\"\n",
                     1,
                 );
+            }
+            if warnings && *role == "risk-warning" {
+                std::fs::write(root.join(id).join("warnings.toml"), WARNING_RULES)?;
+                text.push_str("\n[risk_warning]\nrules = \"warnings.toml\"\n");
             }
             text.push_str(sync_toml);
             std::fs::write(&config, text)?;

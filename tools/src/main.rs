@@ -15,6 +15,7 @@ mod member;
 mod onboarding;
 mod policy;
 mod record;
+mod warnings;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,16 @@ enum Command {
     /// Measure throughput on this machine (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The risk warnings a node holds, resolved to the enterprise where its holdings allow.
+    #[command(after_help = "Example:\n  tfx warnings --node members/pbc-chengdu")]
+    Warnings {
+        /// The node's member directory (holding node.toml).
+        #[arg(long)]
+        node: std::path::PathBuf,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A running node's peers, connection state, per-origin heads and lag.
     #[command(after_help = "Example:\n  tfx status --node members/bank-a")]
     Status {
@@ -94,6 +105,7 @@ fn main() -> ExitCode {
         Command::Record(c) => record::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Status { node, json } => client::status(&node, json),
+        Command::Warnings { node, json } => warnings::run(&node, json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -160,7 +160,10 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
     for (member, role) in ROLES {
         let view = policy.view(&[role]);
         let mine = &holdings[member];
-        assert_eq!(mine.len(), submitted.len(), "{member} holds every envelope");
+        assert!(
+            submitted.keys().all(|id| mine.contains_key(id)),
+            "{member} holds every envelope"
+        );
         for (id, (issuer, _)) in &submitted {
             if issuer == member {
                 continue;
@@ -193,17 +196,18 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
     let linked = apis["risk-warning"]
         .get(&format!("/v1/records?subject={pseudonym}"))
         .unwrap();
-    let origins: BTreeSet<&str> = linked["records"]
+    // (Its own warnings about the enterprise, issued under the same pseudonym, aside.)
+    let issued: Vec<&Value> = linked["records"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["kind"] != "risk-warning")
+        .collect();
+    let origins: BTreeSet<&str> = issued
+        .iter()
         .map(|r| r["origin"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        linked["records"].as_array().unwrap().len(),
-        SUBMISSIONS.len(),
-        "{linked}"
-    );
+    assert_eq!(issued.len(), SUBMISSIONS.len(), "{linked}");
     assert_eq!(origins, ["bank-a", "pbc-chengdu", "science-dept"].into());
 
     // The ledgers account for every field any member received.
@@ -265,7 +269,12 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
     assert!(net
         .log("risk-warning")
         .contains("back-filled fields the policy now grants"));
-    assert_eq!(rw.status().unwrap()["policy_version"], v2);
+    // (The status is republished every 200 ms.)
+    wait_for(
+        "risk-warning to report policy v2",
+        Duration::from_secs(5),
+        || rw.status().unwrap()["policy_version"] == v2,
+    );
 
     // The next version takes it away again: purged, envelopes and the rest kept.
     let v3 = install_policy(&net, &consortium, &toml, 3);
@@ -356,4 +365,66 @@ fn install_policy(net: &Net, consortium: &Path, toml: &str, version: u64) -> Val
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(common::text(&out).contains(&format!("node now at policy v{version}")));
     Value::from(version)
+}
+
+#[test]
+fn a_warning_is_raised_on_its_inputs_reaches_the_regulators_and_resolves_only_there() {
+    let mut net = Net::new();
+    for m in MEMBERS {
+        net.start(m);
+    }
+    let (uscc, name) = enterprises().remove(5);
+    let mut overdue: Value = serde_json::from_slice(&record_for("credit", &uscc, &name)).unwrap();
+    overdue["overdue_days"] = 120.into();
+    overdue["classification"] = "substandard".into();
+    let basis = Api::new(&net.member("bank-a"))
+        .submit(&serde_json::to_vec(&overdue).unwrap())
+        .expect("bank-a accepts the record");
+    let basis = basis["id"].as_str().unwrap().to_owned();
+    let warnings = |m: &str| -> Vec<Value> {
+        let out = net.tfx(&[
+            "warnings",
+            "--node",
+            net.member(m).to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["warnings"].as_array().unwrap().clone()
+    };
+    // The central bank branch holds the warning's fields and, through its own holdings of the
+    // pseudonym, the enterprise.
+    wait_for(
+        "the warning to reach pbc-chengdu",
+        Duration::from_secs(30),
+        || !warnings("pbc-chengdu").is_empty(),
+    );
+    let at_pbc = warnings("pbc-chengdu");
+    assert_eq!(at_pbc.len(), 1, "{at_pbc:?}");
+    let w = &at_pbc[0];
+    assert_eq!(w["origin"], "risk-warning");
+    assert_eq!(w["level"], "orange");
+    assert_eq!(w["rule_ids"], serde_json::json!(["overdue-any-lender"]));
+    assert_eq!(w["basis_record_ids"], serde_json::json!([basis]));
+    assert_eq!(w["subject_uscc"], uscc.as_str());
+    assert_eq!(w["subject_name"], name.as_str());
+    // The risk-warning member issued it knowing the pseudonym only.
+    let own = warnings("risk-warning");
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["subject_pseudonym"], w["subject_pseudonym"]);
+    assert!(own[0]["subject_uscc"].is_null(), "{own:?}");
+    // Members the policy gives no warning fields hold the envelope alone: nothing to resolve.
+    for m in ["science-dept", "bank-a"] {
+        wait_for(
+            "the warning's envelope everywhere",
+            Duration::from_secs(30),
+            || warnings(m).len() == 1,
+        );
+        let theirs = warnings(m);
+        assert!(
+            theirs[0]["subject_pseudonym"].is_null() && theirs[0]["subject_uscc"].is_null(),
+            "{m}: {theirs:?}"
+        );
+    }
+    assert!(net.log("risk-warning").contains("risk warning issued"));
 }

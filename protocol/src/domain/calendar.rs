@@ -64,6 +64,10 @@ impl Date {
         self.year
     }
 
+    pub fn month(self) -> u8 {
+        self.month
+    }
+
     /// The civil date `days` after 1970-01-01 (Howard Hinnant's algorithm).
     pub fn from_days_since_epoch(days: i64) -> Date {
         let z = days + 719_468;
@@ -93,6 +97,14 @@ pub struct Period {
 }
 
 impl Period {
+    /// The quarter a date falls in.
+    pub fn of(date: Date) -> Period {
+        Period {
+            year: date.year,
+            quarter: (date.month - 1) / 3 + 1,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Period, &'static str> {
         const FORMAT: &str = "periods are written YYYYQn with n from 1 to 4, e.g. 2026Q3";
         let b = s.as_bytes();

@@ -120,6 +120,8 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
         &base.path().join("net"),
         b.base_port,
         &sync_toml,
+        // The bench measures replication alone: no rule runner reading the store meanwhile.
+        false,
         &mut |_, _, _| {},
     )?;
     say("consortium of four built with the onboarding commands".into());
