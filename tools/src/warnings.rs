@@ -37,9 +37,20 @@ fn resolve(client: &NodeClient, pseudonym: &str) -> anyhow::Result<Option<(Strin
 
 pub fn run(node: &Path, as_json: bool) -> anyhow::Result<Outcome> {
     let client = NodeClient::for_node(node)?;
-    let (status, body) = client.get(&format!(
-        "/v1/records?kind=risk-warning&limit={WARNINGS_MAX}"
-    ))?;
+    let rows = list(&client)?;
+    if as_json {
+        let all = json!({ "warnings": rows });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", render(&rows));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Every warning the node holds, with the subject resolved where its holdings allow.
+pub fn list(client: &NodeClient) -> anyhow::Result<Vec<Value>> {
+    let path = format!("/v1/records?kind=risk-warning&limit={WARNINGS_MAX}");
+    let (status, body) = client.get(&path)?;
     let body = ok(status, body)?;
     let mut rows = Vec::new();
     for r in body["records"].as_array().into_iter().flatten() {
@@ -49,7 +60,7 @@ pub fn run(node: &Path, as_json: bool) -> anyhow::Result<Outcome> {
         let f = &full["fields"];
         let pseudonym = f["subject_pseudonym"].as_str().map(str::to_owned);
         let subject = match &pseudonym {
-            Some(p) => resolve(&client, p)?,
+            Some(p) => resolve(client, p)?,
             None => None,
         };
         rows.push(json!({
@@ -65,18 +76,16 @@ pub fn run(node: &Path, as_json: bool) -> anyhow::Result<Outcome> {
             "subject_name": subject.as_ref().map(|s| s.1.clone()),
         }));
     }
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "warnings": rows }))?
-        );
-        return Ok(Outcome::Ok);
-    }
-    println!(
-        "{:<7} {:<7} {:<44} {:<44} subject",
+    Ok(rows)
+}
+
+/// The warnings as a table, one per line.
+pub fn render(rows: &[Value]) -> String {
+    let mut out = format!(
+        "{:<10} {:<7} {:<44} {:<44} subject\n",
         "level", "period", "rules", "pseudonym"
     );
-    for w in &rows {
+    for w in rows {
         let rules: Vec<&str> = w["rule_ids"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -85,14 +94,14 @@ pub fn run(node: &Path, as_json: bool) -> anyhow::Result<Outcome> {
             (Some(u), Some(n)) => format!("{u} {n}"),
             _ => "(not resolvable with this member's holdings)".to_owned(),
         };
-        println!(
-            "{:<7} {:<7} {:<44} {:<44} {subject}",
+        out.push_str(&format!(
+            "{:<10} {:<7} {:<44} {:<44} {subject}\n",
             w["level"].as_str().unwrap_or("(withheld)"),
             w["period"].as_str().unwrap_or("-"),
             rules.join(","),
             w["subject_pseudonym"].as_str().unwrap_or("(withheld)"),
-        );
+        ));
     }
-    println!("{} warnings", rows.len());
-    Ok(Outcome::Ok)
+    out.push_str(&format!("{} warnings\n", rows.len()));
+    out
 }
