@@ -663,3 +663,50 @@ fn a_policy_without_enough_governor_signatures_disconnects_the_sender() {
     );
     assert_eq!(core.policy().map(|p| p.version), Some(1));
 }
+
+#[test]
+fn fields_past_their_retention_are_purged_and_the_log_still_verifies() {
+    let (store, mut core, source, (p1, _)) = minimized_setup();
+    let r = records_of(&source, 1, 0, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    events(&mut core);
+    // v2 keeps risk-warning's fields for 30 days after issue only.
+    let mut p2 = Policy {
+        version: 2,
+        previous: Some(p1.hash()),
+        ..p1.clone()
+    };
+    for g in &mut p2.grants {
+        if g.role == "risk-warning" {
+            g.retention_days = Some(30);
+        }
+    }
+    let mut signed = tfx_protocol::policy::SignedPolicy::new(p2).unwrap();
+    signed.sign(&gov_key(0));
+    signed.sign(&gov_key(1));
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Policies(vec![signed.encode()]),
+        T0,
+    );
+    let ev = events(&mut core);
+    assert!(
+        ev.contains(&Event::PurgeNeeded),
+        "a shorter retention narrows the view: {ev:?}"
+    );
+    const DAY: u64 = 86_400_000;
+    let early = purge(&store, core.view(), &member_id(0), T0 + 29 * DAY).unwrap();
+    assert_eq!(
+        (early.records, early.disclosures),
+        (3, 0),
+        "inside the retention"
+    );
+    let late = purge(&store, core.view(), &member_id(0), T0 + 31 * DAY).unwrap();
+    assert_eq!(late.changed, 3);
+    for h in store.records(&member_id(1), LogIndex(0), 10).unwrap() {
+        assert!(h.disclosures.is_empty(), "expired fields are gone");
+    }
+    // Envelopes stay: the log re-verifies end to end.
+    tfx_protocol::log::verify_log(&store, &member_id(1), core.roster(), &mut |_| {}).unwrap();
+}

@@ -243,6 +243,26 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
         }
     }
 
+    // Auditors read a node's ledger with the CLI: what bank-a sent risk-warning, names only.
+    let out = net.tfx(&[
+        "audit",
+        "disclosures",
+        "--node",
+        net.member("bank-a").to_str().unwrap(),
+        "--recipient",
+        "risk-warning",
+    ]);
+    let table = common::text(&out);
+    assert!(out.status.success(), "{table}");
+    assert!(table.contains("subject_pseudonym") && !table.contains("subject_uscc"), "{table}");
+    let rows: usize = table
+        .lines()
+        .find_map(|l| l.strip_suffix(" disclosed records"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // Each of its own records at least once (a record pushed and fetched again shows twice).
+    assert!(rows >= 2 * ENTERPRISES, "{table}");
+
     // A policy version granting risk-warning the lender of credit records: back-filled.
     let consortium = net.member("consortium");
     let grant = toml.replace(
