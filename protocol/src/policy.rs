@@ -74,6 +74,18 @@ pub enum PolicyError {
     NotChained { version: u64 },
     #[error("policy version {version} names roster version {roster_version}, which this node does not hold")]
     UnknownRoster { version: u64, roster_version: u64 },
+    #[error("policy version {version} names roster v{roster_version}, older than v{previous} its predecessor names")]
+    OlderRoster {
+        version: u64,
+        roster_version: u64,
+        previous: u64,
+    },
+    #[error("policy version {version} is signed under roster v{roster_version}, whose governors are no longer the current roster's (v{current}); have the current governors sign it")]
+    StaleGovernors {
+        version: u64,
+        roster_version: u64,
+        current: u64,
+    },
     #[error("policy version {version} is for consortium {got:?}, not {expected:?}")]
     WrongConsortium {
         version: u64,
@@ -471,12 +483,38 @@ impl SignedPolicy {
                 version: next.version,
             });
         }
+        if let Some(c) = current.filter(|c| next.roster_version < c.roster_version) {
+            return Err(PolicyError::OlderRoster {
+                version: next.version,
+                roster_version: next.roster_version,
+                previous: c.roster_version,
+            });
+        }
         let roster = roster_at(next.roster_version).ok_or(PolicyError::UnknownRoster {
             version: next.version,
             roster_version: next.roster_version,
         })?;
         self.verify_signatures(&roster)
     }
+}
+
+/// Checks that the governors who signed `policy` under the roster version it names still govern
+/// `current`: a new policy version is adopted only from the consortium's present governors, so
+/// governors since replaced cannot sign one by naming their old roster version. (A stored chain
+/// replayed at start is checked without this: its versions were adopted when they were current.)
+pub fn check_current_governors(
+    policy: &Policy,
+    signed_under: &Roster,
+    current: &Roster,
+) -> Result<(), PolicyError> {
+    if signed_under.governors != current.governors || signed_under.threshold != current.threshold {
+        return Err(PolicyError::StaleGovernors {
+            version: policy.version,
+            roster_version: policy.roster_version,
+            current: current.version,
+        });
+    }
+    Ok(())
 }
 
 /// Verifies a whole policy chain from version 1 and returns the latest policy (`None` for an

@@ -710,3 +710,59 @@ fn fields_past_their_retention_are_purged_and_the_log_still_verifies() {
     // Envelopes stay: the log re-verifies end to end.
     tfx_protocol::log::verify_log(&store, &member_id(1), core.roster(), &mut |_| {}).unwrap();
 }
+
+#[test]
+fn a_policy_signed_by_governors_since_replaced_is_refused() {
+    // Roster v2 replaces governor gov2 with gov3; the policy in force was signed under v1.
+    let roles = |i: usize| if i == 0 { "risk-warning" } else { "bank" };
+    let v1 = genesis_roster_with(3, roles);
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.previous = Some(v1.hash());
+    v2.governors[2] = tfx_protocol::roster::Governor {
+        id: tfx_protocol::MemberId::new("gov3").unwrap(),
+        key: *gov_key(3).verifying_key(),
+    };
+    let chain = vec![sign_roster(v1), sign_roster(v2)];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let all: &[&str] = &["*"];
+    let (p1, b1) = sign_policy(1, None, 1, &[("credit", "bank", all)]);
+    let store = MemoryStore::new();
+    let config = SyncConfig::new(member_id(0));
+    let mut core = SyncCore::new(config, &store, genesis, chain, vec![b1], EMPTY).unwrap();
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    // gov0 and the replaced gov2 sign v2 under the old roster version: refused.
+    let stale = sign_policy(
+        2,
+        Some(&p1),
+        1,
+        &[("credit", "bank", all), ("credit", "risk-warning", all)],
+    )
+    .1;
+    core.handle_message(&store, &member_id(1), Message::Policies(vec![stale]), T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("no longer the current roster's")),
+        "{ev:?}"
+    );
+    assert_eq!(core.policy().map(|p| p.version), Some(1));
+    // The current governors sign it under roster v2: adopted.
+    core.handle_connected(member_id(1), T0);
+    let mut fresh = tfx_protocol::policy::SignedPolicy::new(Policy {
+        version: 2,
+        previous: Some(p1.hash()),
+        roster_version: 2,
+        ..p1.clone()
+    })
+    .unwrap();
+    fresh.sign(&gov_key(0));
+    fresh.sign(&gov_key(3));
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Policies(vec![fresh.encode()]),
+        T0,
+    );
+    assert_eq!(core.policy().map(|p| p.version), Some(2));
+}

@@ -30,7 +30,9 @@ use crate::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
 use crate::limits::POLICIES_PER_MESSAGE_MAX;
 use crate::merkle::{leaf_hash, Frontier};
 use crate::minimize::{envelope_header, filter};
-use crate::policy::{verify_policy_chain, Policy, PolicyError, SignedPolicy, View};
+use crate::policy::{
+    check_current_governors, verify_policy_chain, Policy, PolicyError, SignedPolicy, View,
+};
 use crate::record::verify_record;
 use crate::roster::{verify_chain, Roster, RosterError, SignedRoster};
 use crate::schema::RecordKind;
@@ -1418,6 +1420,9 @@ impl SyncCore {
             return Ok(self.policy_version());
         }
         next.verify_successor(self.policy.as_ref(), |v| roster_at(&self.chain, v))?;
+        if let Some(under) = roster_at(&self.chain, next.policy.roster_version) {
+            check_current_governors(&next.policy, &under, &self.roster)?;
+        }
         let version = next.policy.version;
         self.policy = Some(next.policy);
         self.policies.push(bytes.clone());
