@@ -135,6 +135,10 @@ pub struct Driver {
     flagged: BTreeMap<String, u64>,
     purged: u64,
     retention_sweep: Duration,
+    /// Ledger entries written since the last flush.
+    ledger_unflushed: bool,
+    /// A ledger write failed this step: its disclosures are not sent.
+    ledger_failed: bool,
 }
 
 /// What a driver is built from (the node's start wires these up).
@@ -186,6 +190,8 @@ impl Driver {
             flagged: BTreeMap::new(),
             purged: 0,
             retention_sweep: parts.retention_sweep,
+            ledger_unflushed: false,
+            ledger_failed: false,
         }
     }
 
@@ -327,10 +333,24 @@ impl Driver {
         while let Some(event) = self.core.poll_event() {
             self.event(event);
         }
+        // Architecture invariant: no disclosure leaves before its ledger entry is durable (one
+        // flush per driver step that disclosed anything, shared with every write before it).
+        if self.ledger_unflushed {
+            self.ledger_unflushed = false;
+            let store = self.store.clone();
+            if let Err(e) = tokio::task::block_in_place(|| store.flush()) {
+                tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
+                self.ledger_failed = true;
+            }
+        }
+        let withhold = std::mem::take(&mut self.ledger_failed);
         while let Some((peer, message)) = self.core.poll_transmit() {
             let Some(link) = self.links.get(&peer) else {
                 continue;
             };
+            if withhold && matches!(message, Message::Records(_)) {
+                continue; // the peer fetches again after its timeout
+            }
             let queue = match &message {
                 Message::Records(r) => {
                     tracing::trace!(%peer, origin = %r.origin, from = r.from, count = r.records.len(), "sending records");
@@ -413,10 +433,13 @@ impl Driver {
                     policy_version,
                     records,
                 };
-                if let Err(e) = self.ledger.append(&entry) {
-                    tracing::error!(error = %e, "could not record disclosures in the ledger");
+                match self.ledger.append(&entry) {
+                    Ok(()) => self.ledger_unflushed = true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not record disclosures in the ledger: withholding them");
+                        self.ledger_failed = true;
+                    }
                 }
-                self.flush.notify_one();
             }
             Event::Refused {
                 peer,

@@ -254,7 +254,10 @@ fn each_member_holds_exactly_its_view_and_risk_warning_never_an_identity() {
     ]);
     let table = common::text(&out);
     assert!(out.status.success(), "{table}");
-    assert!(table.contains("subject_pseudonym") && !table.contains("subject_uscc"), "{table}");
+    assert!(
+        table.contains("subject_pseudonym") && !table.contains("subject_uscc"),
+        "{table}"
+    );
     let rows: usize = table
         .lines()
         .find_map(|l| l.strip_suffix(" disclosed records"))
