@@ -117,16 +117,8 @@ struct Link {
 }
 
 pub struct Driver {
-    pub core: SyncCore,
-    pub store: Arc<SledStore>,
-    pub membership: Arc<Membership>,
-    pub roster_dir: PathBuf,
-    pub policy_dir: PathBuf,
-    pub ledger: Arc<Ledger>,
-    pub status: watch::Sender<SyncStatus>,
-    /// Bumped with the roster version so the dialer picks up new members.
-    pub roster_version: watch::Sender<u64>,
-    pub connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
+    /// What the node wired up; the fields below are the driver's own.
+    io: DriverParts,
     links: BTreeMap<MemberId, Link>,
     flush: Arc<Notify>,
     received: u64,
@@ -134,7 +126,6 @@ pub struct Driver {
     refused: u64,
     flagged: BTreeMap<String, u64>,
     purged: u64,
-    retention_sweep: Duration,
     /// Ledger entries written since the last flush.
     ledger_unflushed: bool,
     /// A ledger write failed this step: its disclosures are not sent.
@@ -173,15 +164,7 @@ fn now_ms() -> u64 {
 impl Driver {
     pub fn new(parts: DriverParts) -> Self {
         Driver {
-            core: parts.core,
-            store: parts.store,
-            membership: parts.membership,
-            roster_dir: parts.roster_dir,
-            policy_dir: parts.policy_dir,
-            ledger: parts.ledger,
-            status: parts.status,
-            roster_version: parts.roster_version,
-            connected: parts.connected,
+            io: parts,
             links: BTreeMap::new(),
             flush: Arc::new(Notify::new()),
             received: 0,
@@ -189,7 +172,6 @@ impl Driver {
             refused: 0,
             flagged: BTreeMap::new(),
             purged: 0,
-            retention_sweep: parts.retention_sweep,
             ledger_unflushed: false,
             ledger_failed: false,
         }
@@ -202,7 +184,7 @@ impl Driver {
         mut durable: watch::Receiver<LogHead>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let flusher = tokio::spawn(flush_loop(self.store.clone(), self.flush.clone()));
+        let flusher = tokio::spawn(flush_loop(self.io.store.clone(), self.flush.clone()));
         let head = *durable.borrow_and_update();
         self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
         // A store may hold fields a policy adopted while the node was down took away, or
@@ -211,11 +193,11 @@ impl Driver {
         self.after();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sweep_tick = tokio::time::interval(self.retention_sweep);
+        let mut sweep_tick = tokio::time::interval(self.io.retention_sweep);
         sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep_tick.tick().await;
         loop {
-            let wake = self.core.poll_timeout().map(|t| {
+            let wake = self.io.core.poll_timeout().map(|t| {
                 tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now_ms()))
             });
             tokio::select! {
@@ -231,13 +213,13 @@ impl Driver {
                     self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
                 }
                 _ = sweep_tick.tick() => {
-                    if self.core.view().has_retention() {
+                    if self.io.core.view().has_retention() {
                         self.purge("retention");
                     }
                 }
                 _ = sleep_until(wake) => {
                     let now = now_ms();
-                    self.core.handle_timeout(now);
+                    self.io.core.handle_timeout(now);
                 }
                 _ = status_tick.tick() => self.publish(),
                 _ = shutdown.changed() => break,
@@ -251,14 +233,14 @@ impl Driver {
             );
         }
         flusher.abort();
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.io.store.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
     }
 
     fn with_core(&mut self, f: impl FnOnce(&mut SyncCore, &SledStore)) {
-        let store = self.store.clone();
-        let core = &mut self.core;
+        let store = self.io.store.clone();
+        let core = &mut self.io.core;
         tokio::task::block_in_place(|| f(core, &store));
     }
 
@@ -274,7 +256,7 @@ impl Driver {
                 if let Some(old) = self.links.remove(&peer) {
                     old.conn
                         .close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"replaced");
-                    self.core.handle_disconnected(&peer, now_ms());
+                    self.io.core.handle_disconnected(&peer, now_ms());
                 }
                 tracing::info!(%peer, address = %conn.remote_address(), "peer connected");
                 self.links.insert(
@@ -287,7 +269,7 @@ impl Driver {
                     },
                 );
                 self.set_connected(&peer, true);
-                self.core.handle_connected(peer, now_ms());
+                self.io.core.handle_connected(peer, now_ms());
             }
             Input::Message {
                 peer,
@@ -303,7 +285,7 @@ impl Driver {
                 if self.links.get(&peer).map(|l| l.conn.stable_id()) == Some(conn_id) {
                     self.links.remove(&peer);
                     self.set_connected(&peer, false);
-                    self.core.handle_disconnected(&peer, now_ms());
+                    self.io.core.handle_disconnected(&peer, now_ms());
                 }
             }
             Input::InstallPolicy { bytes, reply } => {
@@ -319,7 +301,7 @@ impl Driver {
     }
 
     fn set_connected(&self, peer: &MemberId, up: bool) {
-        if let Ok(mut set) = self.connected.lock() {
+        if let Ok(mut set) = self.io.connected.lock() {
             if up {
                 set.insert(peer.clone());
             } else {
@@ -330,21 +312,21 @@ impl Driver {
 
     /// Moves everything the core produced.
     fn after(&mut self) {
-        while let Some(event) = self.core.poll_event() {
+        while let Some(event) = self.io.core.poll_event() {
             self.event(event);
         }
         // Architecture invariant: no disclosure leaves before its ledger entry is durable (one
         // flush per driver step that disclosed anything, shared with every write before it).
         if self.ledger_unflushed {
             self.ledger_unflushed = false;
-            let store = self.store.clone();
+            let store = self.io.store.clone();
             if let Err(e) = tokio::task::block_in_place(|| store.flush()) {
                 tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
                 self.ledger_failed = true;
             }
         }
         let withhold = std::mem::take(&mut self.ledger_failed);
-        while let Some((peer, message)) = self.core.poll_transmit() {
+        while let Some((peer, message)) = self.io.core.poll_transmit() {
             let Some(link) = self.links.get(&peer) else {
                 continue;
             };
@@ -411,8 +393,8 @@ impl Driver {
                 tracing::error!(error = %e, "store failure: sync stopped; restart the node to re-verify the store");
             }
             Event::PolicyAdopted { version, bytes } => {
-                let path = crate::node::policy_file(&self.policy_dir, version);
-                let written = std::fs::create_dir_all(&self.policy_dir)
+                let path = crate::node::policy_file(&self.io.policy_dir, version);
+                let written = std::fs::create_dir_all(&self.io.policy_dir)
                     .and_then(|()| crate::fsutil::replace_file(&path, &bytes));
                 if let Err(e) = written {
                     tracing::error!(path = %path.display(), error = %e, "could not persist the adopted policy");
@@ -433,7 +415,7 @@ impl Driver {
                     policy_version,
                     records,
                 };
-                match self.ledger.append(&entry) {
+                match self.io.ledger.append(&entry) {
                     Ok(()) => self.ledger_unflushed = true,
                     Err(e) => {
                         tracing::error!(error = %e, "could not record disclosures in the ledger: withholding them");
@@ -462,9 +444,9 @@ impl Driver {
     /// Removes every held disclosure the current view no longer admits. Runs in the driver so
     /// no sync write interleaves with the chunk rewrites.
     fn purge(&mut self, why: &'static str) {
-        let view = self.core.view().clone();
-        let me = self.core.local().clone();
-        let store = self.store.clone();
+        let view = self.io.core.view().clone();
+        let me = self.io.core.local().clone();
+        let store = self.io.store.clone();
         let result = tokio::task::block_in_place(|| {
             let report = purge(&*store, &view, &me, now_ms())?;
             store.flush().map_err(|e| e.to_string())?;
@@ -484,24 +466,24 @@ impl Driver {
     /// Persists an adopted version and hands the transport the core's (already verified)
     /// current roster.
     fn adopt(&mut self, version: u64, bytes: &[u8]) {
-        let path = crate::node::roster_file(&self.roster_dir, version);
+        let path = crate::node::roster_file(&self.io.roster_dir, version);
         if let Err(e) = crate::fsutil::replace_file(&path, bytes) {
             tracing::error!(path = %path.display(), error = %e, "could not persist the adopted roster");
         }
-        self.membership.set_roster(self.core.roster().clone());
+        self.io.membership.set_roster(self.io.core.roster().clone());
         tracing::info!(version, "adopted roster version");
-        let _ = self.roster_version.send(self.core.roster().version);
+        let _ = self.io.roster_version.send(self.io.core.roster().version);
     }
 
     fn publish(&self) {
-        let heads = self.core.heads();
+        let heads = self.io.core.heads();
         let mine: BTreeMap<&MemberId, u64> = heads.iter().map(|(o, h)| (o, h.size)).collect();
         let mut reported: BTreeMap<MemberId, BTreeMap<MemberId, u64>> = BTreeMap::new();
-        for (peer, origin, size) in self.core.peer_sizes() {
+        for (peer, origin, size) in self.io.core.peer_sizes() {
             reported.entry(peer).or_default().insert(origin, size);
         }
-        let roster = self.core.roster();
-        let me = self.status.borrow().member.clone();
+        let roster = self.io.core.roster();
+        let me = self.io.status.borrow().member.clone();
         let no_sizes = BTreeMap::new();
         let peers = roster
             .members
@@ -549,21 +531,22 @@ impl Driver {
                 })
                 .collect(),
             peers,
-            frozen: self.core.frozen().map(|m| m.to_string()).collect(),
+            frozen: self.io.core.frozen().map(|m| m.to_string()).collect(),
             received: self.received,
             misbehaviour: self.misbehaviour,
-            policy_version: self.core.policy().map_or(0, |p| p.version),
+            policy_version: self.io.core.policy().map_or(0, |p| p.version),
             refused_disclosures: self.refused,
             flagged: self.flagged.clone(),
             purged_disclosures: self.purged,
             backfilling: self
+                .io
                 .core
                 .backfilling()
                 .into_iter()
                 .map(|(o, next, end)| (o.to_string(), end.saturating_sub(next)))
                 .collect(),
         };
-        let _ = self.status.send(status);
+        let _ = self.io.status.send(status);
     }
 }
 

@@ -1356,11 +1356,7 @@ impl SyncCore {
     }
 
     fn on_policy_request(&mut self, peer: &MemberId, have: u64) {
-        let start = usize::try_from(have)
-            .unwrap_or(usize::MAX)
-            .min(self.policies.len());
-        let end = (start + POLICIES_PER_MESSAGE_MAX).min(self.policies.len());
-        let versions = self.policies[start..end].to_vec();
+        let versions = versions_after(&self.policies, have, POLICIES_PER_MESSAGE_MAX);
         self.send(peer, Message::Policies(versions));
     }
 
@@ -1479,11 +1475,7 @@ impl SyncCore {
     }
 
     fn on_roster_request(&mut self, peer: &MemberId, have: u64) {
-        let start = usize::try_from(have)
-            .unwrap_or(usize::MAX)
-            .min(self.chain.len());
-        let end = (start + ROSTERS_PER_MESSAGE_MAX).min(self.chain.len());
-        let versions = self.chain[start..end].to_vec();
+        let versions = versions_after(&self.chain, have, ROSTERS_PER_MESSAGE_MAX);
         self.send(peer, Message::Rosters(versions));
     }
 
@@ -1582,4 +1574,12 @@ fn annotate(records: &Records) -> Vec<Option<(RecordKind, Timestamp)>> {
                 .map(|h| (h.kind, h.issued_at))
         })
         .collect()
+}
+
+/// Versions `have + 1 ..` of a chain (version 1 first), at most `max`: the answer to a peer's
+/// roster or policy request.
+fn versions_after(chain: &[Vec<u8>], have: u64, max: usize) -> Vec<Vec<u8>> {
+    let start = usize::try_from(have).unwrap_or(usize::MAX).min(chain.len());
+    let end = (start + max).min(chain.len());
+    chain[start..end].to_vec()
 }
