@@ -270,5 +270,46 @@ pub fn render_status(s: &Value) -> String {
     if frozen > 0 {
         out += &format!("\nFROZEN ORIGINS (forked logs): {}\n", s["frozen"]);
     }
+    out += &render_minimization(s);
+    out
+}
+
+/// The data-minimization lines of the status: policy version, refused and purged disclosures,
+/// flagged peers and records still being completed from their origin.
+fn render_minimization(s: &Value) -> String {
+    let policy = s["policy_version"].as_u64().unwrap_or(0);
+    let mut out = if policy == 0 {
+        "\nPOLICY none adopted: this node sends and keeps no fields of other members' records\n"
+            .to_owned()
+    } else {
+        format!("\nPOLICY v{policy}")
+    };
+    if policy > 0 {
+        out += &format!(
+            "  refused disclosures {}  purged disclosures {}\n",
+            s["refused_disclosures"].as_u64().unwrap_or(0),
+            s["purged_disclosures"].as_u64().unwrap_or(0)
+        );
+    }
+    let counts = |key: &str| -> Vec<String> {
+        s[key]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} ({v})")).collect())
+            .unwrap_or_default()
+    };
+    let flagged = counts("flagged");
+    if !flagged.is_empty() {
+        out += &format!(
+            "FLAGGED PEERS (sent disclosures beyond this member's view): {}\n",
+            flagged.join(", ")
+        );
+    }
+    let backfilling = counts("backfilling");
+    if !backfilling.is_empty() {
+        out += &format!(
+            "COMPLETING FROM ORIGIN (records short of this member's view): {}\n",
+            backfilling.join(", ")
+        );
+    }
     out
 }
