@@ -483,9 +483,11 @@ impl Store for MemoryStore {
             }
             for r in records {
                 let key = |s: &String| (s.clone(), r.issued_at, r.origin.clone(), r.seq);
-                m.by_subject.retain(|(_, at, o, seq), _| {
-                    !(*at == r.issued_at && o == &r.origin && *seq == r.seq)
-                });
+                // The old entries are the subjects the held disclosures name: remove just those.
+                let held = m.disclosures.get(&r.id).cloned().unwrap_or_default();
+                for s in subjects_of_bytes(&held) {
+                    m.by_subject.remove(&key(&s));
+                }
                 for s in &r.subjects {
                     m.by_subject.insert(key(s), (r.id, r.kind));
                 }
