@@ -5,9 +5,9 @@
 #   DIR/<member>/           each member's node directory: keys (0600), certificate, roster,
 #                           policy, node.toml
 # The starting data-minimization policy (deploy/policy.example.toml) is signed as version 1 and
-# installed on every node; the consortium pseudonym secret goes to the issuing members
-# (science-dept, pbc-chengdu, bank-a) and never to risk-warning, which runs the rules of
-# deploy/warnings.example.toml.
+# installed on every node; the consortium pseudonym secret is sealed into the join bundles of
+# the issuing members (science-dept, pbc-chengdu, bank-a) and never into risk-warning's, which
+# runs the rules of deploy/warnings.example.toml.
 # Members: science-dept, pbc-chengdu (central bank branch), bank-a, risk-warning, on 127.0.0.1.
 # Governors: science-dept, local-finance, central-bank, threshold 2, all held locally, so every
 # approval completes at once. Never use this for anything but development: all keys sit together.
@@ -42,7 +42,6 @@ mkdir -p "$dir"
   --governor science-dept --governor local-finance --governor central-bank --threshold 2
 genesis=$(cat "$dir/consortium/genesis.sha256")
 "$tfx" policy sign --consortium "$dir/consortium" "$dir/consortium/policy.toml"
-"$tfx" key pseudonym-secret --out "$dir/consortium/pseudonym.secret"
 
 port=${TFX_BASE_PORT:-7401}
 while read -r id role name; do
@@ -50,10 +49,7 @@ while read -r id role name; do
   "$tfx" member approve --consortium "$dir/consortium" "$dir/$id/join-request.json" --out "$dir/$id.bundle"
   "$tfx" member join --dir "$dir/$id" --genesis "$genesis" "$dir/$id.bundle"
   "$tfx" policy install --offline --node "$dir/$id" "$dir"/consortium/policy/v*.tfxpolicy
-  if [ "$role" != risk-warning ]; then
-    install -m 600 "$dir/consortium/pseudonym.secret" "$dir/$id/keys/pseudonym.secret"
-    sed -i 's|^\[paths\]$|[paths]\npseudonym_secret = "keys/pseudonym.secret"|' "$dir/$id/node.toml"
-  else
+  if [ "$role" = risk-warning ]; then
     cp "$here/deploy/warnings.example.toml" "$dir/$id/warnings.toml"
     printf '\n[risk_warning]\nrules = "warnings.toml"\n' >> "$dir/$id/node.toml"
   fi

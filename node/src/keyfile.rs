@@ -238,11 +238,17 @@ pub fn generate_secret(path: &Path) -> Result<(), KeyFileError> {
     SystemRandom::new()
         .fill(&mut secret[..])
         .map_err(|_| KeyFileError::Rng)?;
-    let text = Zeroizing::new(format!("{}\n", hex::encode(&secret[..])));
+    write_secret(path, &secret[..])
+}
+
+/// Writes `secret` as 64 hex digits to a new file, 0600 (refuses to overwrite): pseudonym
+/// secrets and X25519 delivery keys alike.
+pub fn write_secret(path: &Path, secret: &[u8]) -> Result<(), KeyFileError> {
+    let text = Zeroizing::new(format!("{}\n", hex::encode(secret)));
     write_new(path, text.as_bytes(), 0o600)
 }
 
-/// Loads a pseudonym secret written by [`generate_secret`].
+/// Loads a secret written by [`generate_secret`] or [`write_secret`].
 pub fn load_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let bytes = read_private(path)?;
     let text = std::str::from_utf8(&bytes).unwrap_or_default().trim();

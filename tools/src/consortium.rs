@@ -8,6 +8,8 @@
 //! DIR/roster/v000001.tfxroster …    adopted roster versions (each valid on its predecessor)
 //! DIR/roster/pending/v…​.tfxroster   a proposed next version still collecting signatures
 //! DIR/issued/<id>.crt               certificates issued to members
+//! DIR/pseudonym.secret              the consortium pseudonym secret (0600), sealed into the
+//!                                    join bundles of issuing members only
 //! DIR/policy.toml                    the starting data-minimization policy (edit, then
 //!                                    `tfx policy sign`); DIR/policy/ holds signed versions
 //! ```
@@ -32,6 +34,7 @@ use crate::onboarding::{
     JOIN_BUNDLE_FORMAT, ONBOARDING_FILE_BYTES_MAX, RENEWAL_REQUEST_FORMAT, ROTATION_REQUEST_FORMAT,
 };
 use crate::record::{read_limited, write_new};
+use crate::sealed::{self, SealedSecret};
 
 /// A consortium directory on the operator's machine.
 pub struct ConsortiumDir {
@@ -169,8 +172,38 @@ impl ConsortiumDir {
         Ok(true)
     }
 
-    /// Writes the join bundle for `id`, a member of the current roster.
-    fn write_bundle(&self, versions: &[Vec<u8>], id: &MemberId, out: &Path) -> anyhow::Result<()> {
+    /// The pseudonym secret sealed to the member that sent `request`, if its roles issue
+    /// records; `None` for risk-warning and auditor members.
+    fn seal_secret(
+        &self,
+        request: &JoinRequest,
+        id: &MemberId,
+    ) -> anyhow::Result<Option<SealedSecret>> {
+        if !sealed::receives_secret(&request.roles) {
+            return Ok(None);
+        }
+        let path = self.root.join(sealed::PSEUDONYM_SECRET_FILE);
+        if !path.exists() {
+            bail!(
+                "{id} issues records and needs the consortium pseudonym secret, but {} does not exist; create it once with `tfx key pseudonym-secret --out {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        let secret = keyfile::load_secret(&path).context("loading the pseudonym secret")?;
+        let sealed = sealed::seal(&secret, &request.delivery_public()?, id, &self.genesis()?)?;
+        Ok(Some(sealed))
+    }
+
+    /// Writes the bundle for `id`, a member of the current roster; `secret` is the sealed
+    /// pseudonym secret for join bundles of issuing members.
+    fn write_bundle(
+        &self,
+        versions: &[Vec<u8>],
+        id: &MemberId,
+        out: &Path,
+        secret: Option<SealedSecret>,
+    ) -> anyhow::Result<()> {
         let cert_path = self.root.join("issued").join(format!("{id}.crt"));
         let bundle = JoinBundle {
             format: JOIN_BUNDLE_FORMAT.into(),
@@ -181,6 +214,7 @@ impl ConsortiumDir {
             member_cert_pem: std::fs::read_to_string(&cert_path)
                 .with_context(|| format!("reading {}", cert_path.display()))?,
             rosters: versions.iter().map(hex::encode).collect(),
+            pseudonym_secret: secret,
         };
         write_new(out, serde_json::to_string_pretty(&bundle)?.as_bytes())?;
         println!("bundle for {id} written to {}", out.display());
@@ -298,6 +332,8 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     };
     write_new(&tfx_node::node::roster_file(&target, 1), &signed.encode())?;
     write_new(&a.dir.join("policy.toml"), STARTING_POLICY.as_bytes())?;
+    keyfile::generate_secret(&a.dir.join(sealed::PSEUDONYM_SECRET_FILE))
+        .context("generating the consortium pseudonym secret")?;
     println!("consortium {:?} created in {}", a.name, a.dir.display());
     println!(
         "  CA certificate   {}",
@@ -310,6 +346,10 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     println!(
         "  genesis hash     {}   (publish this: members check their bundle against it)",
         hex::encode(genesis)
+    );
+    println!(
+        "  pseudonym secret {}   (0600; sealed into issuing members' join bundles, never to risk-warning or auditor members)",
+        a.dir.join(sealed::PSEUDONYM_SECRET_FILE).display()
     );
     if !adopted {
         println!("  roster v1 needs {threshold} governor signatures: tfx roster sign --key GOVERNOR_KEY {}", tfx_node::node::roster_file(&cd.pending_dir(), 1).display());
@@ -364,9 +404,12 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
                 current.version
             );
         }
-        cd.write_bundle(&versions, &id, &a.out)?;
+        let secret = cd.seal_secret(&request, &id)?;
+        cd.write_bundle(&versions, &id, &a.out, secret)?;
         return Ok(true);
     }
+    // Checked before anything is proposed: an issuer cannot be admitted without its secret.
+    let secret = cd.seal_secret(&request, &id)?;
     let change = format!("admitting {id}");
     let proposed = cd.propose(
         &current,
@@ -388,7 +431,7 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
     }
     let (versions, _) = cd.chain()?; // adopts the now fully signed proposal
     println!("{id} admitted in roster v{}", current.version + 1);
-    cd.write_bundle(&versions, &id, &a.out)?;
+    cd.write_bundle(&versions, &id, &a.out, secret)?;
     Ok(true)
 }
 
@@ -412,7 +455,7 @@ fn rotate(
             new.id(),
             current.version
         );
-        cd.write_bundle(&versions, &id, &a.out)?;
+        cd.write_bundle(&versions, &id, &a.out, None)?;
         return Ok(true);
     }
     // Only the member's current, open-ended key may ask: a key already rotated out (still inside
@@ -472,7 +515,7 @@ fn rotate(
         old.id(),
         until.to_rfc3339()
     );
-    cd.write_bundle(&versions, &id, &a.out)?;
+    cd.write_bundle(&versions, &id, &a.out, None)?;
     Ok(true)
 }
 
@@ -553,7 +596,7 @@ fn finish_renewal(
         "{id}'s certificate renewed in roster v{} ({days} days left)",
         roster.version
     );
-    cd.write_bundle(&versions, id, out)?;
+    cd.write_bundle(&versions, id, out, None)?;
     Ok(true)
 }
 

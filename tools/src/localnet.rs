@@ -21,23 +21,6 @@ pub const MEMBERS: [(&str, &str, &str); 4] = [
     ("risk-warning", "risk-warning", "科技金融风险预警系统"),
 ];
 
-/// The members that issue records and so hold the pseudonym secret.
-pub const ISSUERS: [&str; 3] = ["science-dept", "pbc-chengdu", "bank-a"];
-
-/// Copies the pseudonym secret to a member's key directory, 0600 like every secret.
-fn install_secret(from: &Path, to: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(to)
-        .with_context(|| format!("creating {}", to.display()))?;
-    std::io::Write::write_all(&mut f, &bytes)?;
-    Ok(())
-}
-
 /// The risk-warning member's rules (DESIGN §9).
 const WARNING_RULES: &str = include_str!("../../deploy/warnings.example.toml");
 
@@ -158,15 +141,6 @@ impl LocalNet {
             &p("consortium/policy.toml"),
         ])?;
         let policy = root.join("consortium/policy/v000001.tfxpolicy");
-        // The consortium pseudonym secret, handed to issuing members only (DESIGN §4): the
-        // risk-warning member must never be able to recompute a pseudonym from a USCC.
-        let secret = root.join("consortium/pseudonym.secret");
-        run_tfx(&[
-            "key",
-            "pseudonym-secret",
-            "--out",
-            &secret.display().to_string(),
-        ])?;
         for (i, (id, role, name)) in MEMBERS.iter().enumerate() {
             let endpoint = format!("127.0.0.1:{}", base_port + i as u16);
             run_tfx(&[
@@ -203,14 +177,6 @@ impl LocalNet {
             ])?;
             let config = root.join(id).join("node.toml");
             let mut text = std::fs::read_to_string(&config)?;
-            if ISSUERS.contains(id) {
-                install_secret(&secret, &root.join(id).join("keys/pseudonym.secret"))?;
-                text = text.replacen(
-                    "[paths]\n",
-                    "[paths]\npseudonym_secret = \"keys/pseudonym.secret\"\n",
-                    1,
-                );
-            }
             if warnings && *role == "risk-warning" {
                 std::fs::write(root.join(id).join("warnings.toml"), WARNING_RULES)?;
                 text.push_str("\n[risk_warning]\nrules = \"warnings.toml\"\n");

@@ -15,6 +15,7 @@ mod member;
 mod onboarding;
 mod policy;
 mod record;
+mod sealed;
 mod warnings;
 
 use std::process::ExitCode;

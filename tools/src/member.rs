@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! NODE_DIR/keys/record-signing.key, .pub, tls.key    generated here, 0600
+//! NODE_DIR/keys/delivery.key                         X25519 key the pseudonym secret is sealed to
+//! NODE_DIR/keys/pseudonym.secret                     issuing members only, unsealed by join
 //! NODE_DIR/join-request.json                         to send to the consortium operator
 //! NODE_DIR/ca.crt, tls.crt, genesis.sha256           installed by join
 //! NODE_DIR/roster/v000001.tfxroster …                the verified roster chain
@@ -27,6 +29,7 @@ use crate::onboarding::{
     ONBOARDING_FILE_BYTES_MAX,
 };
 use crate::record::{read_limited, write_new};
+use crate::sealed;
 
 pub struct InitArgs {
     pub dir: PathBuf,
@@ -62,7 +65,20 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     keyfile::generate_signing_key(&keys).context("generating record-signing key")?;
     let csr = pki::create_tls_key_and_csr(&keys, &id).context("generating TLS key")?;
     let key = keyfile::load_signing_key(&keys.join(keyfile::SIGNING_KEY_FILE))?;
-    let request = JoinRequest::new(&id, &a.name, a.roles, &a.endpoint, &key, csr);
+    // Made for every member: whether the consortium seals the pseudonym secret to it depends
+    // on the roles it is admitted with, decided on the operator's side.
+    let (delivery_private, delivery_public) = sealed::generate_delivery_key()?;
+    keyfile::write_secret(&keys.join(sealed::DELIVERY_KEY_FILE), &delivery_private[..])
+        .context("writing the delivery key")?;
+    let request = JoinRequest::new(
+        &id,
+        &a.name,
+        a.roles,
+        &a.endpoint,
+        &key,
+        &delivery_public,
+        csr,
+    );
     write_new(
         &request_path,
         serde_json::to_string_pretty(&request)?.as_bytes(),
@@ -186,18 +202,102 @@ pub fn join(a: JoinArgs) -> anyhow::Result<()> {
             check("roster entry")
         );
     }
+    let secret = open_secret(&a.dir, &bundle, &request, &id, &genesis)
+        .with_context(|| check("pseudonym secret"))?;
     if a.dir.join("node.toml").exists() {
-        return update(&a.dir, &versions, &cert, rotating, &roster);
+        return update(
+            &a.dir,
+            &versions,
+            &cert,
+            rotating,
+            &roster,
+            secret.as_ref().map(|s| &s[..]),
+        );
     }
     let port = request.endpoint.rsplit_once(':').map_or("", |(_, p)| p);
-    install(&a.dir, &bundle, &versions, &cert, &id, port)?;
+    install(
+        &a.dir,
+        &bundle,
+        &versions,
+        &cert,
+        &id,
+        port,
+        secret.as_ref().map(|s| &s[..]),
+    )?;
     println!(
         "{id} joined {:?}: roster v{} verified from genesis, certificate valid {} more days",
         roster.consortium,
         roster.version,
         cert.days_left(tfx_node::clock::now())
     );
+    if secret.is_some() {
+        println!(
+            "  pseudonym secret unsealed to {} (0600)",
+            a.dir
+                .join("keys")
+                .join(sealed::PSEUDONYM_SECRET_FILE)
+                .display()
+        );
+    } else if sealed::receives_secret(&request.roles) {
+        println!("  note: the bundle carries no pseudonym secret, so this node's records will carry no subject pseudonym; ask the consortium operator for a bundle with one");
+    }
     println!("  node config {}", a.dir.join("node.toml").display());
+    Ok(())
+}
+
+/// Opens the bundle's sealed pseudonym secret, if any, with this node's delivery key, and
+/// checks it may be held here and agrees with one already installed. Nothing is written.
+fn open_secret(
+    dir: &Path,
+    bundle: &JoinBundle,
+    request: &JoinRequest,
+    id: &MemberId,
+    genesis: &[u8; 32],
+) -> anyhow::Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    let Some(sealed_secret) = &bundle.pseudonym_secret else {
+        return Ok(None);
+    };
+    // Defence in depth: the operator's side never seals it to these roles; if a bundle does,
+    // refuse it rather than hold what the role must not.
+    if !sealed::receives_secret(&request.roles) {
+        bail!(
+            "the bundle carries the pseudonym secret, which a member with roles {} must never hold; ask the consortium operator for a bundle without it",
+            request.roles.join(", ")
+        );
+    }
+    let keys = dir.join("keys");
+    let private = keyfile::load_secret(&keys.join(sealed::DELIVERY_KEY_FILE))
+        .context("loading this node's delivery key")?;
+    let secret = sealed::open(sealed_secret, &private, id, genesis)?;
+    if secret.len() < tfx_protocol::limits::PSEUDONYM_SECRET_BYTES_MIN {
+        bail!(
+            "the pseudonym secret is {} bytes, shorter than the {} required",
+            secret.len(),
+            tfx_protocol::limits::PSEUDONYM_SECRET_BYTES_MIN
+        );
+    }
+    let installed = keys.join(sealed::PSEUDONYM_SECRET_FILE);
+    if installed.exists() && keyfile::load_secret(&installed)?[..] != secret[..] {
+        bail!(
+            "{} holds another pseudonym secret; records pseudonymised under two secrets would not link, so nothing was changed",
+            installed.display()
+        );
+    }
+    Ok(Some(secret))
+}
+
+/// Installs the pseudonym secret as keys/pseudonym.secret (0600) unless it is there already,
+/// through a temporary file so a crash never leaves half a secret.
+fn install_secret(dir: &Path, secret: &[u8]) -> anyhow::Result<()> {
+    let keys = dir.join("keys");
+    let path = keys.join(sealed::PSEUDONYM_SECRET_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = keys.join(format!("{}.tmp", sealed::PSEUDONYM_SECRET_FILE));
+    let _ = std::fs::remove_file(&tmp);
+    keyfile::write_secret(&tmp, secret).context("writing the pseudonym secret")?;
+    std::fs::rename(&tmp, &path).context("installing the pseudonym secret")?;
     Ok(())
 }
 
@@ -213,9 +313,22 @@ fn update(
     cert: &MemberCert,
     rotating: bool,
     roster: &Roster,
+    secret: Option<&[u8]>,
 ) -> anyhow::Result<()> {
     if rotating {
         switch_keys(&dir.join("keys"))?;
+    }
+    if let Some(secret) = secret {
+        install_secret(dir, secret)?;
+        let config = dir.join("node.toml");
+        let text = std::fs::read_to_string(&config).context("reading node.toml")?;
+        if !text.contains("pseudonym_secret") {
+            println!(
+                "installed the pseudonym secret; add `pseudonym_secret = \"keys/{}\"` under [paths] in {} and restart the node",
+                sealed::PSEUDONYM_SECRET_FILE,
+                config.display()
+            );
+        }
     }
     let tls = dir.join(pki::TLS_CERT_FILE);
     if std::fs::read_to_string(&tls).ok().as_deref() != Some(cert.pem.as_str()) {
@@ -351,6 +464,7 @@ fn install(
     cert: &MemberCert,
     id: &MemberId,
     port: &str,
+    secret: Option<&[u8]>,
 ) -> anyhow::Result<()> {
     let roster_dir = dir.join("roster");
     std::fs::create_dir_all(&roster_dir).context("creating roster/")?;
@@ -367,13 +481,23 @@ fn install(
     for (i, v) in versions.iter().enumerate() {
         crate::record::replace_file(&roster_file(&roster_dir, i as u64 + 1), v)?;
     }
+    let secret_line = match secret {
+        Some(secret) => {
+            install_secret(dir, secret)?;
+            format!(
+                "pseudonym_secret = \"keys/{}\"\n",
+                sealed::PSEUDONYM_SECRET_FILE
+            )
+        }
+        None => String::new(),
+    };
     let config = format!(
         "# tfx-node configuration for {id}, written by `tfx member join`.\n\
          # Paths are relative to this file. Every setting, its default and its bounds:\n\
          # deploy/node.example.toml. Run with `tfx-node --config node.toml`.\n\n\
          [member]\nid = \"{id}\"\n\n\
          [paths]\ndata = \"data\"\nrecord_signing_key = \"keys/{}\"\ntls_key = \"keys/{}\"\n\
-         tls_cert = \"{}\"\nca_cert = \"{}\"\nroster = \"roster\"\ngenesis = \"genesis.sha256\"\n\n\
+         tls_cert = \"{}\"\nca_cert = \"{}\"\nroster = \"roster\"\ngenesis = \"genesis.sha256\"\n{secret_line}\n\
          [network]\nlisten = \"0.0.0.0:{port}\"\n",
         keyfile::SIGNING_KEY_FILE,
         pki::TLS_KEY_FILE,

@@ -2,10 +2,12 @@
 //! between institutions:
 //!
 //! - the **join request** (`tfx member init` → the consortium operator): the member's id, name,
-//!   roles, endpoint, record-signing public key and a CSR for its TLS key, with a proof of
-//!   possession — an Ed25519 signature by the record-signing key over all of it;
+//!   roles, endpoint, record-signing public key, X25519 delivery public key and a CSR for its TLS
+//!   key, with a proof of possession — an Ed25519 signature by the record-signing key over all
+//!   of it;
 //! - the **join bundle** (`tfx member approve` → the member): the CA certificate, the member's
-//!   TLS certificate, and the roster chain from genesis to the version that admits it.
+//!   TLS certificate, the roster chain from genesis to the version that admits it and, for
+//!   issuing members only, the consortium pseudonym secret sealed to the delivery key.
 //!
 //! Both are JSON, so operators can read what they pass on; everything in them that matters is
 //! covered by a signature the receiver checks (CSR, proof, certificate, roster chain).
@@ -16,6 +18,8 @@ use tfx_protocol::codec::Encoder;
 use tfx_protocol::keys::{SigningKey, VerifyingKey};
 use tfx_protocol::roster::ROLES;
 use tfx_protocol::MemberId;
+
+use crate::sealed::SealedSecret;
 
 pub const JOIN_REQUEST_FORMAT: &str = "tfx-join-request/1";
 pub const JOIN_BUNDLE_FORMAT: &str = "tfx-join-bundle/1";
@@ -32,6 +36,8 @@ pub struct JoinRequest {
     pub endpoint: String,
     /// Raw Ed25519 public key, hex.
     pub record_signing_key: String,
+    /// Raw X25519 public key, hex: what the pseudonym secret is sealed to ([`crate::sealed`]).
+    pub delivery_key: String,
     pub tls_csr_pem: String,
     /// Ed25519 signature (hex) by the record-signing key over [`JoinRequest::signed_bytes`].
     pub proof: String,
@@ -41,7 +47,7 @@ impl JoinRequest {
     /// CBOR array of every field but the proof, in order: what the proof signs.
     fn signed_bytes(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(512 + self.tls_csr_pem.len());
-        e.array(7)
+        e.array(8)
             .text(&self.format)
             .text(&self.id)
             .text(&self.name)
@@ -51,6 +57,7 @@ impl JoinRequest {
         }
         e.text(&self.endpoint)
             .text(&self.record_signing_key)
+            .text(&self.delivery_key)
             .text(&self.tls_csr_pem);
         e.finish()
     }
@@ -61,6 +68,7 @@ impl JoinRequest {
         roles: Vec<String>,
         endpoint: &str,
         key: &SigningKey,
+        delivery_key: &[u8; 32],
         csr_pem: String,
     ) -> Self {
         let mut r = JoinRequest {
@@ -70,6 +78,7 @@ impl JoinRequest {
             roles,
             endpoint: endpoint.into(),
             record_signing_key: hex::encode(key.verifying_key().raw()),
+            delivery_key: hex::encode(delivery_key),
             tls_csr_pem: csr_pem,
             proof: String::new(),
         };
@@ -90,11 +99,20 @@ impl JoinRequest {
         check_roles(&r.roles)?;
         let raw = hex::decode(&r.record_signing_key).context("record_signing_key is not hex")?;
         let key = VerifyingKey::from_slice(&raw)?;
+        r.delivery_public()?;
         let proof = hex::decode(&r.proof).context("proof is not hex")?;
         if !key.verify(&r.signed_bytes(), &proof) {
             bail!("proof of possession does not verify: the request was altered or not signed by its record-signing key");
         }
         Ok((r, id, key))
+    }
+
+    /// The X25519 delivery public key.
+    pub fn delivery_public(&self) -> anyhow::Result<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.delivery_key, &mut out)
+            .context("delivery_key is not an X25519 public key (64 hex digits)")?;
+        Ok(out)
     }
 }
 
@@ -128,6 +146,10 @@ pub struct JoinBundle {
     pub member_cert_pem: String,
     /// Signed roster versions, genesis first, as hex.
     pub rosters: Vec<String>,
+    /// The consortium pseudonym secret sealed to the member's delivery key: present for
+    /// issuing members only ([`crate::sealed::receives_secret`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_secret: Option<SealedSecret>,
 }
 
 impl JoinBundle {

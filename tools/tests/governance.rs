@@ -539,9 +539,17 @@ fn dev_consortium_script_builds_four_members() {
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("roster v5") && t.contains("4 members"), "{t}");
+    let secret = std::fs::read(dir.join("consortium/pseudonym.secret")).unwrap();
     for m in ["science-dept", "pbc-chengdu", "bank-a", "risk-warning"] {
         assert!(dir.join(m).join("node.toml").exists(), "{m}");
         assert!(t.contains(&format!("{m} joined")), "{t}");
+        // The secret reached the issuers through their bundles, and never risk-warning.
+        let installed = std::fs::read(dir.join(m).join("keys/pseudonym.secret")).ok();
+        if m == "risk-warning" {
+            assert_eq!(installed, None);
+        } else {
+            assert_eq!(installed.as_ref(), Some(&secret), "{m}");
+        }
     }
     // Running it again on the same directory refuses rather than overwriting keys.
     let again = Command::new("bash")
@@ -707,4 +715,142 @@ fn review_attacks_are_refused() {
         !w.p("cons/roster/v000004.tfxroster").exists(),
         "nothing adopted"
     );
+}
+
+/// The consortium pseudonym secret travels sealed inside join bundles: issuers get it (0600,
+/// wired into node.toml), risk-warning and auditor members never do, and a bundle whose sealed
+/// secret was altered, or that offers it to a role that must not hold it, installs nothing.
+#[test]
+fn pseudonym_secret_is_sealed_to_issuers_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let secret_path = w.p("cons/pseudonym.secret");
+    let mode = std::fs::metadata(&secret_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the consortium's copy is private");
+    let secret = std::fs::read_to_string(&secret_path).unwrap();
+    let secret = secret.trim();
+    w.member_init("bank-a", "bank", 7401);
+    w.member_init("risk", "risk-warning", 7402);
+    w.member_init("aud", "auditor", 7403);
+    let bank_bundle = w.admit("bank-a", 2);
+    let risk_bundle = w.admit("risk", 3);
+    let aud_bundle = w.admit("aud", 4);
+    let read = |p: &PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let bank = read(&bank_bundle);
+    assert!(bank["pseudonym_secret"].is_object(), "{bank}");
+    assert!(read(&risk_bundle).get("pseudonym_secret").is_none());
+    assert!(read(&aud_bundle).get("pseudonym_secret").is_none());
+    for b in [&bank_bundle, &risk_bundle, &aud_bundle] {
+        let text = std::fs::read_to_string(b).unwrap();
+        assert!(!text.contains(secret), "the secret is never in the clear");
+    }
+    let g = w.genesis();
+    let join = |id: &str, bundle: &PathBuf| {
+        tfx(&[
+            "member",
+            "join",
+            "--dir",
+            s(&w.p(id)),
+            "--genesis",
+            &g,
+            s(bundle),
+        ])
+    };
+    let nothing_installed = |id: &str| {
+        let dir = w.p(id);
+        assert!(!dir.join("node.toml").exists(), "{id}: no node.toml");
+        assert!(!dir.join("roster").exists(), "{id}: no roster");
+        assert!(
+            !dir.join("keys/pseudonym.secret").exists(),
+            "{id}: no secret"
+        );
+    };
+
+    // One flipped hex digit of the sealed secret: refused, nothing written.
+    let mut tampered = bank.clone();
+    let mut ct = tampered["pseudonym_secret"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flipped = if ct.starts_with('0') { "1" } else { "0" };
+    ct.replace_range(0..1, flipped);
+    tampered["pseudonym_secret"]["ciphertext"] = serde_json::json!(ct);
+    let tampered_path = w.p("tampered.bundle");
+    std::fs::write(&tampered_path, tampered.to_string()).unwrap();
+    let o = join("bank-a", &tampered_path);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("does not open"), "{}", text(&o));
+    nothing_installed("bank-a");
+
+    // bank-a's sealed secret copied into risk's bundle: risk must never hold it.
+    let mut offered = read(&risk_bundle);
+    offered["pseudonym_secret"] = bank["pseudonym_secret"].clone();
+    let offered_path = w.p("offered.bundle");
+    std::fs::write(&offered_path, offered.to_string()).unwrap();
+    let o = join("risk", &offered_path);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("must never hold"), "{}", text(&o));
+    nothing_installed("risk");
+
+    // The genuine bundles.
+    let out = ok(&[
+        "member",
+        "join",
+        "--dir",
+        s(&w.p("bank-a")),
+        "--genesis",
+        &g,
+        s(&bank_bundle),
+    ]);
+    assert!(out.contains("pseudonym secret unsealed"), "{out}");
+    let installed = w.p("bank-a/keys/pseudonym.secret");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap().trim(), secret);
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let config = std::fs::read_to_string(w.p("bank-a/node.toml")).unwrap();
+    assert!(
+        config.contains("pseudonym_secret = \"keys/pseudonym.secret\""),
+        "{config}"
+    );
+    for id in ["risk", "aud"] {
+        let bundle = w.p(&format!("{id}.bundle"));
+        ok(&[
+            "member",
+            "join",
+            "--dir",
+            s(&w.p(id)),
+            "--genesis",
+            &g,
+            s(&bundle),
+        ]);
+        assert!(!w.p(id).join("keys/pseudonym.secret").exists(), "{id}");
+        let config = std::fs::read_to_string(w.p(id).join("node.toml")).unwrap();
+        assert!(!config.contains("pseudonym_secret"), "{id}: {config}");
+    }
+
+    // A consortium without its secret refuses to admit an issuer, before proposing anything.
+    std::fs::remove_file(&secret_path).unwrap();
+    w.member_init("bank-b", "bank", 7404);
+    let o = tfx(&[
+        "member",
+        "approve",
+        "--consortium",
+        s(&w.p("cons")),
+        s(&w.p("bank-b/join-request.json")),
+        "--out",
+        s(&w.p("bank-b.bundle")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("tfx key pseudonym-secret"),
+        "{}",
+        text(&o)
+    );
+    assert!(!w.p("cons/roster/pending/v000005.tfxroster").exists());
+    assert!(!w.p("bank-b.bundle").exists());
 }
