@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use tfx_protocol::derive::PseudonymKey;
+use tfx_protocol::derive::PseudonymSecret;
 use tfx_protocol::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::log::LocalLog;
@@ -43,6 +43,8 @@ pub enum AppendError {
     Store(String),
     #[error("random number generator unavailable; record not sealed")]
     Entropy,
+    #[error("deriving the pseudonym key: {0}")]
+    Pseudonym(String),
     #[error("opening the local log: {0}")]
     Open(String),
 }
@@ -51,7 +53,9 @@ pub enum AppendError {
 pub struct AppenderConfig {
     pub origin: MemberId,
     pub key: SigningKey,
-    pub pseudonym: Option<PseudonymKey>,
+    /// The consortium pseudonym secret (issuers only); each batch derives the key of its
+    /// issue time's epoch, so pseudonyms rotate at the new year without a restart.
+    pub pseudonym: Option<PseudonymSecret>,
 }
 
 impl std::fmt::Debug for AppenderConfig {
@@ -414,6 +418,13 @@ fn seal_all(
     first_seq: u64,
     now: Timestamp,
 ) -> Result<Vec<SealedRecord>, AppendError> {
+    let pseudonym = config
+        .pseudonym
+        .as_ref()
+        .map(|s| s.key_at(now))
+        .transpose()
+        .map_err(|e| AppendError::Pseudonym(e.to_string()))?;
+    let pseudonym = pseudonym.as_ref();
     let seal_range = |start: usize, reqs: &[Request]| -> Result<Vec<SealedRecord>, AppendError> {
         let mut entropy = SystemEntropy::new();
         reqs.iter()
@@ -423,7 +434,7 @@ fn seal_all(
                     origin: &config.origin,
                     seq: LogIndex(first_seq + (start + i) as u64),
                     issued_at: now,
-                    pseudonym: config.pseudonym.as_ref(),
+                    pseudonym,
                 };
                 seal(&r.body, params, &config.key, &mut entropy).map_err(|_| AppendError::Entropy)
             })

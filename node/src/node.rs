@@ -15,12 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
-use tfx_protocol::domain::Date;
+use tfx_protocol::derive::PseudonymSecret;
 use tfx_protocol::ids::sha256;
 use tfx_protocol::roster::verify_chain;
 use tfx_protocol::sync::{SyncConfig, SyncCore};
-use tfx_protocol::{MemberId, Timestamp};
+use tfx_protocol::MemberId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -235,7 +234,7 @@ impl Node {
                 roster.version
             );
         }
-        let pseudonym = pseudonym_key(config, now)?;
+        let pseudonym = pseudonym_secret(config)?;
 
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
@@ -509,18 +508,16 @@ async fn dial_loop(
     }
 }
 
-/// The consortium pseudonym key for the current epoch (the calendar year at `now`), if this
-/// member holds the pseudonym secret (issuers do; DESIGN §4).
-pub fn pseudonym_key(config: &NodeConfig, now: Timestamp) -> anyhow::Result<Option<PseudonymKey>> {
+/// The consortium pseudonym secret, if this member holds it (issuers do; DESIGN §4). Keys are
+/// derived from it per epoch as records are sealed.
+pub fn pseudonym_secret(config: &NodeConfig) -> anyhow::Result<Option<PseudonymSecret>> {
     let Some(path) = &config.pseudonym_secret else {
         return Ok(None);
     };
     let secret = crate::keyfile::load_secret(path).context("loading the pseudonym secret")?;
-    let year = Date::from_days_since_epoch((now.0 / 86_400_000) as i64).year();
-    Ok(Some(
-        PseudonymKey::derive(&secret, PURPOSE_RISK_WARNING, u32::from(year))
-            .context("deriving the pseudonym key")?,
-    ))
+    let secret = PseudonymSecret::new(&secret)
+        .with_context(|| format!("the pseudonym secret in {}", path.display()))?;
+    Ok(Some(secret))
 }
 
 /// Connects to `peer` at `endpoint` (host:port) and completes the mutual-TLS handshake.

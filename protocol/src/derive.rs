@@ -8,7 +8,8 @@
 
 use zeroize::Zeroizing;
 
-use crate::domain::Uscc;
+use crate::domain::{Date, Uscc};
+use crate::ids::Timestamp;
 use crate::limits::PSEUDONYM_SECRET_BYTES_MIN;
 use crate::schema::{FieldSpec, FieldValue, RecordKind};
 use crate::validate::RecordBody;
@@ -81,6 +82,42 @@ impl PseudonymKey {
             self.epoch,
             hex::encode(&tag.as_ref()[..PSEUDONYM_HEX_LEN / 2])
         )
+    }
+}
+
+/// The consortium pseudonym secret as an issuer holds it: the key for each record comes from the
+/// epoch of its issue time, so pseudonyms rotate at the turn of the epoch (the UTC calendar
+/// year) without a new secret or a restart. Secret bytes are zeroized on drop and never printed.
+pub struct PseudonymSecret {
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PseudonymSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymSecret(<redacted>)")
+    }
+}
+
+impl PseudonymSecret {
+    /// Checks the secret's length once, so deriving from it later cannot fail on it.
+    pub fn new(secret: &[u8]) -> Result<Self, PseudonymError> {
+        if secret.len() < PSEUDONYM_SECRET_BYTES_MIN {
+            return Err(PseudonymError::SecretTooShort(secret.len()));
+        }
+        Ok(PseudonymSecret {
+            secret: Zeroizing::new(secret.to_vec()),
+        })
+    }
+
+    /// The epoch of a record issued at `at`: its UTC calendar year (SPEC §4.6).
+    pub fn epoch_at(at: Timestamp) -> u32 {
+        let year = Date::from_days_since_epoch((at.0 / 86_400_000) as i64).year();
+        u32::from(year)
+    }
+
+    /// The risk-warning pseudonym key for records issued at `at`.
+    pub fn key_at(&self, at: Timestamp) -> Result<PseudonymKey, PseudonymError> {
+        PseudonymKey::derive(&self.secret, PURPOSE_RISK_WARNING, Self::epoch_at(at))
     }
 }
 
@@ -214,6 +251,28 @@ pub fn derived_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_rotates_pseudonyms_at_the_turn_of_the_year() -> Result<(), PseudonymError> {
+        assert_eq!(
+            PseudonymSecret::new(&[1u8; 31]).err(),
+            Some(PseudonymError::SecretTooShort(31))
+        );
+        let secret = PseudonymSecret::new(&[1u8; 32])?;
+        // 2027-01-01T00:00:00Z is 1 798 761 600 s after the Unix epoch.
+        let new_year = Timestamp(1_798_761_600_000);
+        let before = secret.key_at(Timestamp(new_year.0 - 1))?;
+        let after = secret.key_at(new_year)?;
+        assert_eq!((before.epoch(), after.epoch()), (2026, 2027));
+        let uscc = Uscc::parse("91511500MA3M0C777N").unwrap_or_else(|e| panic!("{e}"));
+        let (p0, p1) = (before.pseudonym(&uscc), after.pseudonym(&uscc));
+        assert!(p0.starts_with("ps1.2026.") && p1.starts_with("ps1.2027."));
+        assert_ne!(p0[9..], p1[9..], "a new epoch unlinks the pseudonym");
+        // The same derivation as the fixed-epoch key the vectors use.
+        let fixed = PseudonymKey::derive(&[1u8; 32], PURPOSE_RISK_WARNING, 2026)?;
+        assert_eq!(fixed.pseudonym(&uscc), p0);
+        Ok(())
+    }
 
     #[test]
     fn bands_at_edges() {

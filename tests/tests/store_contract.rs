@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tfx_node::appender::{Appender, AppenderConfig};
 use tfx_node::sled_store::{SledStore, SledStoreError};
-use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::derive::{PseudonymKey, PseudonymSecret, PURPOSE_RISK_WARNING};
 use tfx_protocol::entropy::DeterministicEntropy;
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::log::{verify_log, LocalLog};
@@ -185,7 +185,7 @@ fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
     let config = AppenderConfig {
         origin: origin(),
         key: key(),
-        pseudonym: Some(pseudonym_key()),
+        pseudonym: Some(PseudonymSecret::new(&[0x22; 32]).unwrap()),
     };
     let appender = Arc::new(Appender::start(store.clone(), config).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();

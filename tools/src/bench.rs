@@ -13,7 +13,7 @@ use tfx_node::appender::{Appender, AppenderConfig};
 use tfx_node::limits::COMMIT_BATCH_MAX;
 use tfx_node::sled_store::SledStore;
 use tfx_node::synthetic;
-use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::derive::{PseudonymKey, PseudonymSecret, PURPOSE_RISK_WARNING};
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::record::{seal, SealParams, SealedRecord};
 use tfx_protocol::validate::RecordBody;
@@ -124,10 +124,13 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The pseudonym secret every bench record is sealed under.
+const BENCH_PSEUDONYM_SECRET: [u8; 32] = [0x24; 32];
+
 fn bench_key() -> (MemberId, SigningKey, PseudonymKey) {
     let origin = MemberId::new("bench-origin").unwrap_or_else(|e| unreachable!("{e}"));
     let key = SigningKey::from_seed(&[0x42; 32]);
-    let pseudonym = PseudonymKey::derive(&[0x24; 32], PURPOSE_RISK_WARNING, 2026)
+    let pseudonym = PseudonymKey::derive(&BENCH_PSEUDONYM_SECRET, PURPOSE_RISK_WARNING, 2026)
         .unwrap_or_else(|e| unreachable!("{e}"));
     (origin, key, pseudonym)
 }
@@ -272,14 +275,17 @@ fn sled_raw(values: &[Vec<u8>], dir: &Path) -> anyhow::Result<f64> {
 
 /// Durable appends/s through the real appender with `submitters` concurrent tasks.
 fn appends(bodies: &Arc<Vec<RecordBody>>, submitters: usize, dir: &Path) -> anyhow::Result<f64> {
-    let (origin, key, pseudonym) = bench_key();
+    let (origin, key, _) = bench_key();
     let store = Arc::new(SledStore::open(dir).context("opening store")?);
     let appender = Arc::new(Appender::start(
         store,
         AppenderConfig {
             origin,
             key,
-            pseudonym: Some(pseudonym),
+            pseudonym: Some(
+                PseudonymSecret::new(&BENCH_PSEUDONYM_SECRET)
+                    .unwrap_or_else(|e| unreachable!("{e}")),
+            ),
         },
     )?);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -199,7 +199,7 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
 fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>)> {
     let config = NodeConfig::load(&member_dir.join("node.toml"))?;
     let key = tfx_node::keyfile::load_signing_key(&config.record_signing_key)?;
-    let pseudonym = tfx_node::node::pseudonym_key(&config, tfx_node::clock::now())?;
+    let pseudonym = tfx_node::node::pseudonym_secret(&config)?;
     std::fs::create_dir_all(&config.data)?;
     let store = Arc::new(SledStore::open(&config.data)?);
     let appender = Arc::new(Appender::start(
