@@ -1,6 +1,6 @@
 //! The local API (DESIGN §10): HTTP/JSON on a loopback address for the institution's own
 //! systems and the `tfx` CLI, described in `deploy/openapi.yaml`. Every route except
-//! `/v1/health` requires `Authorization: Bearer <token>`, where the token is the content of a
+//! `/v1/health` (the same check as the metrics listener's `/health`) requires `Authorization: Bearer <token>`, where the token is the content of a
 //! file only the node's user can read (created 0600 on first start). The address must be
 //! loopback (checked when the config loads), so the token never crosses a network.
 //!
@@ -85,7 +85,7 @@ pub async fn serve(
         .route("/v1/ledger", get(ledger))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     let app = Router::new()
-        .route("/v1/health", get(|| async { "ok\n" }))
+        .route("/v1/health", get(health))
         .merge(authed)
         .layer(DefaultBodyLimit::max(RECORD_JSON_BYTES_MAX))
         .with_state(api);
@@ -109,6 +109,12 @@ pub async fn serve(
         }
     });
     Ok((local, task))
+}
+
+/// The health check (`crate::metrics::health`), unauthenticated like the metrics listener's
+/// `/health`: it reveals no data, and monitors should not need the token.
+async fn health(State(api): State<Api>) -> Response {
+    crate::metrics::health_response(&api.shared).await
 }
 
 /// The policy in force: its version and the view of every role (what each may receive).

@@ -77,6 +77,8 @@ pub struct CommitStats {
     pub apply_ns: AtomicU64,
     /// Flushing (fsync).
     pub flush_ns: AtomicU64,
+    /// Each group commit's flush, for the metrics histogram.
+    pub flush_latency: crate::metrics::Histogram,
 }
 
 /// A point-in-time copy of [`CommitStats`].
@@ -145,6 +147,7 @@ pub struct Appender {
     workers: Vec<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     durable: tokio::sync::watch::Receiver<LogHead>,
+    failed: Failure,
 }
 
 impl Appender {
@@ -174,7 +177,7 @@ impl Appender {
         let writer = Writer {
             store,
             stats: stats.clone(),
-            failed,
+            failed: failed.clone(),
             durable: durable_tx,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -192,6 +195,7 @@ impl Appender {
             workers,
             stats,
             durable,
+            failed,
         })
     }
 
@@ -207,6 +211,19 @@ impl Appender {
     /// Cumulative committer timings.
     pub fn stats(&self) -> CommitStatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Latency of each group commit's flush.
+    pub fn flush_latency(&self) -> &crate::metrics::Histogram {
+        &self.stats.flush_latency
+    }
+
+    /// The store failure that stopped the appender, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().map_or_else(
+            |_| Some("failure flag poisoned".into()),
+            |f| f.as_ref().map(|e| e.to_string()),
+        )
     }
 
     /// Appends a record and returns once it is durable.
@@ -369,6 +386,7 @@ impl<S: Store> Writer<S> {
         let durable = self.store.apply(batch).and_then(|()| {
             let t = CommitStats::add(&self.stats.apply_ns, t);
             let flushed = self.store.flush();
+            self.stats.flush_latency.observe(t.elapsed());
             CommitStats::add(&self.stats.flush_ns, t);
             flushed
         });

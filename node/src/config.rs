@@ -25,7 +25,23 @@ struct File {
     #[serde(default)]
     log: LogSection,
     #[serde(default)]
+    metrics: MetricsSection,
+    #[serde(default)]
+    health: HealthSection,
+    #[serde(default)]
     risk_warning: RiskWarningSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HealthSection {
+    no_peer_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -110,6 +126,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub api_listen: SocketAddr,
     pub api_token: PathBuf,
+    /// Prometheus metrics and the health check (`[metrics] listen`, loopback).
+    pub metrics_listen: SocketAddr,
+    /// Unhealthy once no peer has been connected for this long (`[health] no_peer_ms`).
+    pub no_peer_ms: u64,
     pub anti_entropy_ms: u64,
     pub fetch_timeout_ms: u64,
     pub pipeline: usize,
@@ -126,9 +146,12 @@ pub const FETCH_TIMEOUT_MS: (u64, u64) = (100, 600_000);
 pub const PIPELINE: (usize, usize) = (1, 64);
 pub const RETENTION_SWEEP_MS: (u64, u64) = (1_000, 86_400_000);
 pub const WARNING_INTERVAL_MS: (u64, u64) = (50, 3_600_000);
+pub const NO_PEER_MS: (u64, u64) = (1_000, 604_800_000);
 
 /// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
 pub const API_PORT_OFFSET: u16 = 1000;
+/// The metrics port when `[metrics] listen` is absent: the QUIC port + 2000 on loopback.
+pub const METRICS_PORT_OFFSET: u16 = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -188,31 +211,32 @@ impl NodeConfig {
                 base.join(p)
             }
         };
-        let api_listen = match f.api.listen {
-            Some(a) => a,
-            None => {
-                let port = f
-                    .network
-                    .listen
-                    .port()
-                    .checked_add(API_PORT_OFFSET)
-                    .ok_or_else(|| {
+        let loopback_port = |name: &'static str, set: Option<SocketAddr>, offset: u16| {
+            let addr = match set {
+                Some(a) => a,
+                None => {
+                    let port = f.network.listen.port().checked_add(offset).ok_or_else(|| {
                         field(
-                            "api.listen",
-                            "no default: network.listen's port + 1000 overflows; set it".into(),
+                            name,
+                            format!(
+                                "no default: network.listen's port + {offset} overflows; set it"
+                            ),
                         )
                     })?;
-                SocketAddr::from(([127, 0, 0, 1], port))
+                    SocketAddr::from(([127, 0, 0, 1], port))
+                }
+            };
+            if !addr.ip().is_loopback() {
+                return Err(field(
+                    name,
+                    format!("{addr} is not a loopback address: it must never leave this host"),
+                ));
             }
+            Ok(addr)
         };
-        if !api_listen.ip().is_loopback() {
-            return Err(field(
-                "api.listen",
-                format!(
-                    "{api_listen} is not a loopback address: the local API never leaves this host"
-                ),
-            ));
-        }
+        let metrics_listen =
+            loopback_port("metrics.listen", f.metrics.listen, METRICS_PORT_OFFSET)?;
+        let api_listen = loopback_port("api.listen", f.api.listen, API_PORT_OFFSET)?;
         let bounded = |name: &'static str, v: Option<u64>, default: u64, (lo, hi): (u64, u64)| {
             let v = v.unwrap_or(default);
             if v < lo || v > hi {
@@ -250,6 +274,12 @@ impl NodeConfig {
             1_000,
             WARNING_INTERVAL_MS,
         )?;
+        let no_peer_ms = bounded(
+            "health.no_peer_ms",
+            f.health.no_peer_ms,
+            300_000,
+            NO_PEER_MS,
+        )?;
         let log_format = match f.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -280,6 +310,8 @@ impl NodeConfig {
             pseudonym_secret: f.paths.pseudonym_secret.as_deref().map(abs),
             listen: f.network.listen,
             api_listen,
+            metrics_listen,
+            no_peer_ms,
             anti_entropy_ms,
             fetch_timeout_ms,
             pipeline,

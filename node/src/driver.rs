@@ -107,6 +107,12 @@ pub struct SyncStatus {
     /// Records held with fewer fields than this member's view grants, still being completed
     /// from their origin: origin → records left.
     pub backfilling: BTreeMap<String, u64>,
+    /// Records received from peers, verified and stored since start: origin → records.
+    pub received_records: BTreeMap<String, u64>,
+    /// Forks detected since start (an origin signed two histories; it is then frozen).
+    pub forks: u64,
+    /// The store failure that stopped sync, if one did (restart the node).
+    pub store_failed: Option<String>,
 }
 
 struct Link {
@@ -126,6 +132,11 @@ pub struct Driver {
     refused: u64,
     flagged: BTreeMap<String, u64>,
     purged: u64,
+    /// Each origin's log size when its records were last applied, to count records received.
+    sizes: BTreeMap<MemberId, u64>,
+    received_records: BTreeMap<String, u64>,
+    forks: u64,
+    store_failed: Option<String>,
     /// Ledger entries written since the last flush.
     ledger_unflushed: bool,
     /// A ledger write failed this step: its disclosures are not sent.
@@ -147,6 +158,7 @@ pub struct DriverParts {
     pub connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
     /// How often expired retention is purged.
     pub retention_sweep: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -163,8 +175,18 @@ fn now_ms() -> u64 {
 
 impl Driver {
     pub fn new(parts: DriverParts) -> Self {
+        let sizes = parts
+            .core
+            .heads()
+            .into_iter()
+            .map(|(o, h)| (o, h.size))
+            .collect();
         Driver {
             io: parts,
+            sizes,
+            received_records: BTreeMap::new(),
+            forks: 0,
+            store_failed: None,
             links: BTreeMap::new(),
             flush: Arc::new(Notify::new()),
             received: 0,
@@ -184,7 +206,11 @@ impl Driver {
         mut durable: watch::Receiver<LogHead>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let flusher = tokio::spawn(flush_loop(self.io.store.clone(), self.flush.clone()));
+        let flusher = tokio::spawn(flush_loop(
+            self.io.store.clone(),
+            self.flush.clone(),
+            self.io.metrics.clone(),
+        ));
         let head = *durable.borrow_and_update();
         self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
         // A store may hold fields a policy adopted while the node was down took away, or
@@ -379,6 +405,9 @@ impl Driver {
             Event::Applied { origin, head } => {
                 tracing::debug!(%origin, size = head.size, "records applied");
                 self.received += 1;
+                let before = self.sizes.insert(origin.clone(), head.size).unwrap_or(0);
+                *self.received_records.entry(origin.to_string()).or_insert(0) +=
+                    head.size.saturating_sub(before);
                 self.flush.notify_one();
             }
             Event::Fork {
@@ -386,9 +415,11 @@ impl Driver {
                 peer,
                 detail,
             } => {
+                self.forks += 1;
                 tracing::error!(%origin, %peer, %detail, "origin forked its log: sync with it is frozen");
             }
             Event::StoreFailed(e) => {
+                self.store_failed.get_or_insert_with(|| e.clone());
                 // The core stops syncing itself; say so once.
                 tracing::error!(error = %e, "store failure: sync stopped; restart the node to re-verify the store");
             }
@@ -545,7 +576,13 @@ impl Driver {
                 .into_iter()
                 .map(|(o, next, end)| (o.to_string(), end.saturating_sub(next)))
                 .collect(),
+            received_records: self.received_records.clone(),
+            forks: self.forks,
+            store_failed: self.store_failed.clone(),
         };
+        if !self.links.is_empty() {
+            self.io.metrics.peer_seen(crate::clock::now().0);
+        }
         let _ = self.io.status.send(status);
     }
 }
@@ -560,11 +597,22 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// Flushes applied sync batches in the background, coalescing: one flush covers everything
 /// applied before it started. Remote records need no flush before use (a crash only means
 /// fetching them again), but should not sit unflushed indefinitely.
-async fn flush_loop(store: Arc<SledStore>, notify: Arc<Notify>) {
+async fn flush_loop(
+    store: Arc<SledStore>,
+    notify: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     loop {
         notify.notified().await;
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.flush()).await {
+        let m = metrics.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let r = s.flush();
+            m.sync_flush.observe(t.elapsed());
+            r
+        });
+        match flushed.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "flushing synced records failed"),
             Err(_) => return,

@@ -4,8 +4,8 @@
 //! member TLS keys and certificates), the clock and the OS random generator — and the running
 //! node: the QUIC [`transport`], peer [`connection`]s, the sync [`driver`] around the sans-IO
 //! core, the [`node`] that wires them together and the loopback [`api`] (DESIGN §7, §10) — and
-//! the [`ledger`] of every disclosure sent (DESIGN §8) and the risk-warning member's rule
-//! runner, [`warner`] (DESIGN §9).
+//! the [`ledger`] of every disclosure sent (DESIGN §8), the risk-warning member's rule
+//! runner, [`warner`] (DESIGN §9), and the operators' [`metrics`] and health check.
 
 pub mod api;
 pub mod appender;
@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod keyfile;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod sled_store;

@@ -51,6 +51,9 @@ pub struct Shared {
     pub policy_dir: PathBuf,
     /// The driver's input queue (the API installs policy versions through it).
     pub driver: mpsc::Sender<Input>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The health check's limit on time without any peer connected (`[health] no_peer_ms`).
+    pub no_peer_ms: u64,
 }
 
 /// A started node.
@@ -59,6 +62,7 @@ pub struct Node {
     pub shared: Shared,
     pub quic_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     driver: JoinHandle<()>,
@@ -291,6 +295,7 @@ impl Node {
         let (inputs, inputs_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let ledger =
             Arc::new(Ledger::open(&store).context("opening the disclosure ledger in the store")?);
+        let metrics = Arc::new(crate::metrics::Metrics::new(now.0));
         let driver = Driver::new(DriverParts {
             core,
             store: store.clone(),
@@ -302,6 +307,7 @@ impl Node {
             roster_version: roster_tx,
             connected: connected.clone(),
             retention_sweep: Duration::from_millis(config.retention_sweep_ms),
+            metrics: metrics.clone(),
         });
         let driver = tokio::spawn(driver.run(inputs_rx, durable, shutdown_rx.clone()));
 
@@ -314,6 +320,8 @@ impl Node {
             ledger,
             policy_dir: config.policy_dir.clone(),
             driver: inputs.clone(),
+            metrics: metrics.clone(),
+            no_peer_ms: config.no_peer_ms,
         };
         let (api_addr, api_task) = crate::api::serve(
             config.api_listen,
@@ -322,7 +330,10 @@ impl Node {
             shutdown_rx.clone(),
         )
         .await?;
-        let mut tasks = Vec::new();
+        let (metrics_addr, metrics_task) =
+            crate::metrics::serve(config.metrics_listen, shared.clone(), shutdown_rx.clone())
+                .await?;
+        let mut tasks = vec![metrics_task];
         if let Some(path) = &config.warning_rules {
             let rules = load_warning_rules(path, &roster, &member)?;
             tasks.push(tokio::spawn(crate::warner::run(
@@ -338,23 +349,28 @@ impl Node {
                 endpoint.clone(),
                 member.clone(),
                 inputs.clone(),
+                metrics.clone(),
             )),
             tokio::spawn(dial_manager(
-                endpoint.clone(),
+                Dialing {
+                    endpoint: endpoint.clone(),
+                    membership,
+                    connected,
+                    inputs,
+                    shutdown: shutdown_rx,
+                    metrics,
+                },
                 member.clone(),
-                membership,
-                connected,
-                inputs,
                 roster_rx,
-                shutdown_rx,
             )),
             api_task,
         ]);
-        tracing::info!(%member, quic = %quic_addr, api = %api_addr, roster = roster.version, "node started");
+        tracing::info!(%member, quic = %quic_addr, api = %api_addr, metrics = %metrics_addr, roster = roster.version, "node started");
         Ok(Node {
             shared,
             quic_addr,
             api_addr,
+            metrics_addr,
             endpoint,
             shutdown,
             driver,
@@ -392,19 +408,29 @@ impl Node {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, me: MemberId, inputs: mpsc::Sender<Input>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    me: MemberId,
+    inputs: mpsc::Sender<Input>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     while let Some(incoming) = endpoint.accept().await {
         let inputs = inputs.clone();
         let me = me.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
+                    if let Some(reason) = crate::metrics::handshake_failure_reason(&e) {
+                        metrics.handshake_failed(reason);
+                    }
                     tracing::warn!(%remote, error = %e, "incoming handshake failed");
                     return;
                 }
                 Err(_) => {
+                    metrics.handshake_failed("timeout");
                     tracing::warn!(%remote, "incoming handshake timed out");
                     return;
                 }
@@ -425,30 +451,26 @@ async fn accept_loop(endpoint: quinn::Endpoint, me: MemberId, inputs: mpsc::Send
     }
 }
 
-/// Keeps one dial loop per member with a higher id than ours, following roster changes.
-async fn dial_manager(
+/// What every dial loop shares.
+#[derive(Clone)]
+struct Dialing {
     endpoint: quinn::Endpoint,
-    me: MemberId,
     membership: Arc<Membership>,
     connected: Arc<Mutex<BTreeSet<MemberId>>>,
     inputs: mpsc::Sender<Input>,
-    mut roster: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
-) {
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Keeps one dial loop per member with a higher id than ours, following roster changes.
+async fn dial_manager(d: Dialing, me: MemberId, mut roster: watch::Receiver<u64>) {
     let mut dialing: BTreeSet<MemberId> = BTreeSet::new();
     let mut loops = tokio::task::JoinSet::new();
     loop {
-        for m in &membership.roster().members {
+        for m in &d.membership.roster().members {
             if m.id > me && !dialing.contains(&m.id) {
                 dialing.insert(m.id.clone());
-                loops.spawn(dial_loop(
-                    endpoint.clone(),
-                    m.id.clone(),
-                    membership.clone(),
-                    connected.clone(),
-                    inputs.clone(),
-                    shutdown.clone(),
-                ));
+                loops.spawn(dial_loop(d.clone(), m.id.clone()));
             }
         }
         if roster.changed().await.is_err() {
@@ -458,14 +480,15 @@ async fn dial_manager(
     loops.abort_all();
 }
 
-async fn dial_loop(
-    endpoint: quinn::Endpoint,
-    peer: MemberId,
-    membership: Arc<Membership>,
-    connected: Arc<Mutex<BTreeSet<MemberId>>>,
-    inputs: mpsc::Sender<Input>,
-    shutdown: watch::Receiver<bool>,
-) {
+async fn dial_loop(d: Dialing, peer: MemberId) {
+    let Dialing {
+        endpoint,
+        membership,
+        connected,
+        inputs,
+        shutdown,
+        metrics,
+    } = d;
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u64;
     loop {
@@ -496,6 +519,16 @@ async fn dial_loop(
             }
             Err(e) => {
                 failures += 1;
+                // A peer that is simply down shows as "unreachable", not as a TLS problem.
+                let reason = match e.downcast_ref::<quinn::ConnectionError>() {
+                    Some(quinn::ConnectionError::TimedOut) => Some("unreachable"),
+                    Some(c) => crate::metrics::handshake_failure_reason(c),
+                    None if e.to_string().contains("timed out") => Some("unreachable"),
+                    None => Some("unresolvable"),
+                };
+                if let Some(reason) = reason {
+                    metrics.handshake_failed(reason);
+                }
                 // First failure and then every tenth: a member offline for days must not flood the log.
                 if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(%peer, endpoint = %entry.endpoint, failures, error = %e, "dial failed; retrying with backoff");

@@ -93,6 +93,7 @@ pub const QUERY_SCAN_MAX: usize = 100_000;
 /// a microsecond per record, small enough that reading one record copies little.
 pub const CHUNK_RECORDS_MAX: usize = 64;
 const FORMAT_KEY: &[u8] = b"Mformat";
+const HEALTH_KEY: &[u8] = b"Mhealth";
 
 fn push_origin(k: &mut Vec<u8>, origin: &MemberId) {
     // Member ids are ≤ 64 bytes (protocol limit), so one length byte suffices.
@@ -364,6 +365,15 @@ impl SledStore {
     /// The sled handle, for the disclosure ledger that shares this tree (prefix `L`).
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    /// Writes and flushes a metadata key: whether the store still takes durable writes (the
+    /// health check). The key holds the probe time and nothing else reads it.
+    pub fn probe_write(&self) -> Result<(), SledStoreError> {
+        let now = crate::clock::now().0;
+        self.db.insert(HEALTH_KEY, &now.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Bytes sled reports on disk.

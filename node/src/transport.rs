@@ -9,8 +9,9 @@
 //! length and a sync message of at most [`FRAME_BYTES_MAX`] bytes. Separate streams keep a large
 //! catch-up transfer from delaying hellos; per-stream flow control is the backpressure.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use quinn::{TransportConfig, VarInt};
@@ -65,6 +66,8 @@ pub struct Membership {
     ca_der: Vec<u8>,
     ca_fingerprint: tfx_protocol::Hash,
     roster: RwLock<Arc<Roster>>,
+    /// Peer certificates refused in handshakes since start, by [`Refusal::reason`] (metrics).
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Membership {
@@ -73,7 +76,19 @@ impl Membership {
             ca_fingerprint: sha256(&ca_der),
             ca_der,
             roster: RwLock::new(Arc::new(roster)),
+            refusals: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Refused peer certificates since start, by reason.
+    pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.refusals.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn count_refusal(&self, refusal: &Refusal) {
+        if let Ok(mut m) = self.refusals.lock() {
+            *m.entry(refusal.reason()).or_insert(0) += 1;
+        }
     }
 
     pub fn roster(&self) -> Arc<Roster> {
@@ -136,6 +151,22 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A fixed word for metrics labels: never a member id or certificate content.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Certificate(PkiError::Expired { .. }) => "certificate-expired",
+            Refusal::Certificate(PkiError::NotYetValid { .. }) => "certificate-not-yet-valid",
+            Refusal::Certificate(PkiError::Cert(_)) => "bad-certificate",
+            Refusal::Certificate(_) => "unknown-ca",
+            Refusal::NotMember(..) => "not-a-member",
+            Refusal::Revoked(..) => "revoked",
+            Refusal::OtherCertificate(..) => "other-certificate",
+            Refusal::WrongMember { .. } => "wrong-member",
+            Refusal::Intermediates => "intermediates",
+            Refusal::Config(_) => "config",
+        }
+    }
+
     fn into_rustls(self) -> rustls::Error {
         let e = match &self {
             Refusal::Certificate(PkiError::Expired { .. }) => CertificateError::Expired,
@@ -176,6 +207,7 @@ impl MemberVerifier {
             Err(Refusal::Intermediates)
         };
         result.map_err(|refusal| {
+            self.membership.count_refusal(&refusal);
             tracing::warn!(%refusal, side, "peer certificate refused in the handshake");
             refusal.into_rustls()
         })
@@ -213,6 +245,7 @@ impl ServerCertVerifier for MemberVerifier {
                 expected: expected.to_string(),
                 got: member,
             };
+            self.membership.count_refusal(&refusal);
             tracing::warn!(%refusal, "peer certificate refused in the handshake");
             return Err(refusal.into_rustls());
         }

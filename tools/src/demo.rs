@@ -30,7 +30,8 @@ pub struct DemoArgs {
     /// The synthetic enterprises the records are about.
     #[arg(long, default_value = "../shared/domain/enterprises.csv")]
     pub enterprises: PathBuf,
-    /// First of four consecutive UDP ports (the local APIs use these + 1000 on 127.0.0.1).
+    /// First of four consecutive UDP ports (the local APIs use these + 1000 on 127.0.0.1, the
+    /// metrics listeners + 2000).
     #[arg(long, default_value_t = 7401)]
     pub base_port: u16,
 }

@@ -345,6 +345,23 @@ fn refused_at_the_handshake() {
             "bank-a presented a certificate other than the one roster v6 lists",
         ),
     ];
+    let metrics = Metrics::new(&net.member("science-dept"));
+    let failures = |m: &std::collections::BTreeMap<String, f64>, reason: &str| {
+        m.get(&format!(
+            "tfx_handshake_failures_total{{reason=\"{reason}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    let reasons = [
+        "no-certificate",
+        "unknown-ca",
+        "certificate-expired",
+        "revoked",
+        "not-a-member",
+        "other-certificate",
+    ];
+    let before = metrics.scrape();
     for (case, identity, logged) in &cases {
         let from = net.log("science-dept").len();
         let outcome = dial(identity.as_ref());
@@ -354,6 +371,15 @@ fn refused_at_the_handshake() {
     }
     // Still serving members after all that.
     assert_eq!(dial(Some(&bank)), Ok(tfx_node::transport::STREAM_CONTROL));
+    // Each refusal moved its own handshake-failure counter, by one.
+    let after = metrics.scrape();
+    for reason in reasons {
+        assert_eq!(
+            failures(&after, reason) - failures(&before, reason),
+            1.0,
+            "{reason}: {after:?}"
+        );
+    }
 }
 
 #[test]

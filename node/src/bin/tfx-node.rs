@@ -29,6 +29,9 @@ struct Cli {
     /// Run the node with this configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Log format, overriding `[log] format`: "text" or "json" (one object per line).
+    #[arg(long, value_parser = ["text", "json"], requires = "config")]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match (cli.config, cli.command) {
-        (Some(config), _) => daemon(&config).map(|()| true),
+        (Some(config), _) => daemon(&config, cli.log_format.as_deref()).map(|()| true),
         (None, Some(Command::CheckStore { data, public })) => check_store(data, public),
         (None, None) => {
             anyhow::bail!("give --config FILE to run the node, or a command (see --help)")
@@ -83,8 +86,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
-fn daemon(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = NodeConfig::load(path)?;
+fn daemon(path: &std::path::Path, log_format: Option<&str>) -> anyhow::Result<()> {
+    let mut config = NodeConfig::load(path)?;
+    match log_format {
+        Some("json") => config.log_format = LogFormat::Json,
+        Some(_) => config.log_format = LogFormat::Text,
+        None => {}
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,quinn_proto=warn"));
     let builder = tracing_subscriber::fmt()

@@ -63,7 +63,7 @@ pub struct ReplicateBench {
     /// The nodes' anti-entropy interval.
     #[arg(long, default_value_t = 1_000)]
     pub anti_entropy_ms: u64,
-    /// First of four consecutive UDP ports on 127.0.0.1 (APIs on these + 1000).
+    /// First of four consecutive UDP ports on 127.0.0.1 (APIs on these + 1000, metrics + 2000).
     #[arg(long, default_value_t = 7501)]
     pub base_port: u16,
     /// Directory for the members' directories (default: the system temp dir).

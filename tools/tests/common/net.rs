@@ -25,7 +25,8 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Four free consecutive ports for QUIC (UDP) whose +1000 neighbours are free for the API (TCP).
+/// Four free consecutive ports for QUIC (UDP) whose +1000 and +2000 neighbours are free for the
+/// API and the metrics listener (TCP).
 pub fn free_base_port() -> u16 {
     let seed = u64::from(std::process::id()) * 7919
         + std::time::SystemTime::now()
@@ -37,6 +38,7 @@ pub fn free_base_port() -> u16 {
         let ok = (0..4).all(|i| {
             std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + i + 1000)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + i + 2000)).is_ok()
         });
         if ok {
             return base;
@@ -81,6 +83,11 @@ impl Net {
     }
 
     pub fn start(&mut self, m: &str) {
+        self.start_with(m, &[]);
+    }
+
+    /// Starts `m` with extra `tfx-node` arguments after `--config FILE`.
+    pub fn start_with(&mut self, m: &str, args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -89,6 +96,7 @@ impl Net {
         let child = Command::new(tfx_node_bin())
             .arg("--config")
             .arg(self.member(m).join("node.toml"))
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -247,6 +255,168 @@ impl Api {
             .ok()?;
         r.body_mut().read_json().ok()
     }
+}
+
+/// A node's metrics listener (`[metrics] listen`, no token).
+pub struct Metrics {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Metrics {
+    pub fn new(member_dir: &Path) -> Metrics {
+        let config = tfx_node::config::NodeConfig::load(&member_dir.join("node.toml")).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Metrics {
+            base: format!("http://{}", config.metrics_listen),
+            agent,
+        }
+    }
+
+    /// `GET /metrics`, parsed and checked by [`parse_prometheus`].
+    pub fn scrape(&self) -> BTreeMap<String, f64> {
+        let mut r = self
+            .agent
+            .get(format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+        parse_prometheus(&r.body_mut().read_to_string().unwrap())
+    }
+
+    /// `GET /health`: the status code and the JSON body.
+    pub fn health(&self) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .get(format!("{}/health", self.base))
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap())
+    }
+}
+
+/// Parses the Prometheus text exposition format (0.0.4) strictly enough to catch what a
+/// scraper would reject: every sample belongs to a family declared by `# HELP` and `# TYPE`
+/// (once each, before its samples), names and label names are valid, label values are quoted,
+/// values are numbers, no series repeats, and each histogram's buckets are cumulative, end in
+/// `le="+Inf"` and equal its `_count`. Returns series (`name{labels}` as written) → value.
+pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    fn name_ok(s: &str) -> bool {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    }
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut series = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(name_ok(name), "bad family name: {line}");
+            assert!(helped.insert(name.to_string()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type: {line}"
+            );
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice: {line}"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#'), "stray comment: {line}");
+        let (key, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        let name = key.split('{').next().unwrap();
+        assert!(name_ok(name), "bad metric name: {line}");
+        if let Some(labels) = key.strip_prefix(name).filter(|l| !l.is_empty()) {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels: {line}"));
+            for pair in inner.split("\",") {
+                let (k, v) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(name_ok(k), "bad label name: {line}");
+                assert!(v.starts_with('"'), "unquoted label value: {line}");
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(
+            types.contains_key(family) && helped.contains(family),
+            "sample before its HELP/TYPE: {line}"
+        );
+        assert!(
+            series.insert(key.to_string(), value).is_none(),
+            "series twice: {line}"
+        );
+    }
+    // Histograms: cumulative buckets ending in +Inf, equal to _count.
+    for (family, kind) in &types {
+        if kind != "histogram" {
+            continue;
+        }
+        let mut by_labels: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for (key, v) in &series {
+            let Some(labels) = key.strip_prefix(&format!("{family}_bucket{{")) else {
+                continue;
+            };
+            let (rest, le) = labels.trim_end_matches('}').rsplit_once("le=\"").unwrap();
+            let le = le.trim_end_matches('"');
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            by_labels
+                .entry(rest.trim_end_matches(',').to_string())
+                .or_default()
+                .push((le, *v));
+        }
+        for (labels, mut buckets) in by_labels {
+            buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{family}{{{labels}}}: buckets not cumulative"
+            );
+            let last = buckets.last().unwrap();
+            assert!(last.0.is_infinite(), "{family}{{{labels}}}: no +Inf bucket");
+            let count = series[&format!("{family}_count{{{labels}}}")];
+            assert_eq!(last.1, count, "{family}{{{labels}}}: +Inf bucket != count");
+        }
+    }
+    series
 }
 
 pub fn heads(status: &Value) -> BTreeMap<String, (u64, String)> {
