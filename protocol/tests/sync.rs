@@ -766,3 +766,136 @@ fn a_policy_signed_by_governors_since_replaced_is_refused() {
     );
     assert_eq!(core.policy().map(|p| p.version), Some(2));
 }
+
+/// m00 restored from a backup holding 2 of its 5 records; m01 holds all 5 of m00's log, m02
+/// holds 3. Returns (restored store, m01's copy, core in recovery with `recovery_peers`).
+fn restored(recovery_peers: Option<usize>) -> (MemoryStore, MemoryStore, SyncCore) {
+    let full = MemoryStore::new();
+    append(&full, 0, &credit_body(), 5, T0, 1);
+    let store = MemoryStore::new();
+    let head = append(&store, 0, &credit_body(), 2, T0, 1);
+    assert_eq!(
+        store.envelopes(&member_id(0), LogIndex(0), 2).unwrap(),
+        full.envelopes(&member_id(0), LogIndex(0), 2).unwrap(),
+        "the backup is a prefix of the log"
+    );
+    let chain = vec![sign_roster(genesis_roster(3))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let mut config = SyncConfig::new(member_id(0));
+    config.recovering = true;
+    config.recovery_peers = recovery_peers;
+    let core = SyncCore::new(
+        config,
+        &store,
+        genesis,
+        chain,
+        vec![everything_policy()],
+        head,
+    )
+    .unwrap();
+    (store, full, core)
+}
+
+fn heads_of(store: &MemoryStore, origin: usize, size: u64) -> Message {
+    let root = if size == store.head(&member_id(origin)).unwrap().unwrap().size {
+        store.head(&member_id(origin)).unwrap().unwrap().root
+    } else {
+        [9; 32]
+    };
+    Message::Heads(Heads {
+        reply: true,
+        heads: vec![(member_id(origin), LogHead { size, root })],
+    })
+}
+
+#[test]
+fn a_restored_node_recovers_its_own_log_from_peers_before_issuing_again() {
+    let (store, full, mut core) = restored(None);
+    assert!(core.recovering());
+    assert!(events(&mut core).is_empty(), "no peer has reported yet");
+    // m01 holds all five of m00's records: the missing three are fetched from it.
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(1), heads_of(&full, 0, 5), T0);
+    let out = sent(&mut core);
+    assert!(
+        out.iter().any(|(p, m)| p == &member_id(1)
+            && matches!(m, Message::Fetch(f) if f.origin == member_id(0) && f.from == 2)),
+        "{out:?}"
+    );
+    let r = records_of(&full, 0, 2, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    let full_head = full.head(&member_id(0)).unwrap().unwrap();
+    assert_eq!(store.head(&member_id(0)).unwrap(), Some(full_head));
+    assert_eq!(
+        store.checkpoint(&member_id(0)).unwrap(),
+        full.checkpoint(&member_id(0)).unwrap(),
+        "the origin's own latest checkpoint is back"
+    );
+    let ev = events(&mut core);
+    assert_eq!(
+        ev,
+        vec![Event::Applied {
+            origin: member_id(0),
+            head: full_head
+        }],
+        "m02 has not reported: still recovering"
+    );
+    assert!(core.recovering());
+    // m02 reports holding three: nobody holds more than m00 now.
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(2), heads_of(&full, 0, 3), T0);
+    assert_eq!(
+        events(&mut core),
+        vec![Event::Recovered { head: full_head }]
+    );
+    assert!(!core.recovering());
+}
+
+#[test]
+fn recovery_can_end_on_fewer_peers_and_never_before_the_log_is_caught_up() {
+    let (store, full, mut core) = restored(Some(1));
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(1), heads_of(&full, 0, 5), T0);
+    assert!(events(&mut core).is_empty(), "reported, but ahead of us");
+    assert!(core.recovering());
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Records(records_of(&full, 0, 2, 3)),
+        T0,
+    );
+    let full_head = full.head(&member_id(0)).unwrap().unwrap();
+    assert_eq!(
+        events(&mut core),
+        vec![
+            Event::Applied {
+                origin: member_id(0),
+                head: full_head
+            },
+            Event::Recovered { head: full_head }
+        ]
+    );
+    // Out of recovery, the node's own records from a peer are ignored again.
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Records(records_of(&full, 0, 0, 5)),
+        T0,
+    );
+    assert!(events(&mut core).is_empty());
+}
+
+#[test]
+fn a_restored_node_alone_in_its_consortium_recovers_at_once() {
+    let store = MemoryStore::new();
+    let head = append(&store, 0, &credit_body(), 2, T0, 1);
+    let chain = vec![sign_roster(genesis_roster(1))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let mut config = SyncConfig::new(member_id(0));
+    config.recovering = true;
+    let mut core = SyncCore::new(config, &store, genesis, chain, vec![], head).unwrap();
+    assert_eq!(events(&mut core), vec![Event::Recovered { head }]);
+}

@@ -66,6 +66,13 @@ pub struct SyncConfig {
     pub fetch_timeout_ms: u64,
     /// Chunks in flight per origin (across all peers).
     pub pipeline: usize,
+    /// Start in recovery (after a restore from backup): the local log is fetched from peers
+    /// like any other until they have reported and none holds more of it, and only then does
+    /// [`Event::Recovered`] let the node issue again (SPEC §14.4).
+    pub recovering: bool,
+    /// How many other active members must report their heads before recovery ends; `None`
+    /// means every one of them.
+    pub recovery_peers: Option<usize>,
 }
 
 impl SyncConfig {
@@ -75,6 +82,8 @@ impl SyncConfig {
             anti_entropy_ms: 5_000,
             fetch_timeout_ms: 30_000,
             pipeline: 8,
+            recovering: false,
+            recovery_peers: None,
         }
     }
 }
@@ -137,6 +146,10 @@ pub enum Event {
     },
     /// Records of `origin` already held gained disclosures a newer policy grants.
     Backfilled { origin: MemberId, records: u64 },
+    /// Recovery after a restore is over: the peers required have reported and the local log
+    /// holds everything any of them holds of it (`head`). The node may issue again once it has
+    /// flushed the store.
+    Recovered { head: LogHead },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +202,13 @@ struct Chunk {
     refused: Vec<String>,
 }
 
+/// The local log being recovered from peers after a restore (see [`SyncConfig::recovering`]).
+#[derive(Debug)]
+struct Recovery {
+    /// The local log's frontier as recovered so far.
+    frontier: Frontier,
+}
+
 #[derive(Debug, Default)]
 struct Pull {
     inflight: BTreeMap<u64, Inflight>,
@@ -221,6 +241,7 @@ pub struct SyncCore {
     pulls: BTreeMap<MemberId, Pull>,
     frozen: BTreeSet<MemberId>,
     failed: bool,
+    recovery: Option<Recovery>,
     transmit: VecDeque<(MemberId, Message)>,
     events: VecDeque<Event>,
 }
@@ -244,6 +265,13 @@ impl SyncCore {
         let policy = verify_policy_chain(&policies, |v| roster_at(&chain, v))?;
         let mut logs = BTreeMap::new();
         let mut checkpoint_sizes = BTreeMap::new();
+        let recovery = if config.recovering {
+            let frontier = Frontier::load(&StoreNodes::new(store, &config.local), local.size)
+                .map_err(|e| SyncError::Store(format!("log of {}: {e}", config.local)))?;
+            Some(Recovery { frontier })
+        } else {
+            None
+        };
         for origin in store.origins().map_err(store_err)? {
             if origin == config.local {
                 continue;
@@ -289,10 +317,12 @@ impl SyncCore {
             pulls: BTreeMap::new(),
             frozen: BTreeSet::new(),
             failed: false,
+            recovery,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         };
         core.view = core.view_of(&core.config.local.clone());
+        core.check_recovered();
         Ok(core)
     }
 
@@ -622,6 +652,7 @@ impl SyncCore {
             if let Some(p) = self.peers.get_mut(peer) {
                 p.sizes = sizes;
             }
+            self.check_recovered();
         } else {
             let heads = self.heads();
             self.send(
@@ -686,7 +717,67 @@ impl SyncCore {
                 }),
             );
         }
+        self.check_recovered();
         self.schedule(now);
+    }
+
+    /// Whether the local log is being recovered after a restore.
+    pub fn recovering(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// The peers whose heads recovery still waits for, and the size of the local log the
+    /// peers that reported hold (for the node's status).
+    pub fn recovery_progress(&self) -> Option<(Vec<MemberId>, u64)> {
+        self.recovery.as_ref()?;
+        let local = &self.config.local;
+        let waiting = self
+            .recovery_members()
+            .into_iter()
+            .filter(|m| {
+                self.peers
+                    .get(m)
+                    .is_none_or(|p| !p.sizes.contains_key(local))
+            })
+            .collect();
+        let target = self
+            .peers
+            .values()
+            .filter_map(|p| p.sizes.get(local))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Some((waiting, target))
+    }
+
+    /// The members whose heads recovery asks for: every other member active when the current
+    /// roster was issued (a revoked member cannot connect, so what it holds is out of reach).
+    fn recovery_members(&self) -> Vec<MemberId> {
+        let at = self.roster.issued_at;
+        self.roster
+            .members
+            .iter()
+            .filter(|m| m.id != self.config.local && self.roster.is_active(&m.id, at))
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    /// Ends recovery once enough peers have reported their heads and the local log holds as
+    /// much of itself as any of them.
+    fn check_recovered(&mut self) {
+        let Some((waiting, target)) = self.recovery_progress() else {
+            return;
+        };
+        let local = &self.config.local;
+        let others = self.recovery_members().len();
+        let required = self.config.recovery_peers.unwrap_or(others).min(others);
+        let reported = others - waiting.len();
+        if reported < required || self.local.size < target {
+            return;
+        }
+        self.recovery = None;
+        self.pulls.remove(local);
+        self.events.push_back(Event::Recovered { head: self.local });
     }
 
     fn fork(&mut self, origin: &MemberId, peer: &MemberId, detail: String) {
@@ -846,7 +937,8 @@ impl SyncCore {
 
     fn on_records<S: Store>(&mut self, store: &S, peer: &MemberId, r: Records, now: u64) {
         let origin = r.origin.clone();
-        if origin == self.config.local || self.frozen.contains(&origin) {
+        let own = origin == self.config.local;
+        if (own && self.recovery.is_none()) || self.frozen.contains(&origin) {
             return;
         }
         if self.roster.member(&origin).is_none() {
@@ -915,7 +1007,7 @@ impl SyncCore {
         self.refused(peer, &origin, &chunk.refused);
         // A relay serves what it holds under its own view: where ours is wider, the fields it
         // could not send are fetched again from the origin (or a peer whose view covers ours).
-        if partial {
+        if partial && !own {
             self.need_backfill(&origin, start, end);
         }
         self.pulls
@@ -1043,7 +1135,12 @@ impl SyncCore {
             if skip >= chunk.records.len() {
                 continue;
             }
-            let mut frontier = self.logs.get(origin).cloned().unwrap_or_default();
+            let own = origin == &self.config.local;
+            let mut frontier = match (&self.recovery, own) {
+                (Some(r), true) => r.frontier.clone(),
+                (None, true) => return,
+                _ => self.logs.get(origin).cloned().unwrap_or_default(),
+            };
             let mut batch = AppendBatch::default();
             for r in chunk.records.into_iter().skip(skip) {
                 for (id, hash) in frontier.push(leaf_hash(&r.envelope)) {
@@ -1086,11 +1183,21 @@ impl SyncCore {
                 self.store_failed(e);
                 return;
             }
-            self.logs.insert(origin.clone(), frontier);
+            if own {
+                if let Some(r) = &mut self.recovery {
+                    r.frontier = frontier;
+                }
+                self.local = head;
+            } else {
+                self.logs.insert(origin.clone(), frontier);
+            }
             self.events.push_back(Event::Applied {
                 origin: origin.clone(),
                 head,
             });
+            if own {
+                self.check_recovered();
+            }
         }
     }
 
@@ -1104,7 +1211,9 @@ impl SyncCore {
             .members
             .iter()
             .map(|m| m.id.clone())
-            .filter(|o| o != &self.config.local && !self.frozen.contains(o))
+            .filter(|o| {
+                (o != &self.config.local || self.recovery.is_some()) && !self.frozen.contains(o)
+            })
             .collect();
         for origin in origins {
             let applied = self.size(&origin);
