@@ -83,6 +83,7 @@ pub async fn serve(
         .route("/v1/records/{id}", get(get_record))
         .route("/v1/policy", get(get_policy).post(install_policy))
         .route("/v1/ledger", get(ledger))
+        .route("/v1/backup", axum::routing::post(backup))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     let app = Router::new()
         .route("/v1/health", get(health))
@@ -109,6 +110,46 @@ pub async fn serve(
         }
     });
     Ok((local, task))
+}
+
+/// Writes a consistent backup of the store into `<data>/backups/` and answers with its path
+/// and what it holds (`tfx-node backup` moves it where the operator asked). One at a time.
+async fn backup(State(api): State<Api>) -> ApiResult {
+    let Ok(_running) = api.shared.backup_running.try_lock() else {
+        return Err(fail(
+            StatusCode::CONFLICT,
+            "a backup is already being written",
+        ));
+    };
+    let shared = api.shared.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&shared.backup_dir)
+            .with_context(|| format!("creating {}", shared.backup_dir.display()))?;
+        let path = shared.backup_dir.join(format!(
+            "tfx-{}-{}.tfxbackup",
+            shared.member,
+            crate::clock::now().0
+        ));
+        let durable = shared.appender.durable_head();
+        let summary = crate::backup::write_file(
+            &shared.store,
+            &shared.ledger,
+            &shared.member,
+            Some(&durable),
+            &path,
+        )?;
+        Ok::<_, anyhow::Error>((path, summary))
+    })
+    .await
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (path, summary) =
+        written.map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    tracing::info!(path = %path.display(), records = summary.records, bytes = summary.bytes, "backup written");
+    Ok(Json(json!({
+        "path": path.display().to_string(),
+        "summary": summary,
+    }))
+    .into_response())
 }
 
 /// The health check (`crate::metrics::health`), unauthenticated like the metrics listener's
@@ -257,6 +298,10 @@ async fn status(State(api): State<Api>) -> ApiResult {
         "flagged": sync.flagged,
         "purged_disclosures": sync.purged_disclosures,
         "backfilling": sync.backfilling,
+        "received_records": sync.received_records,
+        "forks": sync.forks,
+        "store_failed": sync.store_failed,
+        "recovering": sync.recovering,
     }))
     .into_response())
 }

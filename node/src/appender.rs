@@ -10,7 +10,7 @@
 //! If a write or flush fails the appender stops accepting work (the store's state is unknown
 //! until it is reopened and re-verified), and every waiting submitter gets the error.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -45,6 +45,8 @@ pub enum AppendError {
     Entropy,
     #[error("deriving the pseudonym key: {0}")]
     Pseudonym(String),
+    #[error("this node is recovering its own log from peers after a restore; it issues records again once they have reported (tfx status shows progress)")]
+    Recovering,
     #[error("opening the local log: {0}")]
     Open(String),
 }
@@ -147,7 +149,13 @@ pub struct Appender {
     workers: Vec<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     durable: tokio::sync::watch::Receiver<LogHead>,
+    durable_tx: Arc<tokio::sync::watch::Sender<LogHead>>,
     failed: Failure,
+    /// Set while the local log is recovered from peers after a restore: appends are refused.
+    recovering: Arc<AtomicBool>,
+    /// Set when recovery ends: the sealer reopens the local log (which sync extended) before
+    /// its next batch.
+    reopen: Arc<AtomicBool>,
 }
 
 impl Appender {
@@ -161,7 +169,9 @@ impl Appender {
         // Everything in the store at start is durable (it was flushed before being acknowledged,
         // or survived a crash, which is the same thing for sled).
         let (durable_tx, durable) = tokio::sync::watch::channel(log.head());
+        let durable_tx = Arc::new(durable_tx);
         let last_time = last_checkpoint_time(&*store, &config)?;
+        let reopen = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_CAPACITY);
         // One planned batch may wait while another is written: bounded, and enough to overlap.
         let (to_writer, from_sealer) = std::sync::mpsc::sync_channel::<Planned>(1);
@@ -173,12 +183,14 @@ impl Appender {
             last_time,
             stats: stats.clone(),
             failed: failed.clone(),
+            store: store.clone(),
+            reopen: reopen.clone(),
         };
         let writer = Writer {
             store,
             stats: stats.clone(),
             failed: failed.clone(),
-            durable: durable_tx,
+            durable: durable_tx.clone(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -195,7 +207,10 @@ impl Appender {
             workers,
             stats,
             durable,
+            durable_tx,
             failed,
+            recovering: Arc::new(AtomicBool::new(false)),
+            reopen,
         })
     }
 
@@ -226,8 +241,37 @@ impl Appender {
         )
     }
 
+    /// Refuses appends until [`Appender::recovered`]: the node was restored from a backup and
+    /// its own log may continue on peers (`SyncConfig::recovering`). Issuing now could sign a
+    /// second record at a sequence number already used — equivocation.
+    pub fn hold_for_recovery(&self) {
+        self.recovering.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether appends are held for recovery.
+    pub fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::SeqCst)
+    }
+
+    /// Ends the hold: sync has recovered the local log up to `head`, durably. The sealer
+    /// reopens the log from the store before its next batch.
+    pub fn recovered(&self, head: LogHead) {
+        self.reopen.store(true, Ordering::SeqCst);
+        self.durable_tx.send_if_modified(|d| {
+            let newer = head.size > d.size;
+            if newer {
+                *d = head;
+            }
+            newer
+        });
+        self.recovering.store(false, Ordering::SeqCst);
+    }
+
     /// Appends a record and returns once it is durable.
     pub async fn append(&self, body: RecordBody) -> Result<AppendReceipt, AppendError> {
+        if self.recovering() {
+            return Err(AppendError::Recovering);
+        }
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
         tx.send(Request { body, reply })
@@ -238,6 +282,9 @@ impl Appender {
 
     /// [`Appender::append`] for callers outside an async runtime.
     pub fn append_blocking(&self, body: RecordBody) -> Result<AppendReceipt, AppendError> {
+        if self.recovering() {
+            return Err(AppendError::Recovering);
+        }
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
         tx.blocking_send(Request { body, reply })
@@ -267,7 +314,7 @@ impl Drop for Appender {
     }
 }
 
-struct Sealer {
+struct Sealer<S> {
     config: AppenderConfig,
     /// Runs ahead of the store by at most the batches in the pipeline.
     log: LocalLog,
@@ -275,9 +322,11 @@ struct Sealer {
     last_time: Timestamp,
     stats: Arc<CommitStats>,
     failed: Failure,
+    store: Arc<S>,
+    reopen: Arc<AtomicBool>,
 }
 
-impl Sealer {
+impl<S: Store> Sealer<S> {
     fn run(
         mut self,
         mut rx: mpsc::Receiver<Request>,
@@ -314,6 +363,22 @@ impl Sealer {
 
     /// Seals and plans a batch; on failure hands the requests back so they can be answered.
     fn prepare(&mut self, batch: Vec<Request>) -> Result<Planned, (AppendError, Vec<Request>)> {
+        if self.reopen.swap(false, Ordering::SeqCst) {
+            let reopened = LocalLog::open(&*self.store, self.config.origin.clone())
+                .map_err(|e| AppendError::Open(e.to_string()))
+                .and_then(|log| Ok((log, last_checkpoint_time(&*self.store, &self.config)?)));
+            match reopened {
+                Ok((log, last)) => {
+                    self.log = log;
+                    self.last_time = self.last_time.max(last);
+                }
+                Err(e) => {
+                    // Try again with the next batch rather than seal on a stale log.
+                    self.reopen.store(true, Ordering::SeqCst);
+                    return Err((e, batch));
+                }
+            }
+        }
         let now = Timestamp(crate::clock::now().0.max(self.last_time.0));
         let t = Instant::now();
         let sealed = match seal_all(&self.config, &batch, self.log.next_seq().0, now) {
@@ -348,7 +413,7 @@ struct Writer<S> {
     store: Arc<S>,
     stats: Arc<CommitStats>,
     failed: Failure,
-    durable: tokio::sync::watch::Sender<LogHead>,
+    durable: Arc<tokio::sync::watch::Sender<LogHead>>,
 }
 
 impl<S: Store> Writer<S> {

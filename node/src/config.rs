@@ -29,6 +29,8 @@ struct File {
     #[serde(default)]
     health: HealthSection,
     #[serde(default)]
+    recovery: RecoverySection,
+    #[serde(default)]
     risk_warning: RiskWarningSection,
 }
 
@@ -36,6 +38,12 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct MetricsSection {
     listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecoverySection {
+    peers: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -130,6 +138,9 @@ pub struct NodeConfig {
     pub metrics_listen: SocketAddr,
     /// Unhealthy once no peer has been connected for this long (`[health] no_peer_ms`).
     pub no_peer_ms: u64,
+    /// After a restore: how many other members must report before the node issues again
+    /// (`[recovery] peers`; `None` = all).
+    pub recovery_peers: Option<usize>,
     pub anti_entropy_ms: u64,
     pub fetch_timeout_ms: u64,
     pub pipeline: usize,
@@ -280,6 +291,15 @@ impl NodeConfig {
             300_000,
             NO_PEER_MS,
         )?;
+        let recovery_peers = match f.recovery.peers {
+            Some(0) => return Err(field(
+                "recovery.peers",
+                "0 would let a restored node issue before any peer reported its log; at least 1"
+                    .into(),
+            )),
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => None,
+        };
         let log_format = match f.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -312,6 +332,7 @@ impl NodeConfig {
             api_listen,
             metrics_listen,
             no_peer_ms,
+            recovery_peers,
             anti_entropy_ms,
             fetch_timeout_ms,
             pipeline,

@@ -113,6 +113,15 @@ pub struct SyncStatus {
     pub forks: u64,
     /// The store failure that stopped sync, if one did (restart the node).
     pub store_failed: Option<String>,
+    /// While the local log is recovered after a restore: who has still to report, and the
+    /// size of the local log the peers that did hold.
+    pub recovering: Option<RecoveryStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryStatus {
+    pub waiting_for: Vec<String>,
+    pub peers_hold: u64,
 }
 
 struct Link {
@@ -159,6 +168,8 @@ pub struct DriverParts {
     /// How often expired retention is purged.
     pub retention_sweep: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Released from its recovery hold when sync reports the local log recovered.
+    pub appender: Arc<crate::appender::Appender>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -465,9 +476,32 @@ impl Driver {
                 let fields: Vec<String> = fields.into_iter().collect();
                 tracing::warn!(%peer, %origin, disclosures, fields = %fields.join(","), "peer sent disclosures beyond this member's view: dropped, peer flagged");
             }
+            Event::Recovered { head } => self.recovered(head),
             Event::Backfilled { origin, records } => {
                 tracing::info!(%origin, records, "back-filled fields the policy now grants");
                 self.flush.notify_one();
+            }
+        }
+    }
+
+    /// Recovery after a restore is over: make what sync fetched of our own log durable, clear
+    /// the store's mark (so a restart does not recover again), then let the appender issue.
+    fn recovered(&mut self, head: LogHead) {
+        let store = self.io.store.clone();
+        let done = tokio::task::block_in_place(|| {
+            store.flush()?;
+            store.set_recovering(false)
+        });
+        match done {
+            Ok(()) => {
+                tracing::info!(
+                    size = head.size,
+                    "own log recovered from peers: issuing records again"
+                );
+                self.io.appender.recovered(head);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not clear the recovery mark: still holding appends; restart the node");
             }
         }
     }
@@ -550,36 +584,43 @@ impl Driver {
                 }
             })
             .collect();
-        let status = SyncStatus {
-            member: me,
-            roster_version: roster.version,
-            heads: heads
-                .iter()
-                .map(|(o, h)| HeadStatus {
-                    origin: o.to_string(),
-                    size: h.size,
-                    root: hex::encode(h.root),
-                })
-                .collect(),
-            peers,
-            frozen: self.io.core.frozen().map(|m| m.to_string()).collect(),
-            received: self.received,
-            misbehaviour: self.misbehaviour,
-            policy_version: self.io.core.policy().map_or(0, |p| p.version),
-            refused_disclosures: self.refused,
-            flagged: self.flagged.clone(),
-            purged_disclosures: self.purged,
-            backfilling: self
-                .io
-                .core
-                .backfilling()
-                .into_iter()
-                .map(|(o, next, end)| (o.to_string(), end.saturating_sub(next)))
-                .collect(),
-            received_records: self.received_records.clone(),
-            forks: self.forks,
-            store_failed: self.store_failed.clone(),
-        };
+        let status =
+            SyncStatus {
+                member: me,
+                roster_version: roster.version,
+                heads: heads
+                    .iter()
+                    .map(|(o, h)| HeadStatus {
+                        origin: o.to_string(),
+                        size: h.size,
+                        root: hex::encode(h.root),
+                    })
+                    .collect(),
+                peers,
+                frozen: self.io.core.frozen().map(|m| m.to_string()).collect(),
+                received: self.received,
+                misbehaviour: self.misbehaviour,
+                policy_version: self.io.core.policy().map_or(0, |p| p.version),
+                refused_disclosures: self.refused,
+                flagged: self.flagged.clone(),
+                purged_disclosures: self.purged,
+                backfilling: self
+                    .io
+                    .core
+                    .backfilling()
+                    .into_iter()
+                    .map(|(o, next, end)| (o.to_string(), end.saturating_sub(next)))
+                    .collect(),
+                received_records: self.received_records.clone(),
+                forks: self.forks,
+                store_failed: self.store_failed.clone(),
+                recovering: self.io.core.recovery_progress().map(|(waiting, target)| {
+                    RecoveryStatus {
+                        waiting_for: waiting.iter().map(|m| m.to_string()).collect(),
+                        peers_hold: target,
+                    }
+                }),
+            };
         if !self.links.is_empty() {
             self.io.metrics.peer_seen(crate::clock::now().0);
         }

@@ -143,6 +143,28 @@ impl Ledger {
         Ok(())
     }
 
+    /// Every entry as stored (key, value), oldest first: what a backup copies.
+    pub fn raw_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), SledStoreError>> + '_ {
+        self.db
+            .scan_prefix([L])
+            .map(|kv| kv.map_err(SledStoreError::from))
+    }
+
+    /// Inserts an entry read from a backup, after checking it decodes, and keeps the entry
+    /// counter beyond it.
+    pub fn import_raw(&self, key: &[u8], value: &[u8]) -> Result<(), SledStoreError> {
+        if key.len() != 17 || key[0] != L {
+            return Err(corrupt("key"));
+        }
+        Self::decode(key, value)?;
+        let n = Reader(&key[9..]).u64()?;
+        self.next.fetch_max(n.saturating_add(1), Ordering::Relaxed);
+        self.db.insert(key, value)?;
+        Ok(())
+    }
+
     fn decode(key: &[u8], value: &[u8]) -> Result<LedgerEntry, SledStoreError> {
         let at = Timestamp(Reader(key.get(1..).ok_or_else(|| corrupt("key"))?).u64()?);
         let mut r = Reader(value);

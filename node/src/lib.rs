@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod appender;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod connection;

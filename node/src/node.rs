@@ -54,6 +54,10 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The health check's limit on time without any peer connected (`[health] no_peer_ms`).
     pub no_peer_ms: u64,
+    /// Where `POST /v1/backup` writes backups: `<data>/backups`.
+    pub backup_dir: PathBuf,
+    /// Held while a backup is written: one at a time.
+    pub backup_running: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A started node.
@@ -257,6 +261,14 @@ impl Node {
             )
             .context("starting the appender")?,
         );
+        // A store restored from a backup may lack the newest records of our own log, which
+        // peers hold: issuing before they are fetched back would reuse sequence numbers.
+        let recovering = tokio::task::block_in_place(|| store.recovering())
+            .context("reading the store's recovery mark")?;
+        if recovering {
+            appender.hold_for_recovery();
+            tracing::warn!("restored from a backup: recovering this member's own log from peers before issuing again");
+        }
         let durable = appender.durable_head();
         let local = *durable.borrow();
         let sync_config = SyncConfig {
@@ -264,6 +276,8 @@ impl Node {
             anti_entropy_ms: config.anti_entropy_ms,
             fetch_timeout_ms: config.fetch_timeout_ms,
             pipeline: config.pipeline,
+            recovering,
+            recovery_peers: config.recovery_peers,
         };
         let policies = read_policy_chain(&config.policy_dir)?;
         let core = tokio::task::block_in_place(|| {
@@ -308,6 +322,7 @@ impl Node {
             connected: connected.clone(),
             retention_sweep: Duration::from_millis(config.retention_sweep_ms),
             metrics: metrics.clone(),
+            appender: appender.clone(),
         });
         let driver = tokio::spawn(driver.run(inputs_rx, durable, shutdown_rx.clone()));
 
@@ -322,6 +337,8 @@ impl Node {
             driver: inputs.clone(),
             metrics: metrics.clone(),
             no_peer_ms: config.no_peer_ms,
+            backup_dir: config.data.join(crate::backup::BACKUP_DIR),
+            backup_running: Arc::new(tokio::sync::Mutex::new(())),
         };
         let (api_addr, api_task) = crate::api::serve(
             config.api_listen,

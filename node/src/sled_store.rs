@@ -94,6 +94,8 @@ pub const QUERY_SCAN_MAX: usize = 100_000;
 pub const CHUNK_RECORDS_MAX: usize = 64;
 const FORMAT_KEY: &[u8] = b"Mformat";
 const HEALTH_KEY: &[u8] = b"Mhealth";
+/// Present while the local log is to be recovered from peers (set by a restore).
+const RECOVERING_KEY: &[u8] = b"Mrecovering";
 
 fn push_origin(k: &mut Vec<u8>, origin: &MemberId) {
     // Member ids are ≤ 64 bytes (protocol limit), so one length byte suffices.
@@ -372,6 +374,23 @@ impl SledStore {
     pub fn probe_write(&self) -> Result<(), SledStoreError> {
         let now = crate::clock::now().0;
         self.db.insert(HEALTH_KEY, &now.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether the store was restored from a backup and its local log not yet recovered from
+    /// peers (the node then holds appends until sync says it has).
+    pub fn recovering(&self) -> Result<bool, SledStoreError> {
+        Ok(self.db.get(RECOVERING_KEY)?.is_some())
+    }
+
+    /// Sets or clears the recovery mark, durably.
+    pub fn set_recovering(&self, on: bool) -> Result<(), SledStoreError> {
+        if on {
+            self.db.insert(RECOVERING_KEY, &[1u8][..])?;
+        } else {
+            self.db.remove(RECOVERING_KEY)?;
+        }
         self.db.flush()?;
         Ok(())
     }

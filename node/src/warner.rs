@@ -67,6 +67,13 @@ pub async fn run(
 ) {
     let mut cursors = BTreeMap::new();
     loop {
+        // After a restore, warnings wait until the node may issue again.
+        while appender.recovering() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         let s = store.clone();
         let scanned = tokio::task::block_in_place(|| scan(&s, &mut engine, &mut cursors));
         match scanned {

@@ -270,6 +270,20 @@ pub fn render_status(s: &Value) -> String {
     if frozen > 0 {
         out += &format!("\nFROZEN ORIGINS (forked logs): {}\n", s["frozen"]);
     }
+    if let Some(r) = s.get("recovering").filter(|r| !r.is_null()) {
+        let waiting: Vec<&str> = r["waiting_for"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        out += &format!(
+            "\nRECOVERING own log after a restore: not issuing yet; peers hold {} of it; waiting for {}\n",
+            r["peers_hold"].as_u64().unwrap_or(0),
+            if waiting.is_empty() { "nothing more".to_owned() } else { waiting.join(", ") }
+        );
+    }
+    if let Some(e) = s["store_failed"].as_str() {
+        out += &format!("\nSTORE FAILED: sync stopped ({e}); restart the node\n");
+    }
     out += &render_minimization(s);
     out
 }
