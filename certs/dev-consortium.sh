@@ -14,6 +14,11 @@
 #
 # Usage: certs/dev-consortium.sh DIR        (TFX=path/to/tfx to choose the binary,
 #                                            TFX_BASE_PORT=N for ports N..N+3 instead of 7401..7404)
+#
+# TFX_HOSTS=names lists each member in the roster at <member id>:<port> (science-dept:7401, …)
+# instead of 127.0.0.1:<port>, for nodes that reach each other by host name, one per container:
+# deploy/compose.yaml names its services after the members. Unset (the default), every member
+# is on 127.0.0.1.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -21,6 +26,11 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 dir=$1
+hosts=${TFX_HOSTS:-}
+if [ -n "$hosts" ] && [ "$hosts" != names ]; then
+  echo "dev-consortium: TFX_HOSTS must be 'names' or unset, not '$hosts'" >&2
+  exit 2
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 tfx=${TFX:-}
 if [ -z "$tfx" ]; then
@@ -45,7 +55,9 @@ genesis=$(cat "$dir/consortium/genesis.sha256")
 
 port=${TFX_BASE_PORT:-7401}
 while read -r id role name; do
-  "$tfx" member init --dir "$dir/$id" --id "$id" --name "$name" --role "$role" --endpoint "127.0.0.1:$port"
+  host=127.0.0.1
+  if [ "$hosts" = names ]; then host=$id; fi
+  "$tfx" member init --dir "$dir/$id" --id "$id" --name "$name" --role "$role" --endpoint "$host:$port"
   "$tfx" member approve --consortium "$dir/consortium" "$dir/$id/join-request.json" --out "$dir/$id.bundle"
   "$tfx" member join --dir "$dir/$id" --genesis "$genesis" "$dir/$id.bundle"
   "$tfx" policy install --offline --node "$dir/$id" "$dir"/consortium/policy/v*.tfxpolicy

@@ -32,6 +32,7 @@
 //! Records of one origin are contiguous and in sequence order from 0.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -272,9 +273,11 @@ pub fn write_file(
     );
     let tmp = tmp_path(path);
     let result = (|| {
+        // It holds field values: readable by the node's user alone, whatever the umask.
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         let mut f = std::io::BufWriter::with_capacity(1 << 20, f);

@@ -52,6 +52,9 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
     submit_many(&bank, "credit", 50, 1, acked.clone());
     let total = acked.load(Ordering::Relaxed);
     assert_eq!(total, 1_050, "every submission acknowledged");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "a backup holds field values");
     // A backup never overwrites.
     let again = tfx_node(&[
         "backup",
