@@ -68,11 +68,27 @@ pub fn filter<B: AsRef<[u8]>>(
     now: u64,
     disclosures: &[B],
 ) -> Filtered {
+    split(kind, disclosures, |name| {
+        view.admits(kind, name, issued_at, now)
+    })
+}
+
+/// Every disclosure held, for the record's own origin: an issuer is entitled to all the fields
+/// it signed (a node restored from a backup takes its own newer records back, SPEC §14).
+pub fn for_origin<B: AsRef<[u8]>>(kind: RecordKind, disclosures: &[B]) -> Filtered {
+    split(kind, disclosures, |_| true)
+}
+
+fn split<B: AsRef<[u8]>>(
+    kind: RecordKind,
+    disclosures: &[B],
+    admits: impl Fn(&str) -> bool,
+) -> Filtered {
     let mut out = Filtered::default();
     for bytes in disclosures {
         let bytes = bytes.as_ref();
         match Disclosure::field_name(bytes) {
-            Some(name) if view.admits(kind, name, issued_at, now) => {
+            Some(name) if admits(name) => {
                 out.mask |= field_bit(kind, name);
                 out.kept.push(bytes.to_vec());
             }

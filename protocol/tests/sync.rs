@@ -899,3 +899,76 @@ fn a_restored_node_alone_in_its_consortium_recovers_at_once() {
     let mut core = SyncCore::new(config, &store, genesis, chain, vec![], head).unwrap();
     assert_eq!(events(&mut core), vec![Event::Recovered { head }]);
 }
+
+#[test]
+fn an_origin_recovering_its_log_gets_its_own_records_whole_whatever_its_view() {
+    let roles = |i: usize| if i == 1 { "central-bank" } else { "bank" };
+    let chain = vec![sign_roster(genesis_roster_with(3, roles))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let all: &[&str] = &["*"];
+    let policy = sign_policy(
+        1,
+        None,
+        1,
+        &[
+            ("credit", "bank", &["lender"]),
+            ("credit", "central-bank", all),
+        ],
+    )
+    .1;
+    // m01 (central bank) holds m00's two records with every field.
+    let relay_store = MemoryStore::new();
+    append(&relay_store, 0, &credit_body(), 2, T0, 1);
+    let mut relay = SyncCore::new(
+        SyncConfig::new(member_id(1)),
+        &relay_store,
+        genesis,
+        chain.clone(),
+        vec![policy.clone()],
+        EMPTY,
+    )
+    .unwrap();
+    let every =
+        field_names(&relay_store.records(&member_id(0), LogIndex(0), 1).unwrap()[0].disclosures);
+    assert!(every.len() > 1);
+    let fetch = |relay: &mut SyncCore, who: usize| {
+        relay.handle_connected(member_id(who), T0);
+        sent(relay);
+        let f = Message::Fetch(Fetch {
+            origin: member_id(0),
+            from: 0,
+            count: 2,
+        });
+        relay.handle_message(&relay_store, &member_id(who), f, T0);
+        let out = sent(relay);
+        let [(_, Message::Records(r))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        r.clone()
+    };
+    // Another bank gets only its view; the origin gets everything it signed.
+    let to_bank = fetch(&mut relay, 2);
+    assert_eq!(field_names(&to_bank.records[0].disclosures), vec!["lender"]);
+    let to_origin = fetch(&mut relay, 0);
+    assert_eq!(field_names(&to_origin.records[0].disclosures), every);
+    assert!(!to_origin.partial);
+
+    // m00, restored with nothing of its log, recovers both records with every field.
+    let store = MemoryStore::new();
+    let mut config = SyncConfig::new(member_id(0));
+    config.recovering = true;
+    config.recovery_peers = Some(1);
+    let mut core = SyncCore::new(config, &store, genesis, chain, vec![policy], EMPTY).unwrap();
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(1), heads_of(&relay_store, 0, 2), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(1), Message::Records(to_origin), T0);
+    let held = store.records(&member_id(0), LogIndex(0), 2).unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(field_names(&held[0].disclosures), every);
+    assert!(matches!(
+        events(&mut core).last(),
+        Some(Event::Recovered { .. })
+    ));
+}

@@ -812,6 +812,8 @@ impl SyncCore {
     ) -> Records {
         let none = View::none();
         let view = self.peers.get(peer).map_or(&none, |p| &p.view);
+        // Its own records go back to their origin whole: it signed every field.
+        let own = &records.origin == peer;
         let mut ledger = Vec::new();
         let minimized = records
             .records
@@ -821,7 +823,11 @@ impl SyncCore {
             .map(|(i, (w, m))| {
                 let disclosures = match m {
                     Some((kind, issued_at)) => {
-                        let f = filter(view, *kind, *issued_at, now, &w.disclosures);
+                        let f = if own {
+                            crate::minimize::for_origin(*kind, &w.disclosures)
+                        } else {
+                            filter(view, *kind, *issued_at, now, &w.disclosures)
+                        };
                         if !f.kept.is_empty() {
                             let id = RecordId::of_envelope(&w.envelope);
                             ledger.push((records.from + i as u64, id, *kind, f.mask));
@@ -841,6 +847,7 @@ impl SyncCore {
         // wide as the peer's and is not itself still completing these records.
         let end = records.from + records.records.len() as u64;
         let partial = records.origin != self.config.local
+            && !own
             && (self.view.narrows(view)
                 || self
                     .backfill
@@ -1086,11 +1093,13 @@ impl SyncCore {
                 ));
             }
             // Minimization on receipt: a disclosure beyond the view is verified (a forged one
-            // is a violation like any other) but never stored.
+            // is a violation like any other) but never stored — except in this node's own
+            // records, recovered after a restore: it signed every field.
+            let own = origin == &self.config.local;
             let (kept, dropped): (Vec<_>, Vec<_>) = v
                 .disclosures
                 .into_iter()
-                .partition(|d| self.view.admits(h.kind, d.name(), h.issued_at, now));
+                .partition(|d| own || self.view.admits(h.kind, d.name(), h.issued_at, now));
             refused.extend(dropped.iter().map(|d| d.name().to_owned()));
             records.push(StoredRecord::new(v.envelope.id, h, w.envelope, &kept));
         }

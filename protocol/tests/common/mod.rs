@@ -164,6 +164,27 @@ impl CrashStore {
         self.applied.lock().unwrap().truncate(flushed);
     }
 
+    /// Operations applied and flushed so far: the points a backup could have been taken at.
+    pub fn flushed_ops(&self) -> usize {
+        *self.flushed.lock().unwrap()
+    }
+
+    /// Replaces the store by its state after the first `keep` flushed operations, as restoring
+    /// a backup taken then would (`keep` ≤ [`CrashStore::flushed_ops`]).
+    pub fn restore(&self, keep: usize) {
+        let mut applied = self.applied.lock().unwrap();
+        let fresh = MemoryStore::new();
+        for op in &applied[..keep] {
+            match op {
+                Op::Apply(b) => fresh.apply(b).unwrap(),
+                Op::Replace(r) => fresh.replace_disclosures(r).unwrap(),
+            }
+        }
+        *self.live.lock().unwrap() = fresh;
+        applied.truncate(keep);
+        *self.flushed.lock().unwrap() = keep;
+    }
+
     pub fn unflushed(&self) -> bool {
         self.applied.lock().unwrap().len() > *self.flushed.lock().unwrap()
     }
