@@ -66,12 +66,8 @@ pub async fn serve(
     addr: SocketAddr,
     token_file: &Path,
     shared: Shared,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "the local API must listen on loopback, not {addr}"
-    );
     let token = load_or_create_token(token_file)?;
     let api = Api {
         shared,
@@ -90,9 +86,24 @@ pub async fn serve(
         .merge(authed)
         .layer(DefaultBodyLimit::max(RECORD_JSON_BYTES_MAX))
         .with_state(api);
+    serve_loopback(addr, app, shutdown, "the local API").await
+}
+
+/// Binds `app` on `addr` (which must be loopback: nothing served here leaves the host) and
+/// serves it until `shutdown` turns true. `what` names it in errors.
+pub async fn serve_loopback(
+    addr: SocketAddr,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "{what} must listen on loopback, not {addr}"
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the local API on {addr}"))?;
+        .with_context(|| format!("binding {what} on {addr}"))?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let stop = async move {
@@ -106,7 +117,7 @@ pub async fn serve(
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!(error = %e, "local API stopped");
+            tracing::error!(error = %e, "{what} stopped");
         }
     });
     Ok((local, task))

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -438,36 +437,13 @@ pub async fn health_response(shared: &Shared) -> Response {
 pub async fn serve(
     addr: SocketAddr,
     shared: Shared,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "the metrics endpoint must listen on loopback, not {addr}"
-    );
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health_route))
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
-    let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "metrics endpoint stopped");
-        }
-    });
-    Ok((local, task))
+    crate::api::serve_loopback(addr, app, shutdown, "the metrics endpoint").await
 }
 
 async fn metrics(State(shared): State<Shared>) -> Response {

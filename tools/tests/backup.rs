@@ -19,6 +19,16 @@ fn tfx_node(args: &[&str]) -> std::process::Output {
     Command::new(tfx_node_bin()).args(args).output().unwrap()
 }
 
+/// `tfx-node backup|restore --config CONFIG --out|--from FILE`.
+fn run(command: &str, config: &str, file: &std::path::Path) -> std::process::Output {
+    let flag = if command == "backup" {
+        "--out"
+    } else {
+        "--from"
+    };
+    tfx_node(&[command, "--config", config, flag, file.to_str().unwrap()])
+}
+
 #[test]
 fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
     let mut net = Net::new();
@@ -37,13 +47,7 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let backup = net.dir.path().join("bank-a.tfxbackup");
-    let out = tfx_node(&[
-        "backup",
-        "--config",
-        config,
-        "--out",
-        backup.to_str().unwrap(),
-    ]);
+    let out = run("backup", config, &backup);
     let report = common::text(&out);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("(node running)"), "{report}");
@@ -56,13 +60,7 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "a backup holds field values");
     // A backup never overwrites.
-    let again = tfx_node(&[
-        "backup",
-        "--config",
-        config,
-        "--out",
-        backup.to_str().unwrap(),
-    ]);
+    let again = run("backup", config, &backup);
     assert_eq!(again.status.code(), Some(2));
     assert!(common::text(&again).contains("never overwrites"));
     let expected = BTreeMap::from([("bank-a".to_string(), total)]);
@@ -80,13 +78,7 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
         t[at] ^= 0x01;
         let tampered = net.dir.path().join("tampered.tfxbackup");
         std::fs::write(&tampered, &t).unwrap();
-        let out = tfx_node(&[
-            "restore",
-            "--config",
-            config,
-            "--from",
-            tampered.to_str().unwrap(),
-        ]);
+        let out = run("restore", config, &tampered);
         assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
         assert!(!data.exists(), "nothing installed after a refused restore");
         eprintln!("tampered at {at}: {}", common::text(&out).trim());
@@ -94,13 +86,7 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
     // A truncated copy too.
     let cut = net.dir.path().join("cut.tfxbackup");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = tfx_node(&[
-        "restore",
-        "--config",
-        config,
-        "--from",
-        cut.to_str().unwrap(),
-    ]);
+    let out = run("restore", config, &cut);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         common::text(&out).contains("truncated"),
@@ -109,24 +95,12 @@ fn a_backup_under_write_load_restores_and_the_node_recovers_before_issuing() {
     );
     assert!(!data.exists());
 
-    let out = tfx_node(&[
-        "restore",
-        "--config",
-        config,
-        "--from",
-        backup.to_str().unwrap(),
-    ]);
+    let out = run("restore", config, &backup);
     let report = common::text(&out);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("every log verified"), "{report}");
     // Restoring over a store is refused.
-    let out = tfx_node(&[
-        "restore",
-        "--config",
-        config,
-        "--from",
-        backup.to_str().unwrap(),
-    ]);
+    let out = run("restore", config, &backup);
     assert_eq!(out.status.code(), Some(2));
     assert!(common::text(&out).contains("already holds a store"));
     net.check_store("bank-a");

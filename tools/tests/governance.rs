@@ -92,19 +92,23 @@ impl World {
         ]);
     }
 
-    /// Approves `id` with the second signature from central-bank; returns the bundle path.
-    fn admit(&self, id: &str, version: u64) -> PathBuf {
-        let bundle = self.p(&format!("{id}.bundle"));
-        let req = self.p(&format!("{id}/join-request.json"));
-        let first = tfx(&[
+    /// `tfx member approve` of `id`'s join request, writing `id.bundle`.
+    fn approve(&self, id: &str) -> std::process::Output {
+        tfx(&[
             "member",
             "approve",
             "--consortium",
             s(&self.p("cons")),
-            s(&req),
+            s(&self.p(&format!("{id}/join-request.json"))),
             "--out",
-            s(&bundle),
-        ]);
+            s(&self.p(&format!("{id}.bundle"))),
+        ])
+    }
+
+    /// Approves `id` with the second signature from central-bank; returns the bundle path.
+    fn admit(&self, id: &str, version: u64) -> PathBuf {
+        let bundle = self.p(&format!("{id}.bundle"));
+        let first = self.approve(id);
         assert_eq!(first.status.code(), Some(1), "{}", text(&first));
         assert!(
             text(&first).contains(&format!(
@@ -122,15 +126,9 @@ impl World {
             s(&self.p("cb/record-signing.key")),
             s(&pending),
         ]);
-        let out = ok(&[
-            "member",
-            "approve",
-            "--consortium",
-            s(&self.p("cons")),
-            s(&req),
-            "--out",
-            s(&bundle),
-        ]);
+        let again = self.approve(id);
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+        let out = text(&again);
         assert!(out.contains(&format!("adopted roster v{version}")), "{out}");
         bundle
     }
@@ -798,16 +796,13 @@ fn pseudonym_secret_is_sealed_to_issuers_only() {
     nothing_installed("risk");
 
     // The genuine bundles.
-    let out = ok(&[
-        "member",
-        "join",
-        "--dir",
-        s(&w.p("bank-a")),
-        "--genesis",
-        &g,
-        s(&bank_bundle),
-    ]);
-    assert!(out.contains("pseudonym secret unsealed"), "{out}");
+    let o = join("bank-a", &bank_bundle);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("pseudonym secret unsealed"),
+        "{}",
+        text(&o)
+    );
     let installed = w.p("bank-a/keys/pseudonym.secret");
     assert_eq!(std::fs::read_to_string(&installed).unwrap().trim(), secret);
     let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
@@ -818,16 +813,8 @@ fn pseudonym_secret_is_sealed_to_issuers_only() {
         "{config}"
     );
     for id in ["risk", "aud"] {
-        let bundle = w.p(&format!("{id}.bundle"));
-        ok(&[
-            "member",
-            "join",
-            "--dir",
-            s(&w.p(id)),
-            "--genesis",
-            &g,
-            s(&bundle),
-        ]);
+        let o = join(id, &w.p(&format!("{id}.bundle")));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert!(!w.p(id).join("keys/pseudonym.secret").exists(), "{id}");
         let config = std::fs::read_to_string(w.p(id).join("node.toml")).unwrap();
         assert!(!config.contains("pseudonym_secret"), "{id}: {config}");
@@ -836,15 +823,7 @@ fn pseudonym_secret_is_sealed_to_issuers_only() {
     // A consortium without its secret refuses to admit an issuer, before proposing anything.
     std::fs::remove_file(&secret_path).unwrap();
     w.member_init("bank-b", "bank", 7404);
-    let o = tfx(&[
-        "member",
-        "approve",
-        "--consortium",
-        s(&w.p("cons")),
-        s(&w.p("bank-b/join-request.json")),
-        "--out",
-        s(&w.p("bank-b.bundle")),
-    ]);
+    let o = w.approve("bank-b");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("tfx key pseudonym-secret"),
