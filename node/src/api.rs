@@ -126,7 +126,15 @@ pub async fn serve_loopback(
 /// Writes a consistent backup of the store into `<data>/backups/` and answers with its path
 /// and what it holds (`tfx-node backup` moves it where the operator asked). One at a time.
 async fn backup(State(api): State<Api>) -> ApiResult {
-    let Ok(_running) = api.shared.backup_running.try_lock() else {
+    if api.shared.appender.recovering() {
+        return Err(fail(
+            StatusCode::CONFLICT,
+            "this node is recovering its own log after a restore; back it up once it issues again",
+        ));
+    }
+    // Held by the blocking task itself: a client that gives up does not end the backup early,
+    // and a second one cannot start meanwhile.
+    let Ok(running) = api.shared.backup_running.clone().try_lock_owned() else {
         return Err(fail(
             StatusCode::CONFLICT,
             "a backup is already being written",
@@ -134,6 +142,7 @@ async fn backup(State(api): State<Api>) -> ApiResult {
     };
     let shared = api.shared.clone();
     let written = tokio::task::spawn_blocking(move || {
+        let _running = running;
         std::fs::create_dir_all(&shared.backup_dir)
             .with_context(|| format!("creating {}", shared.backup_dir.display()))?;
         let path = shared.backup_dir.join(format!(
@@ -142,10 +151,12 @@ async fn backup(State(api): State<Api>) -> ApiResult {
             crate::clock::now().0
         ));
         let durable = shared.appender.durable_head();
+        let key = crate::keyfile::load_signing_key(&shared.record_signing_key)?;
         let summary = crate::backup::write_file(
             &shared.store,
             &shared.ledger,
             &shared.member,
+            &key,
             Some(&durable),
             &path,
         )?;

@@ -25,7 +25,9 @@
 //!   'C'   checkpoint: origin, signed checkpoint bytes (rest); follows the record that ends it
 //!   'B'   back-fill: origin, next u64, end u64
 //!   'L'   ledger entry: key (u32 len + bytes), value (rest)
-//!   'E'   end: records u64, frames u64, SHA-256 of every byte before this frame; must be last
+//!   'E'   end: records u64, frames u64, SHA-256 of every byte before this frame, and the
+//!         member's Ed25519 signature (64 bytes, its record-signing key) over
+//!         "tfx-backup/1" ‖ 0x00 ‖ member id ‖ 0x00 ‖ that SHA-256; must be last
 //! origin = u8 length + member id bytes
 //! ```
 //!
@@ -40,12 +42,13 @@ use anyhow::{bail, ensure, Context};
 use ring::digest::{Context as Digest, SHA256};
 use serde::{Deserialize, Serialize};
 use tfx_protocol::checkpoint::{verify_checkpoint, Checkpoint};
+use tfx_protocol::keys::SigningKey;
 use tfx_protocol::log::verify_log;
 use tfx_protocol::merkle::{leaf_hash, Frontier};
 use tfx_protocol::record::verify_record;
 use tfx_protocol::roster::Roster;
 use tfx_protocol::store::{AppendBatch, LogHead, Store, StoredRecord, STORED_LEVEL_MIN};
-use tfx_protocol::{LogIndex, MemberId};
+use tfx_protocol::{LogIndex, MemberId, Timestamp};
 
 use crate::ledger::Ledger;
 use crate::sled_store::{SledStore, STORE_FORMAT};
@@ -56,6 +59,8 @@ pub const BACKUP_DIR: &str = "backups";
 const MAGIC: &[u8; 10] = b"TFXBACKUP\n";
 /// Largest frame: a record's envelope and disclosures are far smaller (protocol limits).
 pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Marks a staging directory as made by [`restore`], so a rerun may remove it.
+const STAGING_MARKER: &str = "tfx-restore-in-progress";
 /// Records read from the store, and applied on restore, per step.
 const PAGE: usize = 256;
 /// How long a backup waits for the local log's latest batch to become durable.
@@ -156,6 +161,7 @@ pub fn write<W: Write>(
     store: &SledStore,
     ledger: &Ledger,
     member: &MemberId,
+    key: &SigningKey,
     durable: Option<&tokio::sync::watch::Receiver<LogHead>>,
     out: W,
 ) -> anyhow::Result<Summary> {
@@ -179,6 +185,9 @@ pub fn write<W: Write>(
         created_at_ms,
         ..Summary::default()
     };
+    // Pending back-fills are read before the records they cover: one finishing meanwhile then
+    // costs a harmless re-fetch, never a record left short of fields for good.
+    let backfills = store.backfills()?;
     for origin in store.origins()? {
         // The checkpoint is read before the records, so it never ends beyond them.
         let (size, checkpoint) = if &origin == member {
@@ -231,7 +240,7 @@ pub fn write<W: Write>(
             }
         }
     }
-    for (origin, next, end) in store.backfills()? {
+    for (origin, next, end) in backfills {
         let mut v = Vec::new();
         push_origin(&mut v, &origin);
         v.extend_from_slice(&next.to_be_bytes());
@@ -247,10 +256,11 @@ pub fn write<W: Write>(
         summary.ledger_entries += 1;
     }
     let digest = w.digest.clone().finish();
-    let mut end = Vec::with_capacity(48);
+    let mut end = Vec::with_capacity(112);
     end.extend_from_slice(&summary.records.to_be_bytes());
     end.extend_from_slice(&w.frames.to_be_bytes());
     end.extend_from_slice(digest.as_ref());
+    end.extend_from_slice(&key.sign(&signed_digest(member, digest.as_ref())));
     w.frame(b'E', &end)?;
     w.out.flush()?;
     summary.bytes = w.bytes;
@@ -263,6 +273,7 @@ pub fn write_file(
     store: &SledStore,
     ledger: &Ledger,
     member: &MemberId,
+    key: &SigningKey,
     durable: Option<&tokio::sync::watch::Receiver<LogHead>>,
     path: &Path,
 ) -> anyhow::Result<Summary> {
@@ -281,7 +292,7 @@ pub fn write_file(
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         let mut f = std::io::BufWriter::with_capacity(1 << 20, f);
-        let summary = write(store, ledger, member, durable, &mut f)?;
+        let summary = write(store, ledger, member, key, durable, &mut f)?;
         let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -291,6 +302,17 @@ pub fn write_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What the member's key signs: the backup's SHA-256, bound to the format and the member, so a
+/// backup relabelled as another member's (its checksum recomputed) is refused.
+fn signed_digest(member: &MemberId, digest: &[u8]) -> Vec<u8> {
+    let mut m = BACKUP_FORMAT.as_bytes().to_vec();
+    m.push(0);
+    m.extend_from_slice(member.as_str().as_bytes());
+    m.push(0);
+    m.extend_from_slice(digest);
+    m
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -520,6 +542,11 @@ pub fn restore_into<R: Read>(
                     b'B' => {
                         let origin = c.origin()?;
                         let (next, end) = (c.u64()?, c.u64()?);
+                        ensure!(c.0.is_empty(), "back-fill frame has trailing bytes");
+                        ensure!(
+                            &origin != member,
+                            "a back-fill of the node's own log makes no sense"
+                        );
                         let size = store.head(&origin)?.map_or(0, |h| h.size);
                         if next < end.min(size) {
                             store.apply(&AppendBatch {
@@ -537,9 +564,22 @@ pub fn restore_into<R: Read>(
                         let records = c.u64()?;
                         let frames = c.u64()?;
                         let digest = c.take(32)?;
+                        let signature = c.take(64)?;
+                        ensure!(c.0.is_empty(), "end frame has trailing bytes");
                         ensure!(
                             digest == before,
                             "the backup's checksum does not match: it was altered or damaged"
+                        );
+                        let at = Timestamp(header.created_at_ms);
+                        let signed = signed_digest(member, digest);
+                        let by_member = roster.member(member).is_some_and(|m| {
+                            m.keys
+                                .iter()
+                                .any(|w| w.contains(at) && w.key.verify(&signed, signature))
+                        });
+                        ensure!(
+                            by_member,
+                            "the backup is not signed by {member}'s record-signing key valid when it was taken"
                         );
                         ensure!(
                             records == summary.records && frames + 1 == r.frames,
@@ -588,7 +628,12 @@ pub fn restore(
     }
     let staging = tmp_path(data);
     if staging.exists() {
-        // Ours: left by an interrupted restore.
+        // Removed only if an interrupted restore left it (it carries the marker).
+        ensure!(
+            staging.join(STAGING_MARKER).exists(),
+            "{} exists and was not left by a restore; move it aside",
+            staging.display()
+        );
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("removing {}", staging.display()))?;
     }
@@ -597,6 +642,7 @@ pub fn restore(
             std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
         let bytes = file.metadata()?.len();
         std::fs::create_dir_all(&staging)?;
+        std::fs::write(staging.join(STAGING_MARKER), b"")?;
         let store = SledStore::open(&staging)?;
         let mut summary = restore_into(
             std::io::BufReader::with_capacity(1 << 20, file),
@@ -613,18 +659,94 @@ pub fn restore(
         drop(store);
         Ok(summary)
     })();
-    match result {
-        Ok(summary) => {
-            if data.exists() {
-                std::fs::remove_dir(data)?;
-            }
-            std::fs::rename(&staging, data)
-                .with_context(|| format!("moving the restored store to {}", data.display()))?;
-            Ok(summary)
+    let installed = result.and_then(|summary| {
+        std::fs::remove_file(staging.join(STAGING_MARKER))?;
+        // `data` is absent or an empty directory (checked above); rename replaces the latter.
+        std::fs::rename(&staging, data)
+            .with_context(|| format!("moving the restored store to {}", data.display()))?;
+        Ok(summary)
+    });
+    if installed.is_err() {
+        // Nothing half-installed, and no copy of field values left beside the data directory.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    installed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tfx_protocol::roster::{KeyWindow, Member};
+
+    fn roster_with(member: &str, key: &SigningKey) -> Roster {
+        Roster {
+            consortium: "backup test".into(),
+            version: 1,
+            previous: None,
+            issued_at: Timestamp(0),
+            governors: Vec::new(),
+            threshold: 1,
+            members: vec![Member {
+                id: MemberId::new(member).unwrap_or_else(|e| panic!("{e}")),
+                name: member.into(),
+                roles: vec!["bank".into()],
+                keys: vec![KeyWindow {
+                    key: *key.verifying_key(),
+                    valid_from: Timestamp(0),
+                    valid_until: None,
+                }],
+                tls_fingerprint: [0; 32],
+                endpoint: "127.0.0.1:1".into(),
+            }],
+            revocations: Vec::new(),
+            ca_fingerprint: [0; 32],
         }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
+    }
+
+    /// A backup of an empty store, as `member` signed by `key`.
+    fn backup_of(member: &MemberId, key: &SigningKey) -> anyhow::Result<Vec<u8>> {
+        let dir = tempfile::tempdir()?;
+        let store = SledStore::open(dir.path())?;
+        let ledger = Ledger::open(&store)?;
+        let mut out = Vec::new();
+        write(&store, &ledger, member, key, None, &mut out)?;
+        Ok(out)
+    }
+
+    fn restore_bytes(bytes: &[u8], member: &MemberId, roster: &Roster) -> anyhow::Result<Summary> {
+        let dir = tempfile::tempdir()?;
+        let store = SledStore::open(dir.path())?;
+        restore_into(bytes, &store, member, roster)
+    }
+
+    #[test]
+    fn only_the_members_own_signed_backup_restores() -> anyhow::Result<()> {
+        let bank_a = MemberId::new("bank-a")?;
+        let bank_b = MemberId::new("bank-b")?;
+        let key_a = SigningKey::from_seed(&[1; 32]);
+        let key_b = SigningKey::from_seed(&[2; 32]);
+        let good = backup_of(&bank_a, &key_a)?;
+        restore_bytes(&good, &bank_a, &roster_with("bank-a", &key_a))?;
+        // Another member's backup, or one relabelled (checksum recomputed) as bank-b's, signed
+        // by a key the roster does not list for bank-b.
+        let err = restore_bytes(&good, &bank_b, &roster_with("bank-b", &key_b)).unwrap_err();
+        assert!(err.to_string().contains("not of bank-b"), "{err}");
+        let forged = backup_of(&bank_b, &key_a)?;
+        let err = restore_bytes(&forged, &bank_b, &roster_with("bank-b", &key_b)).unwrap_err();
+        assert!(err.to_string().contains("not signed by bank-b"), "{err}");
+        // Every flipped byte is refused; bytes after the end frame too.
+        for at in [3, 12, good.len() / 2, good.len() - 70, good.len() - 1] {
+            let mut t = good.clone();
+            t[at] ^= 0x40;
+            assert!(
+                restore_bytes(&t, &bank_a, &roster_with("bank-a", &key_a)).is_err(),
+                "byte {at} flipped"
+            );
         }
+        let mut longer = good.clone();
+        longer.push(0);
+        let err = restore_bytes(&longer, &bank_a, &roster_with("bank-a", &key_a)).unwrap_err();
+        assert!(err.to_string().contains("follow"), "{err}");
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -58,12 +58,15 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
+        // `observe` bumps a bucket before the count: read the count first and cap the buckets
+        // at it, so a scrape racing an observation stays cumulative up to +Inf.
+        let count = self.count();
         let mut cumulative = 0;
         for (bound, bucket) in FLUSH_BUCKETS.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+            let shown = cumulative.min(count);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {shown}");
         }
-        let count = self.count();
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
@@ -81,7 +84,15 @@ pub struct Metrics {
     pub sync_flush: Histogram,
     /// When a peer was last seen connected (ms since the epoch); the start time until then.
     last_peer_ms: AtomicU64,
+    /// The last store probe's time and outcome: health requests within [`PROBE_CACHE`] reuse
+    /// it, so an unauthenticated caller cannot make the node fsync at will.
+    probe: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// A probe's blocking write is still running (a stuck disk): never start a second.
+    probing: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long a store probe's outcome is reused.
+const PROBE_CACHE: Duration = Duration::from_secs(5);
 
 impl Metrics {
     pub fn new(now_ms: u64) -> Self {
@@ -89,6 +100,8 @@ impl Metrics {
             handshake_failures: Mutex::new(BTreeMap::new()),
             sync_flush: Histogram::default(),
             last_peer_ms: AtomicU64::new(now_ms),
+            probe: tokio::sync::Mutex::new(None),
+            probing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -369,16 +382,8 @@ const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// has no other active member to reach).
 pub async fn health(shared: &Shared, no_peer_ms: u64) -> Health {
     let mut reasons = Vec::new();
-    let store = shared.store.clone();
-    let probe = tokio::task::spawn_blocking(move || store.probe_write());
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => reasons.push(format!("store not writable: {e}")),
-        Ok(Err(e)) => reasons.push(format!("store probe failed: {e}")),
-        Err(_) => reasons.push(format!(
-            "store not writable: a write and flush took over {} s",
-            STORE_PROBE_TIMEOUT.as_secs()
-        )),
+    if let Err(e) = probe_store(shared).await {
+        reasons.push(e);
     }
     if let Some(e) = shared.appender.failure() {
         reasons.push(format!("appender stopped: {e}"));
@@ -420,6 +425,40 @@ pub async fn health(shared: &Shared, no_peer_ms: u64) -> Health {
             no_peer_ms_now / 1000
         },
     }
+}
+
+/// Whether the store takes a durable write: one probe at a time, its outcome reused for
+/// [`PROBE_CACHE`].
+async fn probe_store(shared: &Shared) -> Result<(), String> {
+    let m = &shared.metrics;
+    let mut last = m.probe.lock().await;
+    if let Some((at, outcome)) = last.as_ref() {
+        if at.elapsed() < PROBE_CACHE {
+            return outcome.clone();
+        }
+    }
+    let outcome = if m.probing.swap(true, Ordering::SeqCst) {
+        Err("store not writable: an earlier write probe has not finished".to_owned())
+    } else {
+        let store = shared.store.clone();
+        let probing = m.probing.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let r = store.probe_write();
+            probing.store(false, Ordering::SeqCst);
+            r
+        });
+        match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("store not writable: {e}")),
+            Ok(Err(e)) => Err(format!("store probe failed: {e}")),
+            Err(_) => Err(format!(
+                "store not writable: a write and flush took over {} s",
+                STORE_PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    };
+    *last = Some((std::time::Instant::now(), outcome.clone()));
+    outcome
 }
 
 /// Answers a health request: 200 when healthy, 503 otherwise, the [`Health`] as JSON.

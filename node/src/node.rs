@@ -56,6 +56,8 @@ pub struct Shared {
     pub no_peer_ms: u64,
     /// Where `POST /v1/backup` writes backups: `<data>/backups`.
     pub backup_dir: PathBuf,
+    /// The record-signing key file, loaded to sign each backup.
+    pub record_signing_key: PathBuf,
     /// Held while a backup is written: one at a time.
     pub backup_running: Arc<tokio::sync::Mutex<()>>,
 }
@@ -338,6 +340,7 @@ impl Node {
             metrics: metrics.clone(),
             no_peer_ms: config.no_peer_ms,
             backup_dir: config.data.join(crate::backup::BACKUP_DIR),
+            record_signing_key: config.record_signing_key.clone(),
             backup_running: Arc::new(tokio::sync::Mutex::new(())),
         };
         let (api_addr, api_task) = crate::api::serve(
@@ -541,7 +544,7 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
                     Some(quinn::ConnectionError::TimedOut) => Some("unreachable"),
                     Some(c) => crate::metrics::handshake_failure_reason(c),
                     None if e.to_string().contains("timed out") => Some("unreachable"),
-                    None => Some("unresolvable"),
+                    None => Some("dial-error"),
                 };
                 if let Some(reason) = reason {
                     metrics.handshake_failed(reason);

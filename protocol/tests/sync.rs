@@ -972,3 +972,39 @@ fn an_origin_recovering_its_log_gets_its_own_records_whole_whatever_its_view() {
         Some(Event::Recovered { .. })
     ));
 }
+
+#[test]
+fn recovery_never_ends_below_a_size_some_peer_reported() {
+    // m01 reports all five of m00's records, then answers short (as a peer whose stored
+    // checkpoint lags its head does) and goes away; m02 reports three. The target stays five.
+    let (store, full, mut core) = restored(None);
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(1), heads_of(&full, 0, 5), T0);
+    sent(&mut core);
+    let mut short = records_of(&full, 0, 2, 1);
+    short.checkpoint = None;
+    core.handle_message(&store, &member_id(1), Message::Records(short), T0);
+    core.handle_disconnected(&member_id(1), T0);
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    core.handle_message(&store, &member_id(2), heads_of(&full, 0, 3), T0);
+    assert!(core.recovering(), "{:?}", events(&mut core));
+    assert!(!events(&mut core)
+        .iter()
+        .any(|e| matches!(e, Event::Recovered { .. })));
+    assert_eq!(core.recovery_progress().map(|(_, t)| t), Some(5));
+    // A peer claiming another root of our own log at our size does not freeze it.
+    let lie = Message::Heads(Heads {
+        reply: true,
+        heads: vec![(
+            member_id(0),
+            LogHead {
+                size: store.head(&member_id(0)).unwrap().unwrap().size,
+                root: [7; 32],
+            },
+        )],
+    });
+    core.handle_message(&store, &member_id(2), lie, T0);
+    assert_eq!(core.frozen().count(), 0);
+}

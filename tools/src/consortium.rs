@@ -391,14 +391,7 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
     if let Some(entry) = current.member(&id) {
         // Admitted already (this is the re-run after signing): hand out the bundle, but only
         // for exactly the keys this request carries.
-        let issued = std::fs::read_to_string(&cert_path)
-            .ok()
-            .and_then(|p| MemberCert::parse_pem(&p).ok());
-        let same = entry.keys.iter().any(|k| k.key == record_key)
-            && issued.is_some_and(|c| c.fingerprint == entry.tls_fingerprint)
-            && entry.roles == request.roles
-            && entry.endpoint == request.endpoint;
-        if !same {
+        if !admitted_as_requested(entry, &request, &record_key, &cert_path) {
             bail!(
                 "{id} is already a member (roster v{}) with other keys or settings",
                 current.version
@@ -429,10 +422,39 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<bool> {
         println!("  then run this command again to write the bundle");
         return Ok(false);
     }
-    let (versions, _) = cd.chain()?; // adopts the now fully signed proposal
-    println!("{id} admitted in roster v{}", current.version + 1);
+    let (versions, adopted) = cd.chain()?; // adopts the now fully signed proposal
+                                           // The proposal may have been built from an earlier request for this id: the secret goes
+                                           // only to the keys and roles the adopted roster actually lists.
+    let entry = adopted
+        .member(&id)
+        .with_context(|| format!("roster v{} does not list {id}", adopted.version))?;
+    if !admitted_as_requested(entry, &request, &record_key, &cert_path) {
+        bail!(
+            "roster v{} admits {id} with other keys or settings than {}: no bundle written for it",
+            adopted.version,
+            a.request.display()
+        );
+    }
+    println!("{id} admitted in roster v{}", adopted.version);
     cd.write_bundle(&versions, &id, &a.out, secret)?;
     Ok(true)
+}
+
+/// Whether the roster entry is exactly what `request` asked for: its record-signing key, the
+/// certificate issued for its CSR, its roles and endpoint.
+fn admitted_as_requested(
+    entry: &Member,
+    request: &JoinRequest,
+    record_key: &VerifyingKey,
+    cert_path: &Path,
+) -> bool {
+    let issued = std::fs::read_to_string(cert_path)
+        .ok()
+        .and_then(|p| MemberCert::parse_pem(&p).ok());
+    entry.keys.iter().any(|k| k.key == *record_key)
+        && issued.is_some_and(|c| c.fingerprint == entry.tls_fingerprint)
+        && entry.roles == request.roles
+        && entry.endpoint == request.endpoint
 }
 
 /// A key rotation: the next roster version closes the old key's window `overlap_hours` from

@@ -15,6 +15,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use tfx_protocol::schema::RecordKind;
 use tfx_protocol::MemberId;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -34,10 +35,16 @@ const SECRET_BYTES_MAX: usize = 1024;
 /// USCC and undo the minimization their view exists for.
 pub const NO_SECRET_ROLES: &[&str] = &["risk-warning", "auditor"];
 
-/// Whether a member with `roles` receives the pseudonym secret: it must issue records (every
-/// role but the two above does) and hold neither of the two excluded roles.
+/// Whether a member with `roles` receives the pseudonym secret: one of its roles must issue a
+/// kind of record that carries a pseudonym, and it must hold neither of the two roles above.
 pub fn receives_secret(roles: &[String]) -> bool {
-    !roles.is_empty() && !roles.iter().any(|r| NO_SECRET_ROLES.contains(&r.as_str()))
+    let issues = roles.iter().any(|r| {
+        RecordKind::ALL
+            .iter()
+            .filter(|k| **k != RecordKind::RiskWarning)
+            .any(|k| k.issuer_roles().contains(&r.as_str()))
+    });
+    issues && !roles.iter().any(|r| NO_SECRET_ROLES.contains(&r.as_str()))
 }
 
 /// The pseudonym secret sealed to one member, as carried in its join bundle.
@@ -243,6 +250,8 @@ mod tests {
         assert!(!receives_secret(&roles(&["risk-warning"])));
         assert!(!receives_secret(&roles(&["auditor"])));
         assert!(!receives_secret(&roles(&["bank", "auditor"])));
+        // A role that issues nothing with a pseudonym gets no secret.
+        assert!(!receives_secret(&roles(&["finance-dept"])));
         assert!(!receives_secret(&[]));
     }
 }

@@ -173,7 +173,9 @@ fn backup(config: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()>
     let store = SledStore::open_existing(&config.data)
         .with_context(|| format!("opening {}", config.data.display()))?;
     let ledger = tfx_node::ledger::Ledger::open(&store)?;
-    let s = tfx_node::backup::write_file(&store, &ledger, &config.member, None, out)?;
+    let key = keyfile::load_signing_key(&config.record_signing_key)
+        .context("loading the record-signing key, which signs the backup")?;
+    let s = tfx_node::backup::write_file(&store, &ledger, &config.member, &key, None, out)?;
     print_summary(&format!("backup {} (node stopped)", out.display()), &s);
     Ok(())
 }
@@ -212,12 +214,22 @@ fn backup_through_api(config: &NodeConfig, out: &std::path::Path) -> anyhow::Res
     let written = std::path::PathBuf::from(body["path"].as_str().context("no path in the answer")?);
     let summary: tfx_node::backup::Summary = serde_json::from_value(body["summary"].clone())
         .context("the backup summary in the answer")?;
-    if std::fs::rename(&written, out).is_err() {
-        std::fs::copy(&written, out)
+    // Never over a file that appeared meanwhile: a hard link fails if `out` exists; across
+    // file systems, copy into a file created exclusively.
+    if std::fs::hard_link(&written, out).is_err() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)
+            .with_context(|| format!("creating {}", out.display()))?;
+        let mut from = std::fs::File::open(&written)?;
+        std::io::copy(&mut from, &mut to)
             .with_context(|| format!("copying {} to {}", written.display(), out.display()))?;
-        std::fs::File::open(out)?.sync_all()?;
-        std::fs::remove_file(&written)?;
+        to.sync_all()?;
     }
+    std::fs::remove_file(&written)?;
     print_summary(
         &format!("backup {} (node running)", out.display()),
         &summary,

@@ -207,6 +207,12 @@ struct Chunk {
 struct Recovery {
     /// The local log's frontier as recovered so far.
     frontier: Frontier,
+    /// Members that have reported what they hold of the local log (kept across disconnects).
+    reported: BTreeSet<MemberId>,
+    /// The longest copy of the local log any peer reported or served. It only rises: a short
+    /// answer (cut at the peer's checkpoint, say) or a disconnect must never end recovery
+    /// below a size someone is known to hold.
+    target: u64,
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +248,8 @@ pub struct SyncCore {
     frozen: BTreeSet<MemberId>,
     failed: bool,
     recovery: Option<Recovery>,
+    /// The latest time any handler was given (ms), for rules that need "now" without one.
+    clock: u64,
     transmit: VecDeque<(MemberId, Message)>,
     events: VecDeque<Event>,
 }
@@ -268,7 +276,11 @@ impl SyncCore {
         let recovery = if config.recovering {
             let frontier = Frontier::load(&StoreNodes::new(store, &config.local), local.size)
                 .map_err(|e| SyncError::Store(format!("log of {}: {e}", config.local)))?;
-            Some(Recovery { frontier })
+            Some(Recovery {
+                frontier,
+                reported: BTreeSet::new(),
+                target: local.size,
+            })
         } else {
             None
         };
@@ -318,6 +330,7 @@ impl SyncCore {
             frozen: BTreeSet::new(),
             failed: false,
             recovery,
+            clock: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -485,6 +498,7 @@ impl SyncCore {
 
     /// A connection to `peer` is up (the transport verified its certificate against the roster).
     pub fn handle_connected(&mut self, peer: MemberId, now: u64) {
+        self.clock = self.clock.max(now);
         if self.failed {
             return;
         }
@@ -574,6 +588,7 @@ impl SyncCore {
 
     /// Anti-entropy hellos and fetch timeouts due at `now`.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
         if self.failed {
             return;
         }
@@ -616,11 +631,13 @@ impl SyncCore {
                 b.inflight = None;
             }
         }
+        self.check_recovered();
         self.schedule(now);
     }
 
     /// A decoded message from a connected peer.
     pub fn handle_message<S: Store>(&mut self, store: &S, peer: &MemberId, m: Message, now: u64) {
+        self.clock = self.clock.max(now);
         if self.failed || !self.peers.contains_key(peer) {
             return;
         }
@@ -651,6 +668,10 @@ impl SyncCore {
             sizes.insert(self.config.local.clone(), self.local.size);
             if let Some(p) = self.peers.get_mut(peer) {
                 p.sizes = sizes;
+            }
+            if let Some(r) = &mut self.recovery {
+                r.reported.insert(peer.clone());
+                r.target = r.target.max(self.local.size);
             }
             self.check_recovered();
         } else {
@@ -685,7 +706,12 @@ impl SyncCore {
                 continue;
             }
             if let Some(my) = mine.get(origin) {
-                if my.size == head.size && my.root != head.root && !self.frozen.contains(origin) {
+                // Never on our own log: heads are unsigned, and we know what we signed.
+                if my.size == head.size
+                    && my.root != head.root
+                    && !self.frozen.contains(origin)
+                    && origin != &self.config.local
+                {
                     self.fork(
                         origin,
                         peer,
@@ -701,7 +727,11 @@ impl SyncCore {
         // load until the next quiet moment, leaving new records to anti-entropy.
         // A log missing from its heads is one it holds nothing of: for ours, that makes it a
         // push target from 0.
-        sizes.entry(self.config.local.clone()).or_insert(0);
+        let theirs_of_ours = *sizes.entry(self.config.local.clone()).or_insert(0);
+        if let Some(r) = &mut self.recovery {
+            r.reported.insert(peer.clone());
+            r.target = r.target.max(theirs_of_ours);
+        }
         if let Some(p) = self.peers.get_mut(peer) {
             for (origin, size) in sizes {
                 let known = p.sizes.entry(origin).or_insert(0);
@@ -729,31 +759,19 @@ impl SyncCore {
     /// The peers whose heads recovery still waits for, and the size of the local log the
     /// peers that reported hold (for the node's status).
     pub fn recovery_progress(&self) -> Option<(Vec<MemberId>, u64)> {
-        self.recovery.as_ref()?;
-        let local = &self.config.local;
+        let r = self.recovery.as_ref()?;
         let waiting = self
             .recovery_members()
             .into_iter()
-            .filter(|m| {
-                self.peers
-                    .get(m)
-                    .is_none_or(|p| !p.sizes.contains_key(local))
-            })
+            .filter(|m| !r.reported.contains(m))
             .collect();
-        let target = self
-            .peers
-            .values()
-            .filter_map(|p| p.sizes.get(local))
-            .copied()
-            .max()
-            .unwrap_or(0);
-        Some((waiting, target))
+        Some((waiting, r.target))
     }
 
-    /// The members whose heads recovery asks for: every other member active when the current
-    /// roster was issued (a revoked member cannot connect, so what it holds is out of reach).
+    /// The members whose heads recovery asks for: every other member active now (a revoked
+    /// member cannot connect, so what it holds is out of reach).
     fn recovery_members(&self) -> Vec<MemberId> {
-        let at = self.roster.issued_at;
+        let at = Timestamp(self.clock).max(self.roster.issued_at);
         self.roster
             .members
             .iter()
@@ -772,7 +790,11 @@ impl SyncCore {
         let others = self.recovery_members().len();
         let required = self.config.recovery_peers.unwrap_or(others).min(others);
         let reported = others - waiting.len();
-        if reported < required || self.local.size < target {
+        let fetching = self
+            .pulls
+            .get(local)
+            .is_some_and(|p| !p.inflight.is_empty() || !p.ready.is_empty());
+        if reported < required || self.local.size < target || fetching {
             return;
         }
         self.recovery = None;
@@ -853,7 +875,8 @@ impl SyncCore {
                     .backfill
                     .get(&records.origin)
                     .is_some_and(|b| b.next < end && records.from < b.end));
-        let policy_version = view.version;
+        // Version 0 in the ledger: returned to their origin, not granted by any policy.
+        let policy_version = if own { 0 } else { view.version };
         if !ledger.is_empty() {
             self.events.push_back(Event::Disclosed {
                 peer: peer.clone(),
@@ -958,6 +981,11 @@ impl SyncCore {
         }
         let len = r.records.len() as u64;
         let end = r.from + len;
+        if own {
+            if let Some(rec) = &mut self.recovery {
+                rec.target = rec.target.max(end);
+            }
+        }
         let pull = self.pulls.entry(origin.clone()).or_default();
         let mut requested = None;
         if pull.inflight.get(&r.from).is_some_and(|i| &i.peer == peer) {
