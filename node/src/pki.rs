@@ -221,6 +221,20 @@ impl Ca {
         })
     }
 
+    /// Signs `msg` with the CA key (ECDSA P-256, SHA-256, ASN.1 DER signature): the consortium
+    /// operator vouching for something outside a certificate, such as a sealed pseudonym secret.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PkiError> {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = SystemRandom::new();
+        let pkcs8 = Zeroizing::new(self.key.serialize_der());
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng)
+            .map_err(|e| PkiError::Cert(format!("CA key: {e}")))?;
+        let sig = pair
+            .sign(&rng, msg)
+            .map_err(|e| PkiError::Cert(format!("signing with the CA key: {e}")))?;
+        Ok(sig.as_ref().to_vec())
+    }
+
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
@@ -646,6 +660,19 @@ fn der_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 }
 
 /// Parses a CA certificate: basic constraints CA, and keyCertSign if key usage is present.
+/// Whether `sig` is the CA's signature over `msg` ([`Ca::sign`]), the CA given as its
+/// certificate (DER), which the caller has checked against the roster's fingerprint.
+pub fn verify_ca_signature(ca_der: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+    let Ok(ca) = parse_ca_cert(ca_der) else {
+        return false;
+    };
+    let key = &ca.public_key().subject_public_key.data;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.as_ref())
+        .verify(msg, sig)
+        .is_ok()
+}
+
 fn parse_ca_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     let cert = parse_x509(der)?;
     let bc = cert

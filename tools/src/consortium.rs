@@ -191,7 +191,14 @@ impl ConsortiumDir {
             );
         }
         let secret = keyfile::load_secret(&path).context("loading the pseudonym secret")?;
-        let sealed = sealed::seal(&secret, &request.delivery_public()?, id, &self.genesis()?)?;
+        let ca = Ca::load(&self.root).context("loading the consortium CA, which signs the seal")?;
+        let sealed = sealed::seal(
+            &secret,
+            &request.delivery_public()?,
+            id,
+            &self.genesis()?,
+            |m| Ok(ca.sign(m)?),
+        )?;
         Ok(Some(sealed))
     }
 

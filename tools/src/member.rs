@@ -268,7 +268,11 @@ fn open_secret(
     let keys = dir.join("keys");
     let private = keyfile::load_secret(&keys.join(sealed::DELIVERY_KEY_FILE))
         .context("loading this node's delivery key")?;
-    let secret = sealed::open(sealed_secret, &private, id, genesis)?;
+    // The CA certificate was checked against the roster's fingerprint before this is called.
+    let ca = MemberCert::ca_der_from_pem(&bundle.ca_cert_pem)?;
+    let secret = sealed::open(sealed_secret, &private, id, genesis, |m, s| {
+        pki::verify_ca_signature(&ca, m, s)
+    })?;
     if secret.len() < tfx_protocol::limits::PSEUDONYM_SECRET_BYTES_MIN {
         bail!(
             "the pseudonym secret is {} bytes, shorter than the {} required",

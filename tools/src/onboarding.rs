@@ -21,7 +21,10 @@ use tfx_protocol::MemberId;
 
 use crate::sealed::SealedSecret;
 
-pub const JOIN_REQUEST_FORMAT: &str = "tfx-join-request/1";
+pub const JOIN_REQUEST_FORMAT: &str = "tfx-join-request/2";
+/// The first format, without a delivery key: still read (a member that joined with it must be
+/// able to parse its own request for rotations and renewals), but nothing can be sealed to it.
+pub const JOIN_REQUEST_FORMAT_V1: &str = "tfx-join-request/1";
 pub const JOIN_BUNDLE_FORMAT: &str = "tfx-join-bundle/1";
 /// Largest request or bundle file read (a bundle holds a few PEM certificates and rosters).
 pub const ONBOARDING_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -37,17 +40,20 @@ pub struct JoinRequest {
     /// Raw Ed25519 public key, hex.
     pub record_signing_key: String,
     /// Raw X25519 public key, hex: what the pseudonym secret is sealed to ([`crate::sealed`]).
-    pub delivery_key: String,
+    /// Absent only in the first format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_key: Option<String>,
     pub tls_csr_pem: String,
     /// Ed25519 signature (hex) by the record-signing key over [`JoinRequest::signed_bytes`].
     pub proof: String,
 }
 
 impl JoinRequest {
-    /// CBOR array of every field but the proof, in order: what the proof signs.
+    /// CBOR array of every field but the proof, in order: what the proof signs (seven items in
+    /// the first format, which has no delivery key).
     fn signed_bytes(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(512 + self.tls_csr_pem.len());
-        e.array(8)
+        e.array(if self.delivery_key.is_some() { 8 } else { 7 })
             .text(&self.format)
             .text(&self.id)
             .text(&self.name)
@@ -55,10 +61,11 @@ impl JoinRequest {
         for r in &self.roles {
             e.text(r);
         }
-        e.text(&self.endpoint)
-            .text(&self.record_signing_key)
-            .text(&self.delivery_key)
-            .text(&self.tls_csr_pem);
+        e.text(&self.endpoint).text(&self.record_signing_key);
+        if let Some(k) = &self.delivery_key {
+            e.text(k);
+        }
+        e.text(&self.tls_csr_pem);
         e.finish()
     }
 
@@ -78,7 +85,7 @@ impl JoinRequest {
             roles,
             endpoint: endpoint.into(),
             record_signing_key: hex::encode(key.verifying_key().raw()),
-            delivery_key: hex::encode(delivery_key),
+            delivery_key: Some(hex::encode(delivery_key)),
             tls_csr_pem: csr_pem,
             proof: String::new(),
         };
@@ -89,9 +96,15 @@ impl JoinRequest {
     /// Parses and checks a request: format, id, known roles, key, proof of possession.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<(JoinRequest, MemberId, VerifyingKey)> {
         let r: JoinRequest = serde_json::from_slice(bytes).context("not a join request (JSON)")?;
-        if r.format != JOIN_REQUEST_FORMAT {
+        // Each format with exactly its fields: a delivery key in /2 only, and always there.
+        let known = match r.format.as_str() {
+            JOIN_REQUEST_FORMAT => r.delivery_key.is_some(),
+            JOIN_REQUEST_FORMAT_V1 => r.delivery_key.is_none(),
+            _ => false,
+        };
+        if !known {
             bail!(
-                "unsupported join request format {:?} (expected {JOIN_REQUEST_FORMAT})",
+                "unsupported join request format {:?} (expected {JOIN_REQUEST_FORMAT} with a delivery_key, or {JOIN_REQUEST_FORMAT_V1} without one)",
                 r.format
             );
         }
@@ -99,7 +112,9 @@ impl JoinRequest {
         check_roles(&r.roles)?;
         let raw = hex::decode(&r.record_signing_key).context("record_signing_key is not hex")?;
         let key = VerifyingKey::from_slice(&raw)?;
-        r.delivery_public()?;
+        if r.delivery_key.is_some() {
+            r.delivery_public()?;
+        }
         let proof = hex::decode(&r.proof).context("proof is not hex")?;
         if !key.verify(&r.signed_bytes(), &proof) {
             bail!("proof of possession does not verify: the request was altered or not signed by its record-signing key");
@@ -109,8 +124,13 @@ impl JoinRequest {
 
     /// The X25519 delivery public key.
     pub fn delivery_public(&self) -> anyhow::Result<[u8; 32]> {
+        let Some(key) = &self.delivery_key else {
+            bail!(
+                "this join request ({JOIN_REQUEST_FORMAT_V1}) has no delivery key, so the pseudonym secret cannot be sealed to it; the member must make a new request with a current tfx"
+            );
+        };
         let mut out = [0u8; 32];
-        hex::decode_to_slice(&self.delivery_key, &mut out)
+        hex::decode_to_slice(key, &mut out)
             .context("delivery_key is not an X25519 public key (64 hex digits)")?;
         Ok(out)
     }
@@ -321,5 +341,53 @@ impl RenewalRequest {
             bail!("the renewal request's proof does not verify: altered, or not signed by its record-signing key");
         }
         Ok((r, id, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(format: &str, delivery: Option<String>) -> (JoinRequest, Vec<u8>) {
+        let key = SigningKey::from_seed(&[3; 32]);
+        let mut r = JoinRequest {
+            format: format.into(),
+            id: "bank-a".into(),
+            name: "Bank A".into(),
+            roles: vec!["bank".into()],
+            endpoint: "127.0.0.1:7403".into(),
+            record_signing_key: hex::encode(key.verifying_key().raw()),
+            delivery_key: delivery,
+            tls_csr_pem: "csr".into(),
+            proof: String::new(),
+        };
+        r.proof = hex::encode(key.sign(&r.signed_bytes()));
+        let bytes = serde_json::to_vec(&r).unwrap_or_default();
+        (r, bytes)
+    }
+
+    #[test]
+    fn the_first_format_still_parses_but_takes_no_sealed_secret() -> anyhow::Result<()> {
+        let (_, v1) = request(JOIN_REQUEST_FORMAT_V1, None);
+        let (parsed, _, _) = JoinRequest::parse(&v1)?;
+        let err = parsed.delivery_public().unwrap_err();
+        assert!(err.to_string().contains("no delivery key"), "{err}");
+        let (_, v2) = request(JOIN_REQUEST_FORMAT, Some(hex::encode([9u8; 32])));
+        assert_eq!(JoinRequest::parse(&v2)?.0.delivery_public()?, [9u8; 32]);
+        // Each format with exactly its fields.
+        for (format, key) in [
+            (JOIN_REQUEST_FORMAT, None),
+            (JOIN_REQUEST_FORMAT_V1, Some(hex::encode([9u8; 32]))),
+        ] {
+            let (_, bytes) = request(format, key);
+            let err = JoinRequest::parse(&bytes).unwrap_err();
+            assert!(err.to_string().contains("unsupported"), "{err}");
+        }
+        // The delivery key is covered by the proof.
+        let (mut r, _) = request(JOIN_REQUEST_FORMAT, Some(hex::encode([9u8; 32])));
+        r.delivery_key = Some(hex::encode([8u8; 32]));
+        let err = JoinRequest::parse(&serde_json::to_vec(&r)?).unwrap_err();
+        assert!(err.to_string().contains("proof of possession"), "{err}");
+        Ok(())
     }
 }

@@ -57,6 +57,23 @@ pub struct SealedSecret {
     pub ephemeral: String,
     /// ChaCha20-Poly1305 ciphertext and tag, hex.
     pub ciphertext: String,
+    /// The consortium CA's ECDSA P-256 signature (DER, hex) over [`signed_bytes`]: the
+    /// bundle's other contents are signed, and so must this be, or whoever carries the bundle
+    /// could substitute a secret of their own choosing.
+    pub ca_signature: String,
+}
+
+/// What the CA signs: the label, member id, genesis, ephemeral key and ciphertext.
+pub fn signed_bytes(
+    member: &MemberId,
+    genesis: &[u8; 32],
+    ephemeral: &[u8],
+    ciphertext: &[u8],
+) -> Vec<u8> {
+    let mut m = aad(member, genesis);
+    m.extend_from_slice(ephemeral);
+    m.extend_from_slice(ciphertext);
+    m
 }
 
 /// Generates a delivery key pair; returns the private key (for the 0600 file) and the public
@@ -71,12 +88,13 @@ pub fn generate_delivery_key() -> anyhow::Result<(Zeroizing<[u8; 32]>, [u8; 32])
 }
 
 /// Seals `secret` to the member `member` of the consortium with genesis `genesis`, whose
-/// delivery public key is `recipient`.
+/// delivery public key is `recipient`; `sign` is the CA's signature function.
 pub fn seal(
     secret: &[u8],
     recipient: &[u8; 32],
     member: &MemberId,
     genesis: &[u8; 32],
+    sign: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
 ) -> anyhow::Result<SealedSecret> {
     if secret.is_empty() || secret.len() > SECRET_BYTES_MAX {
         bail!(
@@ -94,20 +112,24 @@ pub fn seal(
         &mut buf,
     )
     .map_err(|_| anyhow::anyhow!("sealing the pseudonym secret failed"))?;
+    let signature = sign(&signed_bytes(member, genesis, &ephemeral, &buf))?;
     Ok(SealedSecret {
         alg: SEAL_ALG.into(),
         ephemeral: hex::encode(ephemeral),
         ciphertext: hex::encode(buf),
+        ca_signature: hex::encode(signature),
     })
 }
 
-/// Opens a sealed secret with the member's private delivery key. Fails, naming the reason,
-/// when it was sealed to another key, another member or another consortium, or was altered.
+/// Opens a sealed secret with the member's private delivery key, after checking the CA's
+/// signature with `verify`. Fails, naming the reason, when it was not sealed by the consortium
+/// operator, was sealed to another key, member or consortium, or was altered.
 pub fn open(
     sealed: &SealedSecret,
     private: &[u8],
     member: &MemberId,
     genesis: &[u8; 32],
+    verify: impl FnOnce(&[u8], &[u8]) -> bool,
 ) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     if sealed.alg != SEAL_ALG {
         bail!(
@@ -127,6 +149,10 @@ pub fn open(
         bail!("the sealed secret is longer than any pseudonym secret");
     }
     let mut buf = Zeroizing::new(hex::decode(&sealed.ciphertext).context("ciphertext is not hex")?);
+    let signature = hex::decode(&sealed.ca_signature).context("ca_signature is not hex")?;
+    if !verify(&signed_bytes(member, genesis, &ephemeral, &buf), &signature) {
+        bail!("the sealed pseudonym secret is not signed by the consortium CA: refused");
+    }
     // The recipient derives with its own public key where the sender used the recipient's:
     // the info string binds both public keys either way.
     let key = shared_key_for(&private, &ephemeral, &ephemeral, &own_public)?;
@@ -188,27 +214,63 @@ fn shared_key_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tfx_protocol::keys::SigningKey;
 
     fn member(s: &str) -> MemberId {
         MemberId::new(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Stands in for the consortium CA (any signature scheme serves the construction).
+    struct Signer(SigningKey);
+
+    impl Signer {
+        fn new(seed: u8) -> Signer {
+            Signer(SigningKey::from_seed(&[seed; 32]))
+        }
+        fn sign(&self) -> impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>> + '_ {
+            |m| Ok(self.0.sign(m).to_vec())
+        }
+        fn verify(&self) -> impl FnOnce(&[u8], &[u8]) -> bool + '_ {
+            |m, s| self.0.verifying_key().verify(m, s)
+        }
+    }
+
     #[test]
-    fn opens_only_for_its_member_key_and_consortium() -> anyhow::Result<()> {
+    fn opens_only_for_its_member_key_and_consortium_and_only_from_the_ca() -> anyhow::Result<()> {
+        let ca = Signer::new(9);
         let (private, public) = generate_delivery_key()?;
         let id = member("bank-a");
         let genesis = [7u8; 32];
         let secret = [0x5au8; 32];
-        let sealed = seal(&secret, &public, &id, &genesis)?;
-        assert_eq!(&open(&sealed, &private[..], &id, &genesis)?[..], &secret);
+        let sealed = seal(&secret, &public, &id, &genesis, ca.sign())?;
+        let opened = open(&sealed, &private[..], &id, &genesis, ca.verify())?;
+        assert_eq!(&opened[..], &secret);
 
         let (other_private, _) = generate_delivery_key()?;
-        let err = open(&sealed, &other_private[..], &id, &genesis).unwrap_err();
+        let err = open(&sealed, &other_private[..], &id, &genesis, ca.verify()).unwrap_err();
         assert!(err.to_string().contains("does not open"), "{err}");
-        let err = open(&sealed, &private[..], &member("bank-b"), &genesis).unwrap_err();
-        assert!(err.to_string().contains("does not open"), "{err}");
-        let err = open(&sealed, &private[..], &id, &[8u8; 32]).unwrap_err();
-        assert!(err.to_string().contains("does not open"), "{err}");
+        // Moved into another member's or another consortium's bundle: the CA did not sign that.
+        let err = open(
+            &sealed,
+            &private[..],
+            &member("bank-b"),
+            &genesis,
+            ca.verify(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not signed"), "{err}");
+        let err = open(&sealed, &private[..], &id, &[8u8; 32], ca.verify()).unwrap_err();
+        assert!(err.to_string().contains("not signed"), "{err}");
+        // Whoever carries the bundle cannot substitute a secret of their own.
+        let forged = seal(
+            &[0x11u8; 32],
+            &public,
+            &id,
+            &genesis,
+            Signer::new(10).sign(),
+        )?;
+        let err = open(&forged, &private[..], &id, &genesis, ca.verify()).unwrap_err();
+        assert!(err.to_string().contains("not signed"), "{err}");
 
         // Any flipped ciphertext or ephemeral-key bit is caught.
         for field in 0..2 {
@@ -221,20 +283,21 @@ mod tests {
             let mut raw = hex::decode(&*s)?;
             raw[3] ^= 0x10;
             *s = hex::encode(raw);
-            assert!(open(&t, &private[..], &id, &genesis).is_err());
+            assert!(open(&t, &private[..], &id, &genesis, ca.verify()).is_err());
         }
         Ok(())
     }
 
     #[test]
     fn low_order_keys_and_unknown_algorithms_are_refused() -> anyhow::Result<()> {
+        let ca = Signer::new(9);
         let id = member("bank-a");
-        let err = seal(&[1u8; 32], &[0u8; 32], &id, &[0u8; 32]).unwrap_err();
+        let err = seal(&[1u8; 32], &[0u8; 32], &id, &[0u8; 32], ca.sign()).unwrap_err();
         assert!(err.to_string().contains("low-order"), "{err}");
         let (private, public) = generate_delivery_key()?;
-        let mut sealed = seal(&[1u8; 32], &public, &id, &[0u8; 32])?;
+        let mut sealed = seal(&[1u8; 32], &public, &id, &[0u8; 32], ca.sign())?;
         sealed.alg = "rsa".into();
-        let err = open(&sealed, &private[..], &id, &[0u8; 32]).unwrap_err();
+        let err = open(&sealed, &private[..], &id, &[0u8; 32], ca.verify()).unwrap_err();
         assert!(err.to_string().contains("unsupported"), "{err}");
         Ok(())
     }

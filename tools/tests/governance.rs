@@ -782,7 +782,11 @@ fn pseudonym_secret_is_sealed_to_issuers_only() {
     std::fs::write(&tampered_path, tampered.to_string()).unwrap();
     let o = join("bank-a", &tampered_path);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("does not open"), "{}", text(&o));
+    assert!(
+        text(&o).contains("not signed by the consortium CA"),
+        "{}",
+        text(&o)
+    );
     nothing_installed("bank-a");
 
     // bank-a's sealed secret copied into risk's bundle: risk must never hold it.
