@@ -373,8 +373,12 @@ impl<S: Store> Sealer<S> {
                     self.last_time = self.last_time.max(last);
                 }
                 Err(e) => {
-                    // Try again with the next batch rather than seal on a stale log.
-                    self.reopen.store(true, Ordering::SeqCst);
+                    // Never seal on a stale log: stop, as after a store failure, so the health
+                    // check and every later submission say why until the node restarts.
+                    tracing::error!(error = %e, "reopening the local log after recovery failed; appender stopped");
+                    if let Ok(mut slot) = self.failed.lock() {
+                        slot.get_or_insert(e.clone());
+                    }
                     return Err((e, batch));
                 }
             }
