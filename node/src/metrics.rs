@@ -206,36 +206,31 @@ pub fn render(shared: &Shared) -> String {
         );
     }
 
-    family(
-        &mut out,
-        "tfx_replication_lag_records",
-        "gauge",
-        "Records this node holds that the peer lacks, by peer and origin (from the peer's last heads).",
-    );
-    for p in &status.peers {
-        for (origin, n) in &p.behind {
-            let _ = writeln!(
-                out,
-                "tfx_replication_lag_records{{peer=\"{}\",origin=\"{}\"}} {n}",
-                label(&p.member),
-                label(origin)
-            );
-        }
-    }
-    family(
-        &mut out,
-        "tfx_replication_missing_records",
-        "gauge",
-        "Records the peer holds that this node lacks, by peer and origin.",
-    );
-    for p in &status.peers {
-        for (origin, n) in &p.ahead {
-            let _ = writeln!(
-                out,
-                "tfx_replication_missing_records{{peer=\"{}\",origin=\"{}\"}} {n}",
-                label(&p.member),
-                label(origin)
-            );
+    // Per peer and origin, each way: what the peer lacks of ours, and what we lack of its.
+    type Side = fn(&crate::driver::PeerStatus) -> &BTreeMap<String, u64>;
+    let sides: [(&str, &str, Side); 2] = [
+        (
+            "tfx_replication_lag_records",
+            "Records this node holds that the peer lacks, by peer and origin (from the peer's last heads).",
+            |p| &p.behind,
+        ),
+        (
+            "tfx_replication_missing_records",
+            "Records the peer holds that this node lacks, by peer and origin.",
+            |p| &p.ahead,
+        ),
+    ];
+    for (name, help, side) in sides {
+        family(&mut out, name, "gauge", help);
+        for p in &status.peers {
+            for (origin, n) in side(p) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\",origin=\"{}\"}} {n}",
+                    label(&p.member),
+                    label(origin)
+                );
+            }
         }
     }
     family(
