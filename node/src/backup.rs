@@ -700,6 +700,7 @@ mod tests {
             }],
             revocations: Vec::new(),
             ca_fingerprint: [0; 32],
+            witness_quorum: None,
         }
     }
 

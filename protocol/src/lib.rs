@@ -17,6 +17,7 @@ pub mod derive;
 pub mod disclosure;
 pub mod domain;
 pub mod entropy;
+pub mod evidence;
 pub mod ids;
 pub mod keys;
 pub mod limits;
@@ -33,5 +34,6 @@ pub mod store;
 pub mod sync;
 pub mod validate;
 pub mod warnings;
+pub mod witness;
 
 pub use ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};

@@ -296,6 +296,27 @@ impl Frontier {
         Ok(Frontier { size, nodes })
     }
 
+    /// A frontier from its subtree roots, largest first (as [`Frontier::hashes`] lists them):
+    /// one per bit set in `size`. `None` when the count does not match.
+    pub fn from_hashes(size: u64, hashes: &[Hash]) -> Option<Self> {
+        let levels: Vec<u8> = (0..LEVELS_MAX)
+            .rev()
+            .filter(|l| size & (1u64 << l) != 0)
+            .collect();
+        if levels.len() != hashes.len() {
+            return None;
+        }
+        Some(Frontier {
+            size,
+            nodes: levels.into_iter().zip(hashes.iter().copied()).collect(),
+        })
+    }
+
+    /// The subtree roots, largest first: what [`Frontier::from_hashes`] takes back.
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.nodes.iter().map(|(_, h)| *h).collect()
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

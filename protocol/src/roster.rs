@@ -51,6 +51,7 @@ const R_THRESHOLD: i64 = 6;
 const R_MEMBERS: i64 = 7;
 const R_REVOCATIONS: i64 = 8;
 const R_CA: i64 = 9;
+const R_WITNESS_QUORUM: i64 = 10;
 
 const M_ID: i64 = 1;
 const M_NAME: i64 = 2;
@@ -117,7 +118,14 @@ pub struct Roster {
     /// SHA-256 of the consortium CA certificate (DER): binds the CA that issues members' TLS
     /// certificates to the governed roster, so a join bundle cannot swap in another CA.
     pub ca_fingerprint: Hash,
+    /// How many members other than an origin must cosign its checkpoint for it to be final
+    /// (DESIGN §5). `None` (the key absent) means [`WITNESS_QUORUM_DEFAULT`]; kept optional so
+    /// rosters made before witnessing existed keep their bytes and hashes.
+    pub witness_quorum: Option<u32>,
 }
+
+/// The witness quorum of a roster that does not set one: one other member.
+pub const WITNESS_QUORUM_DEFAULT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RosterError {
@@ -162,13 +170,20 @@ impl Roster {
     }
 
     /// Whether `id` is a member not revoked as of `at`.
+    /// Cosignatures from members other than the origin that make a checkpoint final.
+    pub fn witness_quorum(&self) -> u32 {
+        self.witness_quorum.unwrap_or(WITNESS_QUORUM_DEFAULT)
+    }
+
     pub fn is_active(&self, id: &MemberId, at: Timestamp) -> bool {
         self.member(id).is_some() && self.revocation(id).is_none_or(|r| at < r.at)
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(512 + 320 * self.members.len());
-        e.map(if self.previous.is_some() { 9 } else { 8 });
+        e.map(
+            8 + usize::from(self.previous.is_some()) + usize::from(self.witness_quorum.is_some()),
+        );
         e.uint(R_CONSORTIUM as u64).text(&self.consortium);
         e.uint(R_VERSION as u64).uint(self.version);
         if let Some(p) = &self.previous {
@@ -192,6 +207,9 @@ impl Roster {
                 .text(&r.reason);
         }
         e.uint(R_CA as u64).bytes(&self.ca_fingerprint);
+        if let Some(q) = self.witness_quorum {
+            e.uint(R_WITNESS_QUORUM as u64).uint(u64::from(q));
+        }
         e.finish()
     }
 
@@ -210,6 +228,7 @@ impl Roster {
             R_MEMBERS,
             R_REVOCATIONS,
             R_CA,
+            R_WITNESS_QUORUM,
         ];
         codec::only_keys(W, m, &allowed)?;
         let governors = bounded(
@@ -254,6 +273,12 @@ impl Roster {
             members,
             revocations,
             ca_fingerprint: codec::as_hash(W, codec::field(W, m, R_CA)?)?,
+            witness_quorum: m
+                .get(&codec::key(R_WITNESS_QUORUM))
+                .map(|v| codec::as_u64(W, v))
+                .transpose()?
+                .map(|q| u32::try_from(q).map_err(|_| invalid("witness quorum is out of range")))
+                .transpose()?,
         };
         roster.check()?;
         Ok(roster)
@@ -289,6 +314,13 @@ impl Roster {
                 "threshold {} must be between 1 and the {n} governors",
                 self.threshold
             )));
+        }
+        if let Some(q) = self.witness_quorum {
+            if q == 0 || q as usize > ROSTER_MEMBERS_MAX {
+                return Err(invalid(format!(
+                    "witness quorum {q} must be between 1 and {ROSTER_MEMBERS_MAX}"
+                )));
+            }
         }
         unique(self.governors.iter().map(|g| g.id.as_str()), "governor")?;
         unique(

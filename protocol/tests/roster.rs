@@ -59,6 +59,7 @@ fn genesis() -> Roster {
         )],
         revocations: vec![],
         ca_fingerprint: [9; 32],
+        witness_quorum: None,
     }
 }
 

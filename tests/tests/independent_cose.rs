@@ -143,6 +143,7 @@ fn signed_rosters_are_cose_sign_messages_coset_verifies() {
         }],
         revocations: vec![],
         ca_fingerprint: [9; 32],
+        witness_quorum: None,
     };
     let mut signed = SignedRoster::new(roster).unwrap();
     signed.sign(&governors[0]);

@@ -320,6 +320,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         members: Vec::new(),
         revocations: Vec::new(),
         ca_fingerprint: sha256(ca.cert_der()),
+        witness_quorum: None,
     };
     let genesis = roster.hash();
     let mut signed = SignedRoster::new(roster)?;

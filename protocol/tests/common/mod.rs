@@ -75,6 +75,7 @@ pub fn genesis_roster_with(n: usize, role: impl Fn(usize) -> &'static str) -> Ro
         members: (0..n).map(|i| member(i, role(i))).collect(),
         revocations: vec![],
         ca_fingerprint: [9; 32],
+        witness_quorum: None,
     }
 }
 
