@@ -312,6 +312,7 @@ async fn status(State(api): State<Api>) -> ApiResult {
         "heads": sync.heads,
         "peers": sync.peers,
         "frozen": sync.frozen,
+        "equivocations": sync.equivocations,
         "received_batches": sync.received,
         "peers_disconnected_for_misbehaviour": sync.misbehaviour,
         "appender": { "batches": stats.batches, "records": stats.records },

@@ -82,6 +82,19 @@ pub struct HeadStatus {
     pub origin: String,
     pub size: u64,
     pub root: String,
+    /// Size of the latest checkpoint of this log held with cosignatures from the roster's
+    /// witness quorum (SPEC §17): records below it are final.
+    pub final_size: Option<u64>,
+    /// Witnesses who cosigned that checkpoint.
+    pub witnesses: usize,
+}
+
+/// An origin frozen on evidence that it signed two histories (SPEC §18).
+#[derive(Debug, Clone, Serialize)]
+pub struct EquivocationStatus {
+    pub origin: String,
+    /// What the evidence shows; never a field value.
+    pub summary: String,
 }
 
 /// What the node's sync state looks like, for `GET /v1/status`.
@@ -92,6 +105,8 @@ pub struct SyncStatus {
     pub heads: Vec<HeadStatus>,
     pub peers: Vec<PeerStatus>,
     pub frozen: Vec<String>,
+    /// Evidence held of origins that signed two histories: the alert an operator must act on.
+    pub equivocations: Vec<EquivocationStatus>,
     /// Batches of records received from peers and stored since start.
     pub received: u64,
     /// Peers disconnected for misbehaviour since start.
@@ -256,7 +271,7 @@ impl Driver {
                 }
                 _ = sleep_until(wake) => {
                     let now = now_ms();
-                    self.io.core.handle_timeout(now);
+                    self.with_core(|core, store| core.handle_timeout(store, now));
                 }
                 _ = status_tick.tick() => self.publish(),
                 _ = shutdown.changed() => break,
@@ -590,14 +605,28 @@ impl Driver {
                 roster_version: roster.version,
                 heads: heads
                     .iter()
-                    .map(|(o, h)| HeadStatus {
-                        origin: o.to_string(),
-                        size: h.size,
-                        root: hex::encode(h.root),
+                    .map(|(o, h)| {
+                        let fin = self.io.core.latest_final(o);
+                        HeadStatus {
+                            origin: o.to_string(),
+                            size: h.size,
+                            root: hex::encode(h.root),
+                            final_size: fin.map(|(s, _)| s),
+                            witnesses: fin.map_or(0, |(_, w)| w),
+                        }
                     })
                     .collect(),
                 peers,
                 frozen: self.io.core.frozen().map(|m| m.to_string()).collect(),
+                equivocations: self
+                    .io
+                    .core
+                    .evidence()
+                    .map(|(o, _, summary)| EquivocationStatus {
+                        origin: o.to_string(),
+                        summary: summary.to_owned(),
+                    })
+                    .collect(),
                 received: self.received,
                 misbehaviour: self.misbehaviour,
                 policy_version: self.io.core.policy().map_or(0, |p| p.version),

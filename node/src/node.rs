@@ -280,6 +280,15 @@ impl Node {
             pipeline: config.pipeline,
             recovering,
             recovery_peers: config.recovery_peers,
+            // The key this member signs records with also signs its cosignatures (SPEC §17);
+            // ring's key pair is not Clone, so the file is read a second time.
+            witness_key: Some(Arc::new(
+                crate::keyfile::load_signing_key(&config.record_signing_key)
+                    .context("loading the record-signing key for cosigning")?,
+            )),
+            // One cosigning round per anti-entropy interval: a checkpoint is final within about
+            // one interval of reaching the witnesses.
+            witness_ms: config.anti_entropy_ms,
         };
         let policies = read_policy_chain(&config.policy_dir)?;
         let core = tokio::task::block_in_place(|| {

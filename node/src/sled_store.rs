@@ -18,6 +18,8 @@
 //! | `M`    | name                                        | node metadata (`format` = u32)          |
 //! | `B`    | origin                                      | pending back-fill: next u64, end u64    |
 //! | `L`    | at_ms u64, n u64                            | disclosure ledger entry (`ledger.rs`)   |
+//! | `W`    | origin, size u64                            | witnessed checkpoint with cosignatures  |
+//! | `X`    | origin                                      | equivocation evidence (first verified)  |
 //!
 //! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
 //! bytes`.
@@ -80,6 +82,8 @@ const T: u8 = b'T';
 const S: u8 = b'S';
 const P: u8 = b'P';
 const B: u8 = b'B';
+const W: u8 = b'W';
+const X: u8 = b'X';
 
 /// USCCs followed for one pseudonym in a query. Honestly there is one; more means issuers
 /// signed one pseudonym for several enterprises, and the query must stay bounded regardless.
@@ -688,6 +692,18 @@ impl Store for SledStore {
                 None => b.remove(origin_key(B, origin)),
             }
         }
+        for (origin, size, w) in &batch.witnessed {
+            match w {
+                Some(w) => b.insert(seq_key(W, origin, *size), w.as_slice()),
+                None => b.remove(seq_key(W, origin, *size)),
+            }
+        }
+        for (origin, e) in &batch.evidence {
+            // The first verified piece is kept: evidence is never replaced.
+            if self.db.get(origin_key(X, origin))?.is_none() {
+                b.insert(origin_key(X, origin), e.as_slice());
+            }
+        }
         Ok(self.db.apply_batch(b)?)
     }
 
@@ -768,6 +784,27 @@ impl Store for SledStore {
             .map(|kv| {
                 let (k, v) = kv?;
                 Ok((origin_at(&k, 1)?.0, u64_at(&v, 0)?, u64_at(&v, 8)?))
+            })
+            .collect()
+    }
+
+    fn witnessed(&self, origin: &MemberId) -> Result<Vec<(u64, Vec<u8>)>, Self::Error> {
+        let prefix = origin_key(W, origin);
+        self.db
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((u64_at(&k, prefix.len())?, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn evidence(&self) -> Result<Vec<(MemberId, Vec<u8>)>, Self::Error> {
+        self.db
+            .scan_prefix([X])
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((origin_at(&k, 1)?.0, v.to_vec()))
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 //! is *transferable*: a node that receives it does not have to trust the sender, and an auditor
 //! can check it years later, offline.
 //!
-//! Three kinds, as DESIGN §5 names them:
+//! Four kinds — DESIGN §5 names three; the fourth is the third made compact:
 //! - **records**: two different envelopes the origin signed for one sequence number;
 //! - **checkpoints**: two checkpoints of one size with different roots;
 //! - **inconsistent**: an older checkpoint (or none: the empty log), the frontier of the tree
@@ -12,11 +12,15 @@
 //!   newer root. An honest origin's records at each position are unique, so the newer root
 //!   must be that tree's: a mismatch proves the origin signed records or a checkpoint of a
 //!   history that is not an extension of the one it committed to.
+//! - **diverged**: a checkpoint `a` of size m, a checkpoint `b` of size n > m, and an RFC 9162
+//!   consistency proof that the tree `b` commits to has a different root `r` at size m. The
+//!   holder of the longer log builds this from its own copy however far back the fork lies
+//!   (kind 3 needs the records and is bounded by [`EVIDENCE_RECORDS_MAX`]).
 //!
 //! Encoding: a CBOR map `{1: kind, 2: origin, 3: a, 4: b, 5: [frontier hash…], 6: [envelope…]}`
 //! where `a`/`b` are the two envelopes (kind 1), the two checkpoints (kind 2), or the older
 //! checkpoint (absent for the empty log) and the newer checkpoint (kind 3); keys 5 and 6 appear
-//! only in kind 3.
+//! only in kind 3. Kind 4 is `{1: 4, 2: origin, 3: a, 4: b, 5: [proof hash…], 7: r}`.
 
 use crate::checkpoint::{verify_checkpoint, Checkpoint};
 use crate::codec::{self, DecodeError, Encoder};
@@ -39,10 +43,12 @@ const E_A: i64 = 3;
 const E_B: i64 = 4;
 const E_FRONTIER: i64 = 5;
 const E_ENVELOPES: i64 = 6;
+const E_PREFIX_ROOT: i64 = 7;
 
 const KIND_RECORDS: u64 = 1;
 const KIND_CHECKPOINTS: u64 = 2;
 const KIND_INCONSISTENT: u64 = 3;
+const KIND_DIVERGED: u64 = 4;
 
 /// One piece of equivocation evidence, as signed parts (not yet verified).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +75,15 @@ pub enum Evidence {
         /// Envelopes at `older.size .. newer.size`, in order.
         envelopes: Vec<Vec<u8>>,
         newer: Vec<u8>,
+    },
+    /// A consistency proof that checkpoint `b`'s tree has root `prefix_root` at checkpoint
+    /// `a`'s (smaller) size, where `a` says otherwise.
+    Diverged {
+        origin: MemberId,
+        a: Vec<u8>,
+        b: Vec<u8>,
+        prefix_root: Hash,
+        proof: Vec<Hash>,
     },
 }
 
@@ -100,7 +115,8 @@ impl Evidence {
         match self {
             Evidence::Records { origin, .. }
             | Evidence::Checkpoints { origin, .. }
-            | Evidence::Inconsistent { origin, .. } => origin,
+            | Evidence::Inconsistent { origin, .. }
+            | Evidence::Diverged { origin, .. } => origin,
         }
     }
 
@@ -141,6 +157,24 @@ impl Evidence {
                 for env in envelopes {
                     e.bytes(env);
                 }
+            }
+            Evidence::Diverged {
+                origin,
+                a,
+                b,
+                prefix_root,
+                proof,
+            } => {
+                e.map(6);
+                e.uint(E_KIND as u64).uint(KIND_DIVERGED);
+                e.uint(E_ORIGIN as u64).text(origin.as_str());
+                e.uint(E_A as u64).bytes(a);
+                e.uint(E_B as u64).bytes(b);
+                e.uint(E_FRONTIER as u64).array(proof.len());
+                for h in proof {
+                    e.bytes(h);
+                }
+                e.uint(E_PREFIX_ROOT as u64).bytes(prefix_root);
             }
         }
         e.finish()
@@ -195,9 +229,33 @@ impl Evidence {
                     newer: bytes_of(E_B)?,
                 })
             }
+            KIND_DIVERGED => {
+                codec::only_keys(
+                    W,
+                    m,
+                    &[E_KIND, E_ORIGIN, E_A, E_B, E_FRONTIER, E_PREFIX_ROOT],
+                )?;
+                let proof = codec::as_array(W, codec::field(W, m, E_FRONTIER)?)?;
+                if proof.len() > 2 * usize::from(crate::merkle::LEVELS_MAX) {
+                    return Err(DecodeError::structure(
+                        W,
+                        format!("{} proof hashes", proof.len()),
+                    ));
+                }
+                Ok(Evidence::Diverged {
+                    origin,
+                    a: bytes_of(E_A)?,
+                    b: bytes_of(E_B)?,
+                    prefix_root: codec::as_hash(W, codec::field(W, m, E_PREFIX_ROOT)?)?,
+                    proof: proof
+                        .iter()
+                        .map(|h| codec::as_hash(W, h))
+                        .collect::<Result<Vec<_>, _>>()?,
+                })
+            }
             other => Err(DecodeError::structure(
                 W,
-                format!("unknown evidence kind {other} (expected 1, 2 or 3)"),
+                format!("unknown evidence kind {other} (expected 1 to 4)"),
             )),
         }
     }
@@ -324,6 +382,40 @@ impl Evidence {
                     summary: format!(
                         "{origin} signed a checkpoint of size {} that does not extend its checkpoint of size {size} with the records it signed",
                         new.size
+                    ),
+                    origin,
+                })
+            }
+            Evidence::Diverged {
+                a,
+                b,
+                prefix_root,
+                proof,
+                ..
+            } => {
+                let (ca, cb) = (
+                    checkpoint("checkpoint a", a)?,
+                    checkpoint("checkpoint b", b)?,
+                );
+                if ca.size >= cb.size {
+                    return Err(not(format!(
+                        "checkpoint a (size {}) is not smaller than checkpoint b (size {})",
+                        ca.size, cb.size
+                    )));
+                }
+                crate::merkle::verify_consistency(ca.size, cb.size, prefix_root, &cb.root, proof)
+                    .map_err(|e| not(format!("the consistency proof does not verify: {e}")))?;
+                if *prefix_root == ca.root {
+                    return Err(not(format!(
+                        "checkpoint b extends checkpoint a (size {} to {}): consistent",
+                        ca.size, cb.size
+                    )));
+                }
+                Ok(Equivocation {
+                    fork_at: ca.size.saturating_sub(1),
+                    summary: format!(
+                        "{origin} signed a checkpoint of size {} whose tree does not extend its checkpoint of size {}",
+                        cb.size, ca.size
                     ),
                     origin,
                 })

@@ -113,6 +113,12 @@ pub struct AppendBatch {
     /// with fewer fields than this holder's view, to be completed from the origin. Kept with the
     /// records so a crash cannot forget it.
     pub backfill: Vec<(MemberId, Option<(u64, u64)>)>,
+    /// Sets (`Some`, a [`crate::witness::Witnessed`] encoding) or deletes (`None`) the
+    /// checkpoint of `(origin, size)` kept with the cosignatures gathered for it.
+    pub witnessed: Vec<(MemberId, u64, Option<Vec<u8>>)>,
+    /// Verified equivocation evidence against an origin ([`crate::evidence`]); the first piece
+    /// per origin is kept, so a frozen origin stays frozen across restarts.
+    pub evidence: Vec<(MemberId, Vec<u8>)>,
 }
 
 /// A lookup over the index. All given filters apply; results are ordered by issue time.
@@ -227,6 +233,11 @@ pub trait Store {
     fn replace_disclosures(&self, records: &[StoredRecord]) -> Result<(), Self::Error>;
     /// Pending back-fills: (origin, next, end).
     fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error>;
+    /// The witnessed checkpoints of `origin`: (size, [`crate::witness::Witnessed`] bytes),
+    /// smallest size first.
+    fn witnessed(&self, origin: &MemberId) -> Result<Vec<(u64, Vec<u8>)>, Self::Error>;
+    /// Every piece of equivocation evidence held: (origin, evidence bytes).
+    fn evidence(&self) -> Result<Vec<(MemberId, Vec<u8>)>, Self::Error>;
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error>;
 }
 
@@ -327,6 +338,8 @@ struct MemoryInner {
     by_time: BTreeMap<(Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
     by_subject: BTreeMap<(String, Timestamp, MemberId, LogIndex), (RecordId, RecordKind)>,
     backfill: BTreeMap<MemberId, (u64, u64)>,
+    witnessed: BTreeMap<(MemberId, u64), Vec<u8>>,
+    evidence: BTreeMap<MemberId, Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +397,36 @@ impl Store for MemoryStore {
                     None => m.backfill.remove(origin),
                 };
             }
+            for (origin, size, w) in &batch.witnessed {
+                let key = (origin.clone(), *size);
+                match w {
+                    Some(w) => m.witnessed.insert(key, w.clone()),
+                    None => m.witnessed.remove(&key),
+                };
+            }
+            for (origin, e) in &batch.evidence {
+                m.evidence
+                    .entry(origin.clone())
+                    .or_insert_with(|| e.clone());
+            }
+        })
+    }
+
+    fn witnessed(&self, origin: &MemberId) -> Result<Vec<(u64, Vec<u8>)>, Self::Error> {
+        self.with(|m| {
+            m.witnessed
+                .range((origin.clone(), 0)..=(origin.clone(), u64::MAX))
+                .map(|((_, size), w)| (*size, w.clone()))
+                .collect()
+        })
+    }
+
+    fn evidence(&self) -> Result<Vec<(MemberId, Vec<u8>)>, Self::Error> {
+        self.with(|m| {
+            m.evidence
+                .iter()
+                .map(|(o, e)| (o.clone(), e.clone()))
+                .collect()
         })
     }
 

@@ -109,6 +109,58 @@ impl Cosignature {
     }
 }
 
+/// A checkpoint kept with the cosignatures gathered for it: the unit a holder stores per
+/// (origin, size), gossips, and puts in audit bundles. CBOR `{1: checkpoint, 2: [cosignature…]}`
+/// (each the signed bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    pub checkpoint: Vec<u8>,
+    pub cosignatures: Vec<Vec<u8>>,
+}
+
+/// Bytes of one [`Witnessed`] encoding: a checkpoint and [`COSIGNATURES_MAX`] cosignatures.
+pub const WITNESSED_BYTES_MAX: usize =
+    crate::limits::CHECKPOINT_BYTES_MAX + COSIGNATURES_MAX * (COSIGNATURE_BYTES_MAX + 3) + 16;
+
+impl Witnessed {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = codec::Encoder::with_capacity(256 + 240 * self.cosignatures.len());
+        e.map(2);
+        e.uint(1).bytes(&self.checkpoint);
+        e.uint(2).array(self.cosignatures.len());
+        for c in &self.cosignatures {
+            e.bytes(c);
+        }
+        e.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        const W: &str = "witnessed checkpoint";
+        let v = codec::decode_with_items(W, bytes, WITNESSED_BYTES_MAX, COSIGNATURES_MAX + 8)?;
+        Self::from_value(&v)
+    }
+
+    pub(crate) fn from_value(v: &codec::Value) -> Result<Self, DecodeError> {
+        const W: &str = "witnessed checkpoint";
+        let m = codec::as_map(W, v)?;
+        codec::only_keys(W, m, &[1, 2])?;
+        let cosigs = codec::as_array(W, codec::field(W, m, 2)?)?;
+        if cosigs.len() > COSIGNATURES_MAX {
+            return Err(DecodeError::structure(
+                W,
+                format!("{} cosignatures (max {COSIGNATURES_MAX})", cosigs.len()),
+            ));
+        }
+        Ok(Witnessed {
+            checkpoint: codec::as_bytes(W, codec::field(W, m, 1)?)?.to_vec(),
+            cosignatures: cosigs
+                .iter()
+                .map(|c| codec::as_bytes(W, c).map(<[u8]>::to_vec))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// Why a cosignature does not count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CosignatureError {

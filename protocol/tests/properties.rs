@@ -101,6 +101,12 @@ proptest! {
         let _ = verify_envelope(&bytes, &k);
         let _ = verify_checkpoint(&bytes, &k);
         let _ = parse_record_json(&bytes);
+        let _ = tfx_protocol::witness::verify_cosignature(&bytes, &k);
+        let _ = tfx_protocol::witness::Witnessed::decode(&bytes);
+        if let Ok(e) = tfx_protocol::evidence::Evidence::decode(&bytes) {
+            let _ = e.verify(&k);
+        }
+        let _ = tfx_protocol::sync::wire::Message::decode(&bytes);
     }
 
     #[test]

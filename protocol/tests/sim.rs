@@ -18,16 +18,21 @@ use std::collections::{BTreeMap, BinaryHeap};
 use common::{
     append, credit_body, genesis_roster_with, member_id, sign_policy, sign_roster, CrashStore, T0,
 };
+use tfx_protocol::checkpoint::verify_checkpoint;
 use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::ids::sha256;
 use tfx_protocol::log::verify_log;
+use tfx_protocol::merkle;
 use tfx_protocol::minimize::mask_fields;
 use tfx_protocol::roster::verify_chain;
+use tfx_protocol::roster::Roster;
 use tfx_protocol::roster::SignedRoster;
+use tfx_protocol::store::StoreNodes;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
 use tfx_protocol::validate::RecordBody;
+use tfx_protocol::witness::{count_witnesses, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId};
 
 /// splitmix64: small, fast, and the same everywhere.
@@ -110,6 +115,8 @@ struct Sim {
     restored: BTreeMap<usize, u64>,
     /// Own records restored nodes took back from peers.
     recovered: u64,
+    /// Witnessed checkpoints found at the end, each checked against its log.
+    witnessed: u64,
 }
 
 /// Every third member is a central bank, which sees every field; the others are banks, which
@@ -185,6 +192,7 @@ impl Sim {
             messages: 0,
             restored: BTreeMap::new(),
             recovered: 0,
+            witnessed: 0,
         };
         let late = sim.rng.range(0, n as u64 - 1) as usize;
         for i in 0..n {
@@ -351,6 +359,8 @@ impl Sim {
         config.fetch_timeout_ms = 300;
         config.pipeline = 4;
         config.recovering = node.recovering;
+        config.witness_key = Some(std::sync::Arc::new(common::member_key(i)));
+        config.witness_ms = 1_500;
         let core = SyncCore::new(
             config,
             &node.store,
@@ -429,8 +439,9 @@ impl Sim {
                     return;
                 }
                 let now = self.now;
-                if let Some(core) = self.nodes[i].core.as_mut() {
-                    core.handle_timeout(now);
+                let node = &mut self.nodes[i];
+                if let Some(core) = node.core.as_mut() {
+                    core.handle_timeout(&node.store, now);
                 }
                 self.pump(i);
             }
@@ -536,7 +547,7 @@ impl Sim {
         first == &expected && heads.iter().all(|h| h.as_ref() == Some(first)) && complete
     }
 
-    fn run(mut self) -> (usize, u64, u64, u64) {
+    fn run(mut self) -> (usize, u64, u64, u64, u64) {
         let deadline = self.active_until + 60_000;
         let mut next_check = self.active_until + 500;
         while let Some(Reverse((t, _, ev))) = self.queue.pop() {
@@ -589,9 +600,47 @@ impl Sim {
                 if origin != self.ids[i] {
                     self.check_view(i, &origin);
                 }
+                self.witnessed += self.check_witnessed(i, &origin, &roster);
             }
         }
-        (self.nodes.len(), records, self.messages, self.recovered)
+        (
+            self.nodes.len(),
+            records,
+            self.messages,
+            self.recovered,
+            self.witnessed,
+        )
+    }
+
+    /// Every witnessed checkpoint `node` holds of `origin` is signed by the origin, commits to
+    /// exactly the root of the log the node holds at its size, and carries only valid
+    /// cosignatures of it by other members. Returns how many it holds.
+    fn check_witnessed(&self, node: usize, origin: &MemberId, roster: &Roster) -> u64 {
+        let store = &self.nodes[node].store;
+        let held = store.witnessed(origin).unwrap();
+        for (size, bytes) in &held {
+            let w = Witnessed::decode(bytes).unwrap();
+            let cp = verify_checkpoint(&w.checkpoint, roster)
+                .unwrap_or_else(|e| {
+                    self.fail(format!("{}: witnessed checkpoint: {e}", self.ids[node]))
+                })
+                .checkpoint;
+            let root = merkle::root(&StoreNodes::new(store, origin), *size).unwrap();
+            if cp.size != *size || cp.root != root {
+                self.fail(format!(
+                    "{} keeps a checkpoint of {origin} at {size} that its log does not produce",
+                    self.ids[node]
+                ));
+            }
+            let (witnesses, errors) = count_witnesses(&cp, &w.cosignatures, roster);
+            if !errors.is_empty() || witnesses.is_empty() {
+                self.fail(format!(
+                    "{} keeps cosignatures of {origin}@{size} that do not count: {errors:?}",
+                    self.ids[node]
+                ));
+            }
+        }
+        held.len() as u64
     }
 }
 
@@ -663,28 +712,30 @@ fn sync_converges_under_loss_partitions_crashes_restores_and_a_late_joiner() {
     };
     // Seeds are independent: spread them over the machine's cores.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let totals = std::sync::Mutex::new((0, 0, 0, 0));
+    let totals = std::sync::Mutex::new((0, 0, 0, 0, 0));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(seed) = seeds.get(k) else { break };
-                let (n, r, m, rec) = Sim::new(*seed).run();
+                let (n, r, m, rec, w) = Sim::new(*seed).run();
                 let mut t = totals.lock().unwrap();
                 t.0 += n;
                 t.1 += r;
                 t.2 += m;
                 t.3 += rec;
+                t.4 += w;
             });
         }
     });
-    let (nodes, records, messages, recovered) = totals.into_inner().unwrap();
+    let (nodes, records, messages, recovered, witnessed) = totals.into_inner().unwrap();
     eprintln!(
-        "{} seeds: {nodes} nodes, {records} stored records verified, {messages} messages, {recovered} own records recovered after restores",
+        "{} seeds: {nodes} nodes, {records} stored records verified, {messages} messages, {recovered} own records recovered after restores, {witnessed} witnessed checkpoints checked",
         seeds.len()
     );
     assert!(records > 0, "the simulation stored nothing");
+    assert!(witnessed > 0, "no node witnessed anything");
     if seeds.len() >= 100 {
         assert!(
             recovered > 0,

@@ -9,6 +9,7 @@ use common::{
     sign_roster, T0,
 };
 use tfx_protocol::disclosure::Disclosure;
+use tfx_protocol::evidence::Evidence;
 use tfx_protocol::ids::sha256;
 use tfx_protocol::minimize::{mask_fields, purge};
 use tfx_protocol::policy::Policy;
@@ -16,6 +17,7 @@ use tfx_protocol::roster::{Revocation, SignedRoster, ROLES};
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
 use tfx_protocol::sync::wire::{Fetch, Heads, Hello, Message, Records, WireRecord};
 use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore};
+use tfx_protocol::witness::{verify_cosignature, Cosignature, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
 const EMPTY: LogHead = LogHead {
@@ -206,7 +208,8 @@ fn a_log_that_contradicts_a_signed_checkpoint_is_a_fork() {
 }
 
 #[test]
-fn heads_of_equal_size_and_different_root_are_a_fork() {
+fn unsigned_heads_with_another_root_freeze_nothing() {
+    // Heads are unsigned: a lying peer must not be able to freeze an honest origin.
     let (store, mut core, source) = setup(|_| "bank");
     let r = records_of(&source, 1, 0, 3);
     core.handle_message(&store, &member_id(1), Message::Records(r), T0);
@@ -220,9 +223,209 @@ fn heads_of_equal_size_and_different_root_are_a_fork() {
                 root: [0xee; 32],
             },
         )],
+        checkpoints: vec![],
     };
     core.handle_message(&store, &member_id(1), Message::Heads(heads), T0);
+    assert!(events(&mut core).is_empty());
+    assert_eq!(core.frozen().count(), 0);
+}
+
+/// m00 holding m01's three records, connected to m01 and m02; and m01's twin log of the same
+/// size signed with another history.
+fn holder_and_twin() -> (MemoryStore, SyncCore, MemoryStore) {
+    let (store, mut core, source) = setup(|_| "bank");
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    let r = records_of(&source, 1, 0, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    events(&mut core);
+    let twin = MemoryStore::new();
+    append(&twin, 1, &credit_body(), 3, T0, 99);
+    (store, core, twin)
+}
+
+fn heads_showing(checkpoint: Vec<u8>) -> Message {
+    Message::Heads(Heads {
+        reply: true,
+        heads: vec![],
+        checkpoints: vec![checkpoint],
+    })
+}
+
+#[test]
+fn a_signed_checkpoint_contradicting_the_copy_becomes_evidence_sent_first_and_kept() {
+    let (store, mut core, twin) = holder_and_twin();
+    sent(&mut core);
+    let theirs = twin.checkpoint(&member_id(1)).unwrap().unwrap();
+    core.handle_message(&store, &member_id(2), heads_showing(theirs), T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Fork { origin, detail, .. }] if origin == &member_id(1) && detail.contains("two checkpoints of size 3")),
+        "{ev:?}"
+    );
+    // Persisted, verifiable by anyone with the roster, and sent to the other peer first.
+    let kept = store.evidence().unwrap();
+    assert_eq!(kept.len(), 1);
+    let roster = genesis_roster(4);
+    let eq = Evidence::decode(&kept[0].1)
+        .unwrap()
+        .verify(&roster)
+        .unwrap();
+    assert_eq!(eq.origin, member_id(1));
+    let out = sent(&mut core);
+    assert!(
+        matches!(out.first(), Some((p, Message::Evidence(b))) if p == &member_id(1) && b == &kept[0].1),
+        "{out:?}"
+    );
+    // Frozen: no more of its records are taken, and a restart keeps it frozen.
+    assert_eq!(core.frozen().collect::<Vec<_>>(), vec![&member_id(1)]);
+    let chain = vec![sign_roster(genesis_roster(4))];
+    let mut again = core_with(&store, chain, EMPTY);
+    assert_eq!(again.frozen().collect::<Vec<_>>(), vec![&member_id(1)]);
+    // ...and a peer that connects is sent the evidence.
+    again.handle_connected(member_id(3), T0);
+    let out = sent(&mut again);
+    assert!(
+        out.iter().any(|(_, m)| matches!(m, Message::Evidence(_))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn evidence_from_a_peer_is_checked_before_it_freezes_anything() {
+    let (store, mut core, twin) = holder_and_twin();
+    let ours = store.checkpoint(&member_id(1)).unwrap().unwrap();
+    let theirs = twin.checkpoint(&member_id(1)).unwrap().unwrap();
+    // Not evidence: the same checkpoint twice. The sender is disconnected, nothing frozen.
+    let bogus = Evidence::Checkpoints {
+        origin: member_id(1),
+        a: ours.clone(),
+        b: ours.clone(),
+    };
+    core.handle_message(&store, &member_id(2), Message::Evidence(bogus.encode()), T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Disconnect { peer, cause: DisconnectCause::Violation, .. }] if peer == &member_id(2)),
+        "{ev:?}"
+    );
+    assert_eq!(core.frozen().count(), 0);
+    assert!(store.evidence().unwrap().is_empty());
+    // Real evidence from a peer freezes the origin even though this node saw no fork itself.
+    let real = Evidence::Checkpoints {
+        origin: member_id(1),
+        a: ours,
+        b: theirs,
+    };
+    core.handle_message(&store, &member_id(1), Message::Evidence(real.encode()), T0);
     assert!(matches!(&events(&mut core)[..], [Event::Fork { .. }]));
+    assert_eq!(store.evidence().unwrap().len(), 1);
+}
+
+#[test]
+fn a_longer_copy_proves_a_fork_far_back_with_a_consistency_proof() {
+    let (store, mut core, twin) = holder_and_twin();
+    // m00 holds six records of m01; the twin's checkpoint at three contradicts them.
+    let source = MemoryStore::new();
+    append(&source, 1, &credit_body(), 3, T0, 1);
+    append(&source, 1, &credit_body(), 3, T0, 2);
+    let r = records_of(&source, 1, 3, 3);
+    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+    events(&mut core);
+    let theirs = twin.checkpoint(&member_id(1)).unwrap().unwrap();
+    core.handle_message(&store, &member_id(2), heads_showing(theirs), T0);
+    assert!(matches!(&events(&mut core)[..], [Event::Fork { .. }]));
+    let kept = store.evidence().unwrap();
+    let ev = Evidence::decode(&kept[0].1).unwrap();
+    assert!(matches!(ev, Evidence::Diverged { .. }), "{ev:?}");
+    ev.verify(&genesis_roster(4)).unwrap();
+}
+
+#[test]
+fn witnesses_cosign_checked_checkpoints_and_gossip_them_until_final() {
+    let chain = vec![sign_roster(genesis_roster(4))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let mut config = SyncConfig::new(member_id(0));
+    config.witness_key = Some(std::sync::Arc::new(common::member_key(0)));
+    config.witness_ms = 1_000;
+    let store = MemoryStore::new();
+    let mut core = SyncCore::new(
+        config,
+        &store,
+        genesis,
+        chain,
+        vec![everything_policy()],
+        EMPTY,
+    )
+    .unwrap();
+    core.handle_connected(member_id(1), T0);
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    let source = MemoryStore::new();
+    append(&source, 1, &credit_body(), 3, T0, 1);
+    core.handle_message(
+        &store,
+        &member_id(1),
+        Message::Records(records_of(&source, 1, 0, 3)),
+        T0,
+    );
+    events(&mut core);
+    sent(&mut core);
+    core.handle_timeout(&store, T0 + 1);
+    let out = sent(&mut core);
+    let gossip: Vec<_> = out
+        .iter()
+        .filter_map(|(p, m)| match m {
+            Message::Witness(w) => Some((p.clone(), w.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gossip.len(), 1, "one cosignature, to the origin: {out:?}");
+    assert_eq!(gossip[0].0, member_id(1));
+    let roster = genesis_roster(4);
+    let w = &gossip[0].1;
+    let cosig = verify_cosignature(&w.cosignatures[0], &roster).unwrap();
+    assert_eq!((cosig.witness.clone(), cosig.size), (member_id(0), 3));
+    // Quorum 1 (the default): final with this node's own cosignature, and stored.
+    let held = core.witnessed(&member_id(1));
+    assert_eq!(held.len(), 1);
+    assert!(held[0].1);
+    assert_eq!(store.witnessed(&member_id(1)).unwrap().len(), 1);
+    // Nothing new to cosign in the next round.
+    core.handle_timeout(&store, T0 + 2_000);
+    assert!(!sent(&mut core)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::Witness(_))));
+    // Another witness's cosignature of the same checkpoint is verified and kept.
+    let other = Cosignature::of(
+        &tfx_protocol::checkpoint::Checkpoint::decode_unverified(&w.checkpoint).unwrap(),
+        member_id(2),
+        Timestamp(T0),
+    )
+    .sign(&common::member_key(2));
+    let msg = Message::Witness(Witnessed {
+        checkpoint: w.checkpoint.clone(),
+        cosignatures: vec![other],
+    });
+    core.handle_message(&store, &member_id(2), msg, T0 + 3);
+    assert!(events(&mut core).is_empty());
+    let stored = Witnessed::decode(&store.witnessed(&member_id(1)).unwrap()[0].1).unwrap();
+    assert_eq!(stored.cosignatures.len(), 2);
+    // A cosignature that does not verify is a violation.
+    let mut forged = stored.cosignatures[1].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let msg = Message::Witness(Witnessed {
+        checkpoint: w.checkpoint.clone(),
+        cosignatures: vec![forged],
+    });
+    core.handle_message(&store, &member_id(2), msg, T0 + 4);
+    assert!(matches!(
+        &events(&mut core)[..],
+        [Event::Disconnect {
+            cause: DisconnectCause::Violation,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -257,6 +460,7 @@ fn a_new_local_append_is_pushed_to_a_peer_in_step() {
     let heads = Heads {
         reply: true,
         heads: vec![(member_id(0), EMPTY)],
+        checkpoints: vec![],
     };
     core.handle_message(&store, &member_id(1), Message::Heads(heads), T0);
     let head = append(&store, 0, &credit_body(), 2, T0, 1);
@@ -356,6 +560,7 @@ fn heads_saying(ours: u64) -> Message {
                 root: [0; 32],
             },
         )],
+        checkpoints: vec![],
     })
 }
 
@@ -805,6 +1010,7 @@ fn heads_of(store: &MemoryStore, origin: usize, size: u64) -> Message {
     Message::Heads(Heads {
         reply: true,
         heads: vec![(member_id(origin), LogHead { size, root })],
+        checkpoints: vec![],
     })
 }
 
@@ -1004,7 +1210,62 @@ fn recovery_never_ends_below_a_size_some_peer_reported() {
                 root: [7; 32],
             },
         )],
+        checkpoints: vec![],
     });
     core.handle_message(&store, &member_id(2), lie, T0);
     assert_eq!(core.frozen().count(), 0);
+}
+
+#[test]
+fn an_origin_gathers_cosignatures_of_its_log_and_passes_them_on_once_a_round() {
+    let store = MemoryStore::new();
+    let head = append(&store, 0, &credit_body(), 3, T0, 1);
+    let mut config = SyncConfig::new(member_id(0));
+    config.witness_ms = 1_000;
+    let chain = vec![sign_roster(genesis_roster(4))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let mut core = SyncCore::new(
+        config,
+        &store,
+        genesis,
+        chain,
+        vec![everything_policy()],
+        head,
+    )
+    .unwrap();
+    core.handle_connected(member_id(1), T0);
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    let cp_bytes = store.checkpoint(&member_id(0)).unwrap().unwrap();
+    let cp = tfx_protocol::checkpoint::Checkpoint::decode_unverified(&cp_bytes).unwrap();
+    for w in [1, 2] {
+        let cosig = Cosignature::of(&cp, member_id(w), Timestamp(T0)).sign(&common::member_key(w));
+        let msg = Message::Witness(Witnessed {
+            checkpoint: cp_bytes.clone(),
+            cosignatures: vec![cosig],
+        });
+        core.handle_message(&store, &member_id(w), msg, T0 + 1);
+    }
+    assert!(events(&mut core).is_empty());
+    assert!(
+        sent(&mut core).is_empty(),
+        "nothing is passed on before the round"
+    );
+    core.handle_timeout(&store, T0 + 1_000);
+    let out = sent(&mut core);
+    let passed: Vec<_> = out
+        .iter()
+        .filter_map(|(p, m)| match m {
+            Message::Witness(w) => Some((p.clone(), w.cosignatures.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        passed,
+        vec![(member_id(1), 2), (member_id(2), 2)],
+        "{out:?}"
+    );
+    let (held, is_final) = &core.witnessed(&member_id(0))[0];
+    assert!(*is_final);
+    assert_eq!(held.cosignatures.len(), 2);
 }

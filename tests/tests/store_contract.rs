@@ -14,7 +14,7 @@ use tfx_protocol::log::{verify_log, LocalLog};
 use tfx_protocol::merkle::{inclusion_proof, leaf_hash, verify_inclusion};
 use tfx_protocol::record::{seal, verify_record, SealParams};
 use tfx_protocol::schema::RecordKind;
-use tfx_protocol::store::{MemoryStore, Query, Store, StoreNodes};
+use tfx_protocol::store::{AppendBatch, MemoryStore, Query, Store, StoreNodes};
 use tfx_protocol::{LogIndex, MemberId, Timestamp};
 
 fn key() -> SigningKey {
@@ -145,9 +145,56 @@ fn contract<S: Store>(store: &S) {
     assert_eq!(store.query(&limited).unwrap().len(), 3);
 }
 
+/// Witnessed checkpoints are set and deleted per (origin, size) and listed in size order;
+/// evidence is kept per origin, the first piece winning.
+fn audit_contract<S: Store>(store: &S) {
+    let other = MemberId::new("bank-b").unwrap();
+    let batch = AppendBatch {
+        witnessed: vec![
+            (origin(), 4096, Some(vec![2])),
+            (origin(), 7, Some(vec![1])),
+            (origin(), 9000, Some(vec![3])),
+            (other.clone(), 5, Some(vec![9])),
+        ],
+        evidence: vec![(other.clone(), vec![0xe1])],
+        ..AppendBatch::default()
+    };
+    store.apply(&batch).unwrap();
+    assert_eq!(
+        store.witnessed(&origin()).unwrap(),
+        vec![(7, vec![1]), (4096, vec![2]), (9000, vec![3])]
+    );
+    let batch = AppendBatch {
+        witnessed: vec![(origin(), 7, None), (origin(), 4096, Some(vec![4]))],
+        evidence: vec![(other.clone(), vec![0xe2])],
+        ..AppendBatch::default()
+    };
+    store.apply(&batch).unwrap();
+    assert_eq!(
+        store.witnessed(&origin()).unwrap(),
+        vec![(4096, vec![4]), (9000, vec![3])]
+    );
+    assert_eq!(store.witnessed(&other).unwrap(), vec![(5, vec![9])]);
+    assert_eq!(store.evidence().unwrap(), vec![(other, vec![0xe1])]);
+}
+
 #[test]
 fn memory_store_meets_the_contract() {
     contract(&MemoryStore::new());
+    audit_contract(&MemoryStore::new());
+}
+
+#[test]
+fn sled_store_keeps_witnessed_checkpoints_and_evidence_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        audit_contract(&store);
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.witnessed(&origin()).unwrap().len(), 2);
+    assert_eq!(store.evidence().unwrap().len(), 1);
 }
 
 #[test]

@@ -237,12 +237,24 @@ pub fn render_status(s: &Value) -> String {
         "RECORDS"
     );
     let empty = Vec::new();
+    for e in s["equivocations"].as_array().unwrap_or(&empty) {
+        out = format!(
+            "ALERT: {} SIGNED TWO HISTORIES; its log is frozen here. {}\n\n{out}",
+            e["origin"].as_str().unwrap_or("?"),
+            e["summary"].as_str().unwrap_or("")
+        );
+    }
     for h in s["heads"].as_array().unwrap_or(&empty) {
+        let root = h["root"].as_str().unwrap_or("");
+        let fin = match h["final_size"].as_u64() {
+            Some(f) => format!("  final to {f} ({} witnesses)", h["witnesses"]),
+            None => String::new(),
+        };
         out += &format!(
-            "{:<20} {:>10}  {}…\n",
+            "{:<20} {:>10}  {}…{fin}\n",
             h["origin"].as_str().unwrap_or(""),
             h["size"],
-            &h["root"].as_str().unwrap_or("")[..16.min(h["root"].as_str().unwrap_or("").len())]
+            &root[..16.min(root.len())]
         );
     }
     out += &format!(

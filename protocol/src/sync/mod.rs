@@ -21,7 +21,10 @@
 //! - every queue and loop over peer-supplied counts is bounded ([`wire`] limits, [`READY_CHUNKS_MAX`],
 //!   [`PEER_FETCHES_MAX`]).
 
+mod audit;
 pub mod wire;
+
+pub use audit::PENDING_WITNESSED_MAX;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -73,6 +76,11 @@ pub struct SyncConfig {
     /// How many other active members must report their heads before recovery ends; `None`
     /// means every one of them.
     pub recovery_peers: Option<usize>,
+    /// The record-signing key this node cosigns other origins' checkpoints with (SPEC §17);
+    /// `None` makes it a non-witness (it still checks and keeps others' cosignatures).
+    pub witness_key: Option<std::sync::Arc<crate::keys::SigningKey>>,
+    /// Milliseconds between cosigning rounds: at most one cosignature per origin per round.
+    pub witness_ms: u64,
 }
 
 impl SyncConfig {
@@ -84,6 +92,8 @@ impl SyncConfig {
             pipeline: 8,
             recovering: false,
             recovery_peers: None,
+            witness_key: None,
+            witness_ms: 5_000,
         }
     }
 }
@@ -241,8 +251,10 @@ pub struct SyncCore {
     local: LogHead,
     /// Remote origins' logs as stored here.
     logs: BTreeMap<MemberId, Frontier>,
-    /// Size of the stored checkpoint per remote origin.
-    checkpoint_sizes: BTreeMap<MemberId, u64>,
+    /// The stored (latest verified) checkpoint per remote origin.
+    checkpoints: BTreeMap<MemberId, (Checkpoint, Vec<u8>)>,
+    audit: audit::AuditState,
+    next_witness: u64,
     peers: BTreeMap<MemberId, Peer>,
     pulls: BTreeMap<MemberId, Pull>,
     frozen: BTreeSet<MemberId>,
@@ -272,7 +284,7 @@ impl SyncCore {
         let roster = verify_chain(&genesis, &chain)?;
         let policy = verify_policy_chain(&policies, |v| roster_at(&chain, v))?;
         let mut logs = BTreeMap::new();
-        let mut checkpoint_sizes = BTreeMap::new();
+        let mut checkpoints = BTreeMap::new();
         let recovery = if config.recovering {
             let frontier = Frontier::load(&StoreNodes::new(store, &config.local), local.size)
                 .map_err(|e| SyncError::Store(format!("log of {}: {e}", config.local)))?;
@@ -294,9 +306,9 @@ impl SyncCore {
                 .map_or(0, |h| h.size);
             let frontier = Frontier::load(&StoreNodes::new(store, &origin), size)
                 .map_err(|e| SyncError::Store(format!("log of {origin}: {e}")))?;
-            if let Some(cp) = store.checkpoint(&origin).map_err(store_err)? {
-                let cp = Checkpoint::decode_unverified(&cp).map_err(store_err)?;
-                checkpoint_sizes.insert(origin.clone(), cp.size);
+            if let Some(bytes) = store.checkpoint(&origin).map_err(store_err)? {
+                let cp = Checkpoint::decode_unverified(&bytes).map_err(store_err)?;
+                checkpoints.insert(origin.clone(), (cp, bytes));
             }
             logs.insert(origin, frontier);
         }
@@ -311,6 +323,8 @@ impl SyncCore {
                 },
             );
         }
+        let audit = audit::AuditState::load(store, &config.local, &roster)?;
+        let frozen = audit.evidence.keys().cloned().collect();
         let mut core = SyncCore {
             config,
             genesis,
@@ -324,10 +338,12 @@ impl SyncCore {
             backfill,
             local,
             logs,
-            checkpoint_sizes,
+            checkpoints,
+            audit,
+            next_witness: 0,
             peers: BTreeMap::new(),
             pulls: BTreeMap::new(),
-            frozen: BTreeSet::new(),
+            frozen,
             failed: false,
             recovery,
             clock: 0,
@@ -440,7 +456,9 @@ impl SyncCore {
             .values()
             .flat_map(|p| p.inflight.values().map(|i| i.deadline));
         let roster = self.roster_request.as_ref().map(|(_, d)| *d);
-        hellos.chain(fetches).chain(roster).min()
+        let witnessing = self.config.witness_key.is_some() || self.audit.announce.is_some();
+        let witness = (witnessing && !self.peers.is_empty()).then_some(self.next_witness);
+        hellos.chain(fetches).chain(roster).chain(witness).min()
     }
 
     fn size(&self, origin: &MemberId) -> u64 {
@@ -527,6 +545,7 @@ impl SyncCore {
         );
         let hello = self.hello();
         self.send(&peer, hello);
+        self.send_evidence(&peer);
     }
 
     pub fn handle_disconnected(&mut self, peer: &MemberId, now: u64) {
@@ -586,8 +605,8 @@ impl SyncCore {
         }
     }
 
-    /// Anti-entropy hellos and fetch timeouts due at `now`.
-    pub fn handle_timeout(&mut self, now: u64) {
+    /// Anti-entropy hellos, fetch timeouts and cosigning rounds due at `now`.
+    pub fn handle_timeout<S: Store>(&mut self, store: &S, now: u64) {
         self.clock = self.clock.max(now);
         if self.failed {
             return;
@@ -632,6 +651,7 @@ impl SyncCore {
             }
         }
         self.check_recovered();
+        self.witness_due(store, now);
         self.schedule(now);
     }
 
@@ -642,18 +662,20 @@ impl SyncCore {
             return;
         }
         match m {
-            Message::Hello(h) => self.on_hello(peer, h, now),
-            Message::Heads(h) => self.on_heads(peer, h, now),
+            Message::Hello(h) => self.on_hello(store, peer, h, now),
+            Message::Heads(h) => self.on_heads(store, peer, h, now),
             Message::Fetch(f) => self.on_fetch(store, peer, f, now),
             Message::Records(r) => self.on_records(store, peer, r, now),
             Message::RosterRequest { have } => self.on_roster_request(peer, have),
             Message::Rosters(v) => self.on_rosters(store, peer, v, now),
             Message::PolicyRequest { have } => self.on_policy_request(peer, have),
             Message::Policies(v) => self.on_policies(store, peer, v, now),
+            Message::Witness(w) => self.on_witness(store, peer, w, now),
+            Message::Evidence(e) => self.on_evidence(store, peer, e),
         }
     }
 
-    fn on_hello(&mut self, peer: &MemberId, h: Hello, now: u64) {
+    fn on_hello<S: Store>(&mut self, store: &S, peer: &MemberId, h: Hello, now: u64) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.roster_version = h.roster_version;
             p.policy_version = h.policy_version;
@@ -676,11 +698,13 @@ impl SyncCore {
             self.check_recovered();
         } else {
             let heads = self.heads();
+            let checkpoints = self.shown_checkpoints(store);
             self.send(
                 peer,
                 Message::Heads(Heads {
                     reply: false,
                     heads,
+                    checkpoints,
                 }),
             );
         }
@@ -698,26 +722,21 @@ impl SyncCore {
         }
     }
 
-    fn on_heads(&mut self, peer: &MemberId, h: Heads, now: u64) {
+    fn on_heads<S: Store>(&mut self, store: &S, peer: &MemberId, h: Heads, now: u64) {
+        // Heads are unsigned: a root that differs from ours proves nothing (a lying peer could
+        // freeze an honest origin). The signed checkpoints that come with them are what is
+        // compared, and a contradiction becomes evidence.
+        for cp in &h.checkpoints {
+            self.check_shown(store, peer, cp);
+            if !self.peers.contains_key(peer) {
+                return;
+            }
+        }
         let mine: BTreeMap<MemberId, LogHead> = self.heads().into_iter().collect();
         let mut sizes = BTreeMap::new();
         for (origin, head) in &h.heads {
             if self.roster.member(origin).is_none() {
                 continue;
-            }
-            if let Some(my) = mine.get(origin) {
-                // Never on our own log: heads are unsigned, and we know what we signed.
-                if my.size == head.size
-                    && my.root != head.root
-                    && !self.frozen.contains(origin)
-                    && origin != &self.config.local
-                {
-                    self.fork(
-                        origin,
-                        peer,
-                        format!("{peer} holds a different log of size {}", head.size),
-                    );
-                }
             }
             sizes.insert(origin.clone(), head.size);
         }
@@ -739,11 +758,13 @@ impl SyncCore {
             }
         }
         if !h.reply {
+            let checkpoints = self.shown_checkpoints(store);
             self.send(
                 peer,
                 Message::Heads(Heads {
                     reply: true,
                     heads: mine.into_iter().collect(),
+                    checkpoints,
                 }),
             );
         }
@@ -1193,23 +1214,18 @@ impl SyncCore {
             };
             if let Some((cp, bytes)) = chunk.checkpoint {
                 if cp.root != head.root {
-                    self.fork(
-                        origin,
-                        peer,
-                        format!(
-                            "checkpoint of size {} has a root that the signed records do not produce",
-                            cp.size
-                        ),
-                    );
+                    self.unproduced(store, origin, peer, batch, &cp, &bytes);
                     return;
                 }
                 if self
-                    .checkpoint_sizes
+                    .checkpoints
                     .get(origin)
-                    .is_none_or(|s| *s < cp.size)
+                    .is_none_or(|(c, _)| c.size < cp.size)
                 {
-                    batch.checkpoints.push((origin.clone(), bytes));
-                    self.checkpoint_sizes.insert(origin.clone(), cp.size);
+                    batch.checkpoints.push((origin.clone(), bytes.clone()));
+                    if !own {
+                        self.checkpoints.insert(origin.clone(), (cp, bytes));
+                    }
                 }
             }
             batch.heads.push((origin.clone(), head));
@@ -1365,7 +1381,16 @@ impl SyncCore {
         };
         let mut updates = Vec::new();
         for (mut got, have) in chunk.records.into_iter().zip(held) {
-            if have.seq != got.seq || have.envelope != got.envelope {
+            if have.seq == got.seq && have.envelope != got.envelope {
+                // Both envelopes verified under the origin's key: transferable evidence.
+                let ev = crate::evidence::Evidence::Records {
+                    origin: origin.clone(),
+                    a: have.envelope,
+                    b: got.envelope,
+                };
+                return self.raise(store, ev, peer);
+            }
+            if have.seq != got.seq {
                 let detail = format!("{peer} serves a different record at {origin}#{}", got.seq.0);
                 return self.fork(&origin, peer, detail);
             }

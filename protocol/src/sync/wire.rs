@@ -41,6 +41,8 @@ const TYPE_ROSTER_REQUEST: u64 = 5;
 const TYPE_ROSTERS: u64 = 6;
 const TYPE_POLICY_REQUEST: u64 = 7;
 const TYPE_POLICIES: u64 = 8;
+const TYPE_WITNESS: u64 = 9;
+const TYPE_EVIDENCE: u64 = 10;
 
 /// "This is what I hold": sent on connect and every anti-entropy interval. When both digests
 /// match, this is the whole round.
@@ -58,6 +60,10 @@ pub struct Hello {
 pub struct Heads {
     pub reply: bool,
     pub heads: Vec<(MemberId, LogHead)>,
+    /// The latest signed checkpoint the sender holds of each origin (at most one per head).
+    /// The receiver checks each against its own copy of that log: two honest holders of one
+    /// origin's checkpoints can then prove a fork, where unsigned heads could only hint at one.
+    pub checkpoints: Vec<Vec<u8>>,
 }
 
 /// "Send me records `from .. from + count` of `origin`".
@@ -107,6 +113,11 @@ pub enum Message {
     },
     /// Consecutive signed policy versions, oldest first.
     Policies(Vec<Vec<u8>>),
+    /// A checkpoint and cosignatures of it (SPEC §17): gossiped by each witness when it
+    /// cosigns.
+    Witness(crate::witness::Witnessed),
+    /// Equivocation evidence (SPEC §18), sent ahead of other traffic.
+    Evidence(Vec<u8>),
 }
 
 impl Message {
@@ -121,6 +132,8 @@ impl Message {
             Message::Rosters(_) => "rosters",
             Message::PolicyRequest { .. } => "policy-request",
             Message::Policies(_) => "policies",
+            Message::Witness(_) => "witness",
+            Message::Evidence(_) => "evidence",
         }
     }
 
@@ -130,6 +143,8 @@ impl Message {
             Message::Rosters(v) | Message::Policies(v) => {
                 16 + v.iter().map(|b| b.len() + 8).sum::<usize>()
             }
+            Message::Evidence(b) => 16 + b.len(),
+            Message::Heads(h) => 64 + h.heads.len() * 80 + h.checkpoints.len() * 200,
             _ => 64,
         });
         match self {
@@ -140,7 +155,9 @@ impl Message {
                 e.uint(3).bytes(&h.digest);
             }
             Message::Heads(h) => {
-                e.map(3).uint(0).uint(TYPE_HEADS);
+                e.map(3 + usize::from(!h.checkpoints.is_empty()))
+                    .uint(0)
+                    .uint(TYPE_HEADS);
                 e.uint(1).bool(h.reply);
                 e.uint(2).array(h.heads.len());
                 for (origin, head) in &h.heads {
@@ -148,6 +165,12 @@ impl Message {
                         .text(origin.as_str())
                         .uint(head.size)
                         .bytes(&head.root);
+                }
+                if !h.checkpoints.is_empty() {
+                    e.uint(3).array(h.checkpoints.len());
+                    for c in &h.checkpoints {
+                        e.bytes(c);
+                    }
                 }
             }
             Message::Fetch(f) => {
@@ -194,6 +217,18 @@ impl Message {
                     e.bytes(v);
                 }
             }
+            Message::Witness(w) => {
+                e.map(3).uint(0).uint(TYPE_WITNESS);
+                e.uint(1).bytes(&w.checkpoint);
+                e.uint(2).array(w.cosignatures.len());
+                for c in &w.cosignatures {
+                    e.bytes(c);
+                }
+            }
+            Message::Evidence(b) => {
+                e.map(2).uint(0).uint(TYPE_EVIDENCE);
+                e.uint(1).bytes(b);
+            }
         }
         e.finish()
     }
@@ -214,7 +249,7 @@ impl Message {
                 }))
             }
             TYPE_HEADS => {
-                codec::only_keys(W, m, &[T, 1, 2])?;
+                codec::only_keys(W, m, &[T, 1, 2, 3])?;
                 let reply = match codec::field(W, m, 1)? {
                     Value::Bool(b) => *b,
                     _ => return Err(DecodeError::structure(W, "heads: reply is not a bool")),
@@ -234,7 +269,18 @@ impl Message {
                         },
                     ));
                 }
-                Ok(Message::Heads(Heads { reply, heads }))
+                let checkpoints = match m.get(&codec::key(3)) {
+                    None => Vec::new(),
+                    Some(v) => bounded(W, v, HEADS_PER_MESSAGE_MAX, "checkpoints")?
+                        .iter()
+                        .map(|c| sized(W, c, CHECKPOINT_BYTES_MAX, "checkpoint"))
+                        .collect::<Result<_, _>>()?,
+                };
+                Ok(Message::Heads(Heads {
+                    reply,
+                    heads,
+                    checkpoints,
+                }))
             }
             TYPE_FETCH => {
                 codec::only_keys(W, m, &[T, 1, 2, 3])?;
@@ -332,6 +378,36 @@ impl Message {
                     Message::Policies(versions)
                 })
             }
+            TYPE_WITNESS => {
+                codec::only_keys(W, m, &[T, 1, 2])?;
+                let list = bounded(
+                    W,
+                    codec::field(W, m, 2)?,
+                    crate::witness::COSIGNATURES_MAX,
+                    "cosignatures",
+                )?;
+                Ok(Message::Witness(crate::witness::Witnessed {
+                    checkpoint: sized(
+                        W,
+                        codec::field(W, m, 1)?,
+                        CHECKPOINT_BYTES_MAX,
+                        "checkpoint",
+                    )?,
+                    cosignatures: list
+                        .iter()
+                        .map(|c| sized(W, c, crate::witness::COSIGNATURE_BYTES_MAX, "cosignature"))
+                        .collect::<Result<_, _>>()?,
+                }))
+            }
+            TYPE_EVIDENCE => {
+                codec::only_keys(W, m, &[T, 1])?;
+                Ok(Message::Evidence(sized(
+                    W,
+                    codec::field(W, m, 1)?,
+                    crate::evidence::EVIDENCE_BYTES_MAX,
+                    "evidence",
+                )?))
+            }
             other => Err(DecodeError::structure(
                 W,
                 format!("unknown message type {other}"),
@@ -418,6 +494,12 @@ mod tests {
             Message::Heads(Heads {
                 reply: true,
                 heads: vec![(id("bank-a"), head), (id("science-dept"), head)],
+                checkpoints: vec![],
+            }),
+            Message::Heads(Heads {
+                reply: false,
+                heads: vec![(id("bank-a"), head)],
+                checkpoints: vec![vec![8; 150]],
             }),
             Message::Fetch(Fetch {
                 origin: id("bank-a"),
@@ -445,6 +527,11 @@ mod tests {
             Message::Rosters(vec![vec![1; 10], vec![2; 20]]),
             Message::PolicyRequest { have: 1 },
             Message::Policies(vec![vec![3; 12]]),
+            Message::Witness(crate::witness::Witnessed {
+                checkpoint: vec![4; 140],
+                cosignatures: vec![vec![5; 200], vec![6; 210]],
+            }),
+            Message::Evidence(vec![7; 3000]),
         ]
     }
 
@@ -559,11 +646,22 @@ mod tests {
                         )
                     })
                     .collect(),
+                checkpoints: vec![vec![0; 100]; n],
             })
             .encode()
         };
         assert!(Message::decode(&heads(HEADS_PER_MESSAGE_MAX)).is_ok());
         assert!(Message::decode(&heads(HEADS_PER_MESSAGE_MAX + 1)).is_err());
+        let witness = |n: usize| {
+            Message::Witness(crate::witness::Witnessed {
+                checkpoint: vec![0; 100],
+                cosignatures: vec![vec![0; 200]; n],
+            })
+            .encode()
+        };
+        let cosigs_max = crate::witness::COSIGNATURES_MAX;
+        assert!(Message::decode(&witness(cosigs_max)).is_ok());
+        assert!(Message::decode(&witness(cosigs_max + 1)).is_err());
     }
 
     #[test]

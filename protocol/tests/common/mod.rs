@@ -251,6 +251,12 @@ impl Store for CrashStore {
     fn backfills(&self) -> Result<Vec<(MemberId, u64, u64)>, Self::Error> {
         self.live.lock().unwrap().backfills()
     }
+    fn witnessed(&self, origin: &MemberId) -> Result<Vec<(u64, Vec<u8>)>, Self::Error> {
+        self.live.lock().unwrap().witnessed(origin)
+    }
+    fn evidence(&self) -> Result<Vec<(MemberId, Vec<u8>)>, Self::Error> {
+        self.live.lock().unwrap().evidence()
+    }
     fn query(&self, q: &Query) -> Result<Vec<RecordRef>, Self::Error> {
         self.live.lock().unwrap().query(q)
     }
