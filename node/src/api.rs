@@ -80,6 +80,11 @@ pub async fn serve(
         .route("/v1/policy", get(get_policy).post(install_policy))
         .route("/v1/ledger", get(ledger))
         .route("/v1/backup", axum::routing::post(backup))
+        .route(
+            "/v1/audit/export",
+            // 10,000 record ids of 66 bytes each, and field names.
+            axum::routing::post(audit_export).layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     let app = Router::new()
         .route("/v1/health", get(health))
@@ -125,6 +130,97 @@ pub async fn serve_loopback(
 
 /// Writes a consistent backup of the store into `<data>/backups/` and answers with its path
 /// and what it holds (`tfx-node backup` moves it where the operator asked). One at a time.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportBody {
+    records: Vec<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+/// Builds and signs an audit bundle (SPEC §19) of the records asked for, from this node's
+/// store: the caller writes the bytes to a file. Read-only; the store stays in use by sync.
+async fn audit_export(State(api): State<Api>, body: axum::body::Bytes) -> ApiResult {
+    let req: ExportBody = serde_json::from_slice(&body).map_err(|e| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"records\": [hex id, ...], \"fields\": [name, ...]?}}: {e}"),
+        )
+    })?;
+    if req.records.len() > tfx_protocol::bundle::BUNDLE_RECORDS_MAX {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} records asked for (at most {} per bundle)",
+                req.records.len(),
+                tfx_protocol::bundle::BUNDLE_RECORDS_MAX
+            ),
+        ));
+    }
+    let mut ids = Vec::with_capacity(req.records.len());
+    for r in &req.records {
+        ids.push(RecordId::from_hex(r).ok_or_else(|| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                format!("record id {r:?} is not 64 hex digits"),
+            )
+        })?);
+    }
+    let shared = api.shared.clone();
+    let durable = durable_size(&api);
+    let built = tokio::task::spawn_blocking(move || -> Result<_, (StatusCode, String)> {
+        let internal = |e: anyhow::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+        let rosters = crate::node::read_roster_chain(&shared.roster_dir).map_err(internal)?;
+        let roster = shared.membership.roster();
+        let evidence = shared
+            .store
+            .evidence()
+            .map_err(|e| internal(e.into()))?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let key = crate::keyfile::load_signing_key(&shared.record_signing_key)
+            .map_err(|e| internal(e.into()))?;
+        let request = tfx_protocol::bundle::ExportRequest {
+            exporter: shared.member.clone(),
+            created: crate::clock::now(),
+            rosters,
+            roster: &roster,
+            records: ids,
+            fields: req.fields,
+            local_durable: durable,
+            evidence,
+        };
+        let bundle = tfx_protocol::bundle::export(&*shared.store, request).map_err(|e| {
+            use tfx_protocol::bundle::ExportError as E;
+            let code = match e {
+                E::NotHeld(_) => StatusCode::NOT_FOUND,
+                E::NotCovered { .. } => StatusCode::CONFLICT,
+                E::TooMany { .. } | E::Empty => StatusCode::BAD_REQUEST,
+                E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (code, e.to_string())
+        })?;
+        let records = bundle.items.len();
+        let with_cosignatures = bundle
+            .items
+            .iter()
+            .filter(|i| !i.cosignatures.is_empty())
+            .count();
+        Ok((bundle.sign(&key), records, with_cosignatures))
+    })
+    .await
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("export task: {e}")))?;
+    let (bytes, records, with_cosignatures) = built.map_err(|(code, msg)| fail(code, msg))?;
+    tracing::info!(records, bytes = bytes.len(), "audit bundle exported");
+    Ok(Json(json!({
+        "bundle_hex": hex::encode(&bytes),
+        "records": records,
+        "records_with_cosignatures": with_cosignatures,
+    }))
+    .into_response())
+}
+
 async fn backup(State(api): State<Api>) -> ApiResult {
     if api.shared.appender.recovering() {
         return Err(fail(

@@ -60,6 +60,8 @@ pub struct Shared {
     pub record_signing_key: PathBuf,
     /// Held while a backup is written: one at a time.
     pub backup_running: Arc<tokio::sync::Mutex<()>>,
+    /// Where the roster chain lives (audit bundles carry it whole).
+    pub roster_dir: PathBuf,
 }
 
 /// A started node.
@@ -351,6 +353,7 @@ impl Node {
             backup_dir: config.data.join(crate::backup::BACKUP_DIR),
             record_signing_key: config.record_signing_key.clone(),
             backup_running: Arc::new(tokio::sync::Mutex::new(())),
+            roster_dir: config.roster_dir.clone(),
         };
         let (api_addr, api_task) = crate::api::serve(
             config.api_listen,

@@ -10,6 +10,7 @@
 //! and its wire messages. [`codec`] is the only place CBOR bytes are read or written; [`limits`]
 //! names every bound; [`par`] spreads pure work (signature checks) over the cores.
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod codec;
 pub mod cose;

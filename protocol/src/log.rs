@@ -127,6 +127,10 @@ pub struct LogReport {
     pub size: u64,
     pub checkpoint_size: u64,
     pub disclosures_verified: u64,
+    /// Witnessed checkpoints kept with cosignatures (SPEC §17), each checked against the log.
+    pub witnessed: u64,
+    /// Cosignatures among them, each verified.
+    pub cosignatures: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +179,12 @@ pub enum LogVerifyError {
     },
     #[error("{origin}: checkpoint root at size {size} does not match the log")]
     CheckpointRoot { origin: MemberId, size: u64 },
+    #[error("{origin}: witnessed checkpoint at size {size}: {detail}")]
+    Witnessed {
+        origin: MemberId,
+        size: u64,
+        detail: String,
+    },
 }
 
 /// Re-verifies one origin's stored log: every envelope's signature and position, every stored
@@ -211,16 +221,51 @@ pub fn verify_log<S: Store>(
             size: head.size,
         });
     }
+    // Every retained checkpoint must commit to this very log: checked at its size on the way.
+    // (Two checkpoints that each match the log's root at their size are consistent.)
+    let mut expected = std::collections::BTreeMap::new();
+    expected.insert(cp.checkpoint.size, (cp.checkpoint.root, false));
+    let mut cosignatures = 0u64;
+    let witnessed = store.witnessed(origin).map_err(st)?;
+    for (size, bytes) in &witnessed {
+        let bad = |detail: String| LogVerifyError::Witnessed {
+            origin: o(),
+            size: *size,
+            detail,
+        };
+        let w = crate::witness::Witnessed::decode(bytes).map_err(|e| bad(e.to_string()))?;
+        let c = verify_checkpoint(&w.checkpoint, keys)
+            .map_err(|e| bad(e.to_string()))?
+            .checkpoint;
+        if &c.origin != origin || c.size != *size || c.size > head.size {
+            return Err(bad(format!(
+                "it is {}'s of size {} (the log holds {})",
+                c.origin, c.size, head.size
+            )));
+        }
+        let (witnesses, errors) = crate::witness::count_witnesses(&c, &w.cosignatures, keys);
+        if let Some(e) = errors.first() {
+            return Err(bad(e.to_string()));
+        }
+        cosignatures += witnesses.len() as u64;
+        expected.insert(c.size, (c.root, true));
+    }
     let mut frontier = Frontier::default();
     let mut disclosures_verified = 0u64;
-    let check_cp = |f: &Frontier| {
-        if f.size() == cp.checkpoint.size && f.root() != cp.checkpoint.root {
-            return Err(LogVerifyError::CheckpointRoot {
+    let check_cp = |f: &Frontier| match expected.get(&f.size()) {
+        Some((root, witnessed)) if *root != f.root() => Err(if *witnessed {
+            LogVerifyError::Witnessed {
                 origin: o(),
                 size: f.size(),
-            });
-        }
-        Ok(())
+                detail: "its root does not match the log".into(),
+            }
+        } else {
+            LogVerifyError::CheckpointRoot {
+                origin: o(),
+                size: f.size(),
+            }
+        }),
+        _ => Ok(()),
     };
     check_cp(&frontier)?;
     while frontier.size() < head.size {
@@ -277,6 +322,8 @@ pub fn verify_log<S: Store>(
         size: head.size,
         checkpoint_size: cp.checkpoint.size,
         disclosures_verified,
+        witnessed: witnessed.len() as u64,
+        cosignatures,
     })
 }
 

@@ -4,6 +4,7 @@
 //! (unreadable file, bad arguments). Errors print as one chain: `tfx: reading x.json: …`.
 
 mod audit;
+mod audit_log;
 mod bench;
 mod client;
 mod consortium;
@@ -51,7 +52,7 @@ enum Command {
     /// Check, sign, show and install the data-minimization policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Audit a node: the disclosures it sent.
+    /// Audit: the disclosures a node sent, audit bundles (export, offline verify), whole-store checks.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Generate record-signing keys and pseudonym secrets.
