@@ -210,7 +210,12 @@ async fn audit_export(State(api): State<Api>, body: axum::body::Bytes) -> ApiRes
         Ok((bundle.sign(&key), records, with_cosignatures))
     })
     .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("export task: {e}")))?;
+    .map_err(|e| {
+        fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("export task: {e}"),
+        )
+    })?;
     let (bytes, records, with_cosignatures) = built.map_err(|(code, msg)| fail(code, msg))?;
     tracing::info!(records, bytes = bytes.len(), "audit bundle exported");
     Ok(Json(json!({

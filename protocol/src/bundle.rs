@@ -192,9 +192,10 @@ impl Bundle {
             .iter()
             .enumerate()
         {
-            items.push(decode_item(v).map_err(|e| {
-                DecodeError::structure(W, format!("record {}: {e}", n + 1))
-            })?);
+            items.push(
+                decode_item(v)
+                    .map_err(|e| DecodeError::structure(W, format!("record {}: {e}", n + 1)))?,
+            );
         }
         Ok(Bundle {
             consortium: codec::as_text(W, codec::field(W, m, B_CONSORTIUM)?)?.to_owned(),
@@ -225,7 +226,13 @@ fn decode_item(v: &codec::Value) -> Result<Item, DecodeError> {
     codec::only_keys(
         W,
         m,
-        &[I_ENVELOPE, I_DISCLOSURES, I_CHECKPOINT, I_COSIGNATURES, I_PROOF],
+        &[
+            I_ENVELOPE,
+            I_DISCLOSURES,
+            I_CHECKPOINT,
+            I_COSIGNATURES,
+            I_PROOF,
+        ],
     )?;
     let list = |k: i64, max: usize| -> Result<&[codec::Value], DecodeError> {
         let l = codec::as_array(W, codec::field(W, m, k)?)?;
@@ -238,7 +245,11 @@ fn decode_item(v: &codec::Value) -> Result<Item, DecodeError> {
         Ok(l)
     };
     Ok(Item {
-        envelope: sized(codec::field(W, m, I_ENVELOPE)?, ENVELOPE_BYTES_MAX, "envelope")?,
+        envelope: sized(
+            codec::field(W, m, I_ENVELOPE)?,
+            ENVELOPE_BYTES_MAX,
+            "envelope",
+        )?,
         disclosures: list(I_DISCLOSURES, DISCLOSURES_PER_RECORD_MAX)?
             .iter()
             .map(|d| sized(d, DISCLOSURE_BYTES_MAX, "disclosure"))
@@ -329,14 +340,12 @@ pub fn export<S: Store>(store: &S, req: ExportRequest<'_>) -> Result<Bundle, Exp
                     .is_some_and(|n| fields.iter().any(|f| f == n))
             });
         }
-        let (checkpoint, cosignatures, size) =
-            covering(store, &origin, seq.0, req.roster, &req)?.ok_or_else(|| {
-                ExportError::NotCovered {
-                    id: *id,
-                    origin: origin.clone(),
-                    seq: seq.0,
-                }
-            })?;
+        let (checkpoint, cosignatures, size) = covering(store, &origin, seq.0, req.roster, &req)?
+            .ok_or_else(|| ExportError::NotCovered {
+            id: *id,
+            origin: origin.clone(),
+            seq: seq.0,
+        })?;
         let nodes = StoreNodes::new(store, &origin);
         let proof = merkle::inclusion_proof(&nodes, seq.0, size).map_err(|e| {
             let detail = nodes.error.lock().ok().and_then(|mut s| s.take());
@@ -506,11 +515,15 @@ pub fn verify_bundle(bytes: &[u8], genesis: Option<Hash>) -> Report {
     let pinned = genesis.is_some();
     let sign1 = match cose::open("bundle", bytes, BUNDLE_BYTES_MAX, CONTENT_TYPE_BUNDLE) {
         Ok(s) => s,
-        Err(e) => return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string())),
+        Err(e) => {
+            return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string()))
+        }
     };
     let bundle = match Bundle::decode_payload(&sign1.payload) {
         Ok(b) => b,
-        Err(e) => return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string())),
+        Err(e) => {
+            return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string()))
+        }
     };
     let mut report = Report::unreadable(pinned, Check::ok("bundle structure", "format 1"));
     report.consortium = Some(bundle.consortium.clone());
@@ -562,13 +575,7 @@ pub fn verify_bundle(bytes: &[u8], genesis: Option<Hash>) -> Report {
         ));
     }
     report.checks.push(
-        match check_signature(
-            &sign1,
-            "bundle",
-            &bundle.exporter,
-            bundle.created,
-            &roster,
-        ) {
+        match check_signature(&sign1, "bundle", &bundle.exporter, bundle.created, &roster) {
             Ok(()) => Check::ok(
                 "exporter signature",
                 format!("signed by {} with key {}", bundle.exporter, sign1.kid),
@@ -647,8 +654,10 @@ fn verify_item(index: usize, item: &Item, roster: &Roster, forks: &[Equivocation
         .iter()
         .map(|d| d.name().to_owned())
         .collect();
-    r.checks
-        .push(Check::ok("record signature", key_detail(&verified.envelope)));
+    r.checks.push(Check::ok(
+        "record signature",
+        key_detail(&verified.envelope),
+    ));
     r.checks.push(Check::ok(
         "disclosures",
         format!(
@@ -687,7 +696,10 @@ fn verify_item(index: usize, item: &Item, roster: &Roster, forks: &[Equivocation
         ) {
             Ok(()) => Check::ok(
                 "inclusion",
-                format!("position {} of {} in the checkpoint's tree", h.seq.0, cp.size),
+                format!(
+                    "position {} of {} in the checkpoint's tree",
+                    h.seq.0, cp.size
+                ),
             ),
             Err(e) => Check::failed("inclusion", e.to_string()),
         },

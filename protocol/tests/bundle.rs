@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::{
-    append, credit_body, genesis_roster, member_id, member_key, sign_roster, T0,
-};
+use common::{append, credit_body, genesis_roster, member_id, member_key, sign_roster, T0};
 use tfx_protocol::bundle::{export, verify_bundle, ExportRequest, Report};
 use tfx_protocol::checkpoint::Checkpoint;
 use tfx_protocol::ids::sha256;
@@ -82,7 +80,11 @@ fn an_exported_bundle_verifies_offline_and_every_flipped_byte_fails_by_name() {
     witness(&store, 1, &[2]);
     let rosters = vec![sign_roster(genesis_roster(3))];
     let genesis = sha256(&SignedRoster::decode(&rosters[0]).unwrap().payload);
-    let bytes = bundle_of(&store, rosters, vec![id_at(&store, 1, 1), id_at(&store, 1, 4)]);
+    let bytes = bundle_of(
+        &store,
+        rosters,
+        vec![id_at(&store, 1, 1), id_at(&store, 1, 4)],
+    );
     if let Ok(path) = std::env::var("TFX_SAMPLE_BUNDLE") {
         std::fs::write(path, &bytes).unwrap();
     }
@@ -109,7 +111,10 @@ fn an_exported_bundle_verifies_offline_and_every_flipped_byte_fails_by_name() {
         let mut t = bytes.clone();
         t[i] ^= 0x20;
         let r = verify_bundle(&t, Some(genesis));
-        assert!(!r.passed(), "byte {i} changed and the bundle still verifies");
+        assert!(
+            !r.passed(),
+            "byte {i} changed and the bundle still verifies"
+        );
         assert!(!failures(&r).is_empty(), "byte {i}: no check named");
     }
 }

@@ -48,8 +48,10 @@ pub enum AuditCommand {
     /// Have a running node write an audit bundle of some records: envelopes, the disclosures
     /// chosen, checkpoints with cosignatures, inclusion proofs and the roster chain, signed by
     /// the node. One file, checked offline with `tfx audit verify`.
-    #[command(after_help = "Examples:\n  tfx audit export --node members/bank-a --record 3f2a…e1 --out audit.tfxbundle\n  \
-        tfx audit export --node members/bank-a --record ID1 --record ID2 --field lender --field balance_band --out audit.tfxbundle")]
+    #[command(
+        after_help = "Examples:\n  tfx audit export --node members/bank-a --record 3f2a…e1 --out audit.tfxbundle\n  \
+        tfx audit export --node members/bank-a --record ID1 --record ID2 --field lender --field balance_band --out audit.tfxbundle"
+    )]
     Export {
         /// The node's member directory (holding node.toml); the node must be running.
         #[arg(long)]
@@ -203,10 +205,7 @@ fn verify(file: &Path, genesis: Option<&str>, json: bool) -> anyhow::Result<Outc
         print!("{}", render_report(&report));
     }
     if unreadable {
-        bail!(
-            "{}: not an audit bundle this tfx can read",
-            file.display()
-        );
+        bail!("{}: not an audit bundle this tfx can read", file.display());
     }
     Ok(if report.passed() {
         Outcome::Ok
@@ -265,7 +264,10 @@ fn line(c: &Check) -> String {
 pub fn render_report(r: &Report) -> String {
     let mut out = String::new();
     if let (Some(c), Some(e), Some(t)) = (&r.consortium, &r.exporter, r.created) {
-        out += &format!("audit bundle of consortium {c:?}, exported by {e} at {} ms\n", t.0);
+        out += &format!(
+            "audit bundle of consortium {c:?}, exported by {e} at {} ms\n",
+            t.0
+        );
     }
     if let Some(g) = r.genesis {
         let pinned = if r.genesis_pinned {

@@ -268,6 +268,7 @@ pub struct InitArgs {
     pub name: String,
     pub governors: Vec<(MemberId, Option<PathBuf>)>,
     pub threshold: Option<u32>,
+    pub witness_quorum: Option<u32>,
 }
 
 pub fn init(a: InitArgs) -> anyhow::Result<()> {
@@ -288,6 +289,14 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     let threshold = a.threshold.unwrap_or(n / 2 + 1);
     if threshold == 0 || threshold > n {
         bail!("--threshold {threshold} must be between 1 and the {n} governors");
+    }
+    if let Some(q) = a.witness_quorum {
+        if !(1..=tfx_protocol::limits::ROSTER_MEMBERS_MAX as u32).contains(&q) {
+            bail!(
+                "--witness-quorum {q} must be between 1 and {}",
+                tfx_protocol::limits::ROSTER_MEMBERS_MAX
+            );
+        }
     }
     crate::key::create_private_dir(&a.dir)?;
     let cd = ConsortiumDir::new(&a.dir);
@@ -320,7 +329,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         members: Vec::new(),
         revocations: Vec::new(),
         ca_fingerprint: sha256(ca.cert_der()),
-        witness_quorum: None,
+        witness_quorum: a.witness_quorum,
     };
     let genesis = roster.hash();
     let mut signed = SignedRoster::new(roster)?;
@@ -803,6 +812,7 @@ pub fn show(path: &Path, as_json: bool) -> anyhow::Result<()> {
         let out = serde_json::json!({
             "consortium": roster.consortium, "version": roster.version, "hash": hex::encode(roster.hash()),
             "issued_at": roster.issued_at.to_rfc3339(), "threshold": roster.threshold,
+            "witness_quorum": roster.witness_quorum(),
             "governors": roster.governors.iter().map(|g| serde_json::json!({"id": g.id.as_str(), "kid": g.key.id().to_string()})).collect::<Vec<_>>(),
             "members": members, "ca_fingerprint": hex::encode(roster.ca_fingerprint),
         });
@@ -818,9 +828,10 @@ pub fn show(path: &Path, as_json: bool) -> anyhow::Result<()> {
     );
     let govs: Vec<&str> = roster.governors.iter().map(|g| g.id.as_str()).collect();
     println!(
-        "  governors: {} (threshold {})",
+        "  governors: {} (threshold {}); checkpoints final with {} cosignatures",
         govs.join(", "),
-        roster.threshold
+        roster.threshold,
+        roster.witness_quorum()
     );
     println!("  {} members:", roster.members.len());
     for m in &roster.members {

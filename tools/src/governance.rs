@@ -34,6 +34,10 @@ pub enum ConsortiumCommand {
         /// Signatures required to change the roster (default: a majority of the governors).
         #[arg(long)]
         threshold: Option<u32>,
+        /// Members other than an origin that must cosign its checkpoint for it to be final
+        /// (1–256; default 1). Records under a final checkpoint are what audit bundles prove.
+        #[arg(long)]
+        witness_quorum: Option<u32>,
     },
 }
 
@@ -207,12 +211,14 @@ pub fn consortium(cmd: ConsortiumCommand) -> anyhow::Result<Outcome> {
         name,
         governors,
         threshold,
+        witness_quorum,
     } = cmd;
     consortium::init(consortium::InitArgs {
         dir,
         name,
         governors,
         threshold,
+        witness_quorum,
     })?;
     Ok(Outcome::Ok)
 }

@@ -129,19 +129,40 @@ fn bundles_from_a_running_node_verify_offline_and_any_changed_byte_fails() {
         let mut t = bytes.clone();
         t[i] ^= 0x04;
         let r = tfx_protocol::bundle::verify_bundle(&t, Some(g_bytes));
-        assert!(!r.passed(), "byte {i} changed and the bundle still verifies");
+        assert!(
+            !r.passed(),
+            "byte {i} changed and the bundle still verifies"
+        );
     }
     let tampered = net.dir.path().join("tampered.tfxbundle");
-    for i in [3, 60, bytes.len() / 4, bytes.len() / 2, bytes.len() * 3 / 4, bytes.len() - 2] {
+    for i in [
+        3,
+        60,
+        bytes.len() / 4,
+        bytes.len() / 2,
+        bytes.len() * 3 / 4,
+        bytes.len() - 2,
+    ] {
         let mut t = bytes.clone();
         t[i] ^= 0x04;
         std::fs::write(&tampered, &t).unwrap();
-        let out = net.tfx(&["audit", "verify", tampered.to_str().unwrap(), "--genesis", &g]);
+        let out = net.tfx(&[
+            "audit",
+            "verify",
+            tampered.to_str().unwrap(),
+            "--genesis",
+            &g,
+        ]);
         let text = common::text(&out);
         assert_ne!(out.status.code(), Some(0), "byte {i}: {text}");
         assert!(text.contains("FAILED"), "byte {i}: {text}");
         let py = python_verify(&tampered, &g);
-        assert_ne!(py.status.code(), Some(0), "python, byte {i}: {}", common::text(&py));
+        assert_ne!(
+            py.status.code(),
+            Some(0),
+            "python, byte {i}: {}",
+            common::text(&py)
+        );
     }
 
     // Only the fields chosen travel; the bundle still verifies.
@@ -181,8 +202,10 @@ fn bundles_from_a_running_node_verify_offline_and_any_changed_byte_fails() {
     assert_eq!(json["verified"], true);
     let logs = json["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 2, "{json}");
-    assert!(logs.iter().all(|l| l["witnessed_checkpoints"].as_u64() >= Some(1)
-        && l["cosignatures"].as_u64() >= Some(1)));
+    assert!(logs
+        .iter()
+        .all(|l| l["witnessed_checkpoints"].as_u64() >= Some(1)
+            && l["cosignatures"].as_u64() >= Some(1)));
 }
 
 #[test]
@@ -255,7 +278,10 @@ fn a_member_run_twice_is_caught_by_honest_nodes_and_the_evidence_verifies_offlin
     eprintln!("fork detected by both honest nodes {detected:?} after the second one started (anti-entropy 300 ms)");
     assert!(net.log("pbc-chengdu").contains("origin forked its log"));
     let table = common::text(&net.tfx(&["status", "--node", "science-dept"]));
-    assert!(table.contains("ALERT: bank-a SIGNED TWO HISTORIES"), "{table}");
+    assert!(
+        table.contains("ALERT: bank-a SIGNED TWO HISTORIES"),
+        "{table}"
+    );
 
     // A member that saw neither branch is sent the evidence when it connects.
     net.start("risk-warning");
@@ -309,7 +335,10 @@ fn a_member_run_twice_is_caught_by_honest_nodes_and_the_evidence_verifies_offlin
         .find(|c| c["check"] == "no equivocation")
         .unwrap();
     assert_eq!(disputed["ok"], false, "{record}");
-    assert_eq!(record["checks"][0]["ok"], true, "the record itself is bank-a's: {record}");
+    assert_eq!(
+        record["checks"][0]["ok"], true,
+        "the record itself is bank-a's: {record}"
+    );
 
     assert!(net.signal("science-dept", 15).success());
     let out = net.tfx(&["audit", "log", "--node", "science-dept"]);

@@ -399,6 +399,40 @@ fn refusals_write_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("unknown role \"banker\""), "{}", text(&o));
     assert!(!w.p("x").exists());
+    // A witness quorum outside 1..=256.
+    for q in ["0", "257"] {
+        let o = tfx(&[
+            "consortium",
+            "init",
+            "--dir",
+            s(&w.p("q")),
+            "--name",
+            "Q",
+            "--governor",
+            "g",
+            "--witness-quorum",
+            q,
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(text(&o).contains("--witness-quorum"), "{}", text(&o));
+        assert!(!w.p("q").exists());
+    }
+    let o = ok(&[
+        "consortium",
+        "init",
+        "--dir",
+        s(&w.p("q")),
+        "--name",
+        "Q",
+        "--governor",
+        "g",
+        "--witness-quorum",
+        "2",
+    ]);
+    assert!(o.contains("roster"), "{o}");
+    let shown = ok(&["roster", "show", "--json", s(&w.p("q"))]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["witness_quorum"], 2, "{shown}");
     w.member_init("bank-a", "bank", 7401);
     w.member_init("bank-b", "bank", 7403);
     let bundle = w.admit("bank-a", 2);
