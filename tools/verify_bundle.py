@@ -336,7 +336,7 @@ def sign1_from_parts(parts: list, what: str, content_type: str) -> Sign1:
     protected = need_map(cbor_decode(protected_raw, f"{what} protected header", ENVELOPE_BYTES_MAX),
                          what, {1, 3, 4})
     alg = protected[1]
-    if alg not in (ALG_EDDSA, ALG_ED25519) or type(alg) is not int:
+    if type(alg) is not int or alg not in (ALG_EDDSA, ALG_ED25519):
         raise Invalid(f"{what}: unsupported algorithm (expected EdDSA: -8 or -19)")
     if protected[3] != content_type:
         raise Invalid(f"{what}: content type is not \"{content_type}\"")
@@ -539,7 +539,7 @@ def parse_roster(data: bytes) -> Roster:
         sign_protected = need_bytes(entry[0], f"{what} protected header")
         sign_header = need_map(cbor_decode(sign_protected, f"{what} protected header",
                                            ROSTER_BYTES_MAX), what, {1, 4})
-        if sign_header[1] not in (ALG_EDDSA, ALG_ED25519) or type(sign_header[1]) is not int:
+        if type(sign_header[1]) is not int or sign_header[1] not in (ALG_EDDSA, ALG_ED25519):
             raise Invalid(f"{what}: unsupported algorithm (expected EdDSA: -8 or -19)")
         kid = need_bytes(sign_header[4], f"{what} kid", 16)
         if entry[1] != {}:
@@ -1130,17 +1130,31 @@ class Report:
     equivocations: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
-    def add(self, checks: list, name: str, run: Callable[[], str]) -> bool:
-        """Runs one check; an Invalid becomes a failed check with its message."""
-        try:
-            checks.append(Check(name, True, run()))
-            return True
-        except Invalid as error:
-            checks.append(Check(name, False, str(error)))
-            return False
-
     def verified(self) -> bool:
         return all(c.ok for c in self.checks) and all(r["verified"] for r in self.records)
+
+
+def run_check(checks: list, name: str, run: Callable[[], str]) -> bool:
+    """Runs one check; an Invalid becomes a failed check with its message."""
+    try:
+        checks.append(Check(name, True, run()))
+        return True
+    except Invalid as error:
+        checks.append(Check(name, False, str(error)))
+        return False
+
+
+def memo(cache: dict, key, compute: Callable):
+    """Result (or Invalid) of compute(), once per key: records often share a checkpoint."""
+    if key not in cache:
+        try:
+            cache[key] = (True, compute())
+        except Invalid as error:
+            cache[key] = (False, error)
+    ok, value = cache[key]
+    if not ok:
+        raise value
+    return value
 
 
 def not_checked(reason: str) -> Callable[[], str]:
@@ -1152,7 +1166,6 @@ def not_checked(reason: str) -> Callable[[], str]:
 def check_rosters(report: Report, bundle: Bundle, genesis: Optional[bytes]) -> Optional[Roster]:
     """§19.3 step 2: returns the last version of the chain that verified (None if version 1 fails)."""
     trusted: Optional[Roster] = None
-    parsed: list[Roster] = []
     for i, raw in enumerate(bundle.rosters):
         try:
             roster = parse_roster(raw)
@@ -1166,11 +1179,10 @@ def check_rosters(report: Report, bundle: Bundle, genesis: Optional[bytes]) -> O
             report.checks.append(Check("genesis", True, genesis.hex() + (
                 " (pinned with --genesis)" if pinned else
                 " (NOT pinned: taken from the bundle's own roster version 1; pass --genesis to pin it)")))
-        if not report.add(report.checks, f"roster version {i + 1}",
-                          lambda: check_roster_version(roster, i, trusted, genesis)):
+        if not run_check(report.checks, f"roster version {i + 1}",
+                         lambda: check_roster_version(roster, i, trusted, genesis)):
             return trusted
         trusted = roster
-        parsed.append(roster)
     return trusted
 
 
@@ -1184,20 +1196,19 @@ def check_evidence(report: Report, bundle: Bundle, roster: Optional[Roster]) -> 
             found = verify_evidence(raw, roster)
             shown.append(found)
             return f"{show(found.origin)} forked at {found.fork_at}: {found.summary}"
-        report.add(report.checks, f"evidence {i}", run)
+        run_check(report.checks, f"evidence {i}", run)
     report.equivocations = [{"origin": e.origin, "fork_at": e.fork_at, "summary": e.summary}
                             for e in shown]
     return shown
 
 
 def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
-                 forks: list[Equivocation]) -> dict:
+                 forks: list[Equivocation], cache: dict) -> dict:
     """§19.3 step 6 for one record; returns its report entry."""
     checks: list[Check] = []
     entry = {"index": index, "id": sha256(record.envelope).hex(), "origin": None, "seq": None,
              "kind": None, "issued_at_ms": None, "fields": [], "checks": checks}
     state: dict = {}
-    add = Report().add
 
     def signature() -> str:
         header = verify_envelope(record.envelope, roster)
@@ -1211,7 +1222,8 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
         return f"{len(entry['fields'])} disclosed: {', '.join(entry['fields']) or 'none'}"
 
     def checkpoint() -> str:
-        header, cp = state["header"], verify_checkpoint(record.checkpoint, roster)
+        header = state["header"]
+        cp = memo(cache, record.checkpoint, lambda: verify_checkpoint(record.checkpoint, roster))
         if cp.origin != header.origin:
             raise Invalid(f"checkpoint is {show(cp.origin)}'s, not the record's origin's")
         if cp.size <= header.seq:
@@ -1225,7 +1237,9 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
         return f"leaf {state['header'].seq} of {cp.size}, {len(record.proof)} proof hashes"
 
     def cosignatures() -> str:
-        witnesses = [verify_cosignature(c, roster, state["checkpoint"]) for c in record.cosignatures]
+        key = (record.checkpoint, *record.cosignatures)
+        witnesses = memo(cache, key, lambda: [verify_cosignature(c, roster, state["checkpoint"])
+                                              for c in record.cosignatures])
         state["witnesses"] = set(witnesses)
         return f"{len(witnesses)} valid: {', '.join(map(show, witnesses)) or 'none'}"
 
@@ -1251,7 +1265,7 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
             run = not_checked("no valid roster")
         elif needs and needs not in state:
             run = not_checked(f"needs a valid {needs}")
-        add(checks, name, run)
+        run_check(checks, name, run)
     entry["verified"] = all(c.ok for c in checks)
     return entry
 
@@ -1268,7 +1282,7 @@ def verify_bundle(parts: list, genesis: Optional[bytes]) -> Report:
         return (f"{len(bundle.rosters)} roster versions, {len(bundle.records)} records, "
                 f"{len(bundle.evidence)} pieces of evidence")
 
-    if not report.add(report.checks, "bundle structure", structure):
+    if not run_check(report.checks, "bundle structure", structure):
         return report
     report.info.update(consortium=bundle.consortium, exporter=bundle.exporter,
                        created_ms=bundle.created)
@@ -1289,10 +1303,11 @@ def verify_bundle(parts: list, genesis: Optional[bytes]) -> Report:
         kid = verify_sign1_under(bundle.message, roster, bundle.exporter, bundle.created, "bundle")
         return f"{show(bundle.exporter)} key {kid} at {bundle.created}"
 
-    report.add(report.checks, "consortium", consortium)
-    report.add(report.checks, "exporter signature", exporter)
+    run_check(report.checks, "consortium", consortium)
+    run_check(report.checks, "exporter signature", exporter)
     forks = check_evidence(report, bundle, roster)
-    report.records = [check_record(i, r, roster, forks) for i, r in enumerate(bundle.records)]
+    cache: dict = {}
+    report.records = [check_record(i, r, roster, forks, cache) for i, r in enumerate(bundle.records)]
     return report
 
 
@@ -1326,6 +1341,16 @@ def print_json(report: Report) -> None:
     print(json.dumps(out, indent=2, ensure_ascii=False))
 
 
+def print_unverified(message: str, status: int, as_json: bool) -> int:
+    """The report when no check could run; returns the exit status."""
+    if as_json:
+        print(json.dumps({"verified": False, "error": message}, ensure_ascii=False))
+    else:
+        print(f"FAILED {message}", file=sys.stderr)
+        print("FAILED")
+    return status
+
+
 def parse_genesis(text: str) -> bytes:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise argparse.ArgumentTypeError("expected 64 hex digits")
@@ -1356,15 +1381,11 @@ def main() -> int:
     try:
         parts = read_bundle(args.file)
     except Invalid as error:
-        print(f"FAILED {error}", file=sys.stderr)
-        print("FAILED")
-        return 2
+        return print_unverified(f"{error}", 2, args.json)
     try:
         report = verify_bundle(parts, args.genesis)
     except Exception as error:  # a bug here must still not look like a verified bundle
-        print(f"FAILED internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print("FAILED")
-        return 1
+        return print_unverified(f"internal error: {type(error).__name__}: {error}", 1, args.json)
     (print_json if args.json else print_text)(report)
     return 0 if report.verified() else 1
 

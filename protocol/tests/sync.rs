@@ -1269,3 +1269,22 @@ fn an_origin_gathers_cosignatures_of_its_log_and_passes_them_on_once_a_round() {
     assert!(*is_final);
     assert_eq!(held.cosignatures.len(), 2);
 }
+
+#[test]
+fn a_checkpoint_under_a_key_this_roster_does_not_know_yet_is_left_unchecked_without_blame() {
+    // A peer with a newer roster (a rotated key) shows a checkpoint signed with that key before
+    // this node has adopted the roster: not a violation, not evidence.
+    let (store, mut core, _) = holder_and_twin();
+    let rotated = tfx_protocol::keys::SigningKey::from_seed(&[0x77; 32]);
+    let cp = tfx_protocol::checkpoint::Checkpoint {
+        origin: member_id(1),
+        size: 3,
+        root: [0xab; 32],
+        time: Timestamp(T0 + 10),
+    }
+    .sign(&rotated);
+    core.handle_message(&store, &member_id(2), heads_showing(cp.bytes), T0);
+    assert!(events(&mut core).is_empty());
+    assert_eq!(core.connected().count(), 2);
+    assert_eq!(core.frozen().count(), 0);
+}

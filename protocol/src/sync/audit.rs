@@ -21,11 +21,12 @@ use std::collections::BTreeMap;
 
 use super::{store_err, DisconnectCause, Message, SyncCore, SyncError};
 use crate::checkpoint::{verify_checkpoint, Checkpoint};
-use crate::evidence::{Evidence, EVIDENCE_RECORDS_MAX};
+use crate::evidence::{Evidence, EvidenceError, EVIDENCE_RECORDS_MAX};
 use crate::ids::{Hash, LogIndex, MemberId, Timestamp};
 use crate::merkle::{self, Frontier};
+use crate::record::VerifyError;
 use crate::store::{AppendBatch, Store, StoreNodes};
-use crate::witness::{is_final, verify_cosignature, Cosignature, Witnessed};
+use crate::witness::{is_final, verify_cosignature, Cosignature, CosignatureError, Witnessed};
 
 /// Witnessed checkpoints kept per origin above the latest final one, still gathering
 /// cosignatures. Older non-final ones are dropped: a later checkpoint covers their records.
@@ -189,6 +190,9 @@ impl SyncCore {
         }
         let cp = match verify_checkpoint(bytes, &self.roster) {
             Ok(c) => c.checkpoint,
+            // A key this roster does not know yet (the peer may hold a newer roster, with a
+            // rotated key, that is still on its way): nothing to check against, no blame.
+            Err(VerifyError::UnknownKey { .. }) => return None,
             Err(e) => {
                 self.drop_peer(
                     peer,
@@ -427,6 +431,17 @@ impl SyncCore {
             return;
         }
         if let Err(e) = ev.verify(&self.roster) {
+            if matches!(
+                e,
+                EvidenceError::Signature {
+                    error: VerifyError::UnknownKey { .. },
+                    ..
+                }
+            ) {
+                // Signed with a key a newer roster brings: checked when it comes again (every
+                // peer sends all its evidence on each connection).
+                return;
+            }
             return self.drop_peer(
                 peer,
                 format!(
@@ -619,6 +634,7 @@ impl SyncCore {
         for bytes in fresh {
             match verify_cosignature(&bytes, &self.roster) {
                 Ok(c) if c.covers(&cp) => cosigs.push((c.witness, bytes)),
+                Err(CosignatureError::Verify(VerifyError::UnknownKey { .. })) => {}
                 Ok(c) => {
                     return self.drop_peer(
                         peer,
