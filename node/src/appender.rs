@@ -55,6 +55,9 @@ pub enum AppendError {
 pub struct AppenderConfig {
     pub origin: MemberId,
     pub key: SigningKey,
+    /// Record-signing keys this member used before `key` (the roster lists them with closed
+    /// windows): after a key rotation the latest stored checkpoint is signed by one of them.
+    pub previous_keys: Vec<tfx_protocol::keys::VerifyingKey>,
     /// The consortium pseudonym secret (issuers only); each batch derives the key of its
     /// issue time's epoch, so pseudonyms rotate at the new year without a restart.
     pub pseudonym: Option<PseudonymSecret>,
@@ -471,8 +474,9 @@ impl<S: Store> Writer<S> {
 }
 
 /// The time of the origin's latest stored checkpoint, so issue times continue from it after a
-/// restart even if the wall clock has stepped back. The checkpoint is verified with our own key:
-/// a store holding someone else's log under our name is refused.
+/// restart even if the wall clock has stepped back. The checkpoint is verified with our own key,
+/// current or previous (a rotation leaves the latest checkpoint under the old one): a store
+/// holding someone else's log under our name is refused.
 fn last_checkpoint_time<S: Store>(
     store: &S,
     config: &AppenderConfig,
@@ -484,9 +488,16 @@ fn last_checkpoint_time<S: Store>(
     {
         None => Ok(Timestamp(0)),
         Some(bytes) => {
-            let cp =
-                tfx_protocol::checkpoint::verify_checkpoint(&bytes, config.key.verifying_key())
-                    .map_err(|e| open(format!("latest checkpoint of {}: {e}", config.origin)))?;
+            let mut keys = vec![(config.origin.clone(), *config.key.verifying_key())];
+            keys.extend(
+                config
+                    .previous_keys
+                    .iter()
+                    .map(|k| (config.origin.clone(), *k)),
+            );
+            let keys = tfx_protocol::record::KeySet(keys);
+            let cp = tfx_protocol::checkpoint::verify_checkpoint(&bytes, &keys)
+                .map_err(|e| open(format!("latest checkpoint of {}: {e}", config.origin)))?;
             if cp.checkpoint.origin != config.origin {
                 return Err(open(format!(
                     "latest checkpoint of {} names {}",

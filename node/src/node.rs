@@ -259,6 +259,10 @@ impl Node {
                 store.clone(),
                 AppenderConfig {
                     origin: member.clone(),
+                    previous_keys: roster
+                        .member(&member)
+                        .map(|m| m.keys.iter().map(|k| k.key).collect())
+                        .unwrap_or_default(),
                     key: signing_key,
                     pseudonym,
                 },

@@ -26,6 +26,7 @@ fn check_store_verifies_and_fails_clearly() {
         let config = AppenderConfig {
             origin: MemberId::new("bank-a").unwrap(),
             key,
+            previous_keys: Vec::new(),
             pseudonym: None,
         };
         let appender = Appender::start(store, config).unwrap();

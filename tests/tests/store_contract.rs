@@ -232,6 +232,7 @@ fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
     let config = AppenderConfig {
         origin: origin(),
         key: key(),
+        previous_keys: Vec::new(),
         pseudonym: Some(PseudonymSecret::new(&[0x22; 32]).unwrap()),
     };
     let appender = Arc::new(Appender::start(store.clone(), config).unwrap());
@@ -281,6 +282,7 @@ fn concurrent_appends_get_contiguous_sequence_numbers_and_verify() {
     let config = AppenderConfig {
         origin: origin(),
         key: key(),
+        previous_keys: Vec::new(),
         pseudonym: None,
     };
     let appender = Appender::start(store.clone(), config).unwrap();
@@ -490,6 +492,7 @@ fn the_durable_head_follows_acknowledgements() {
     let config = AppenderConfig {
         origin: origin(),
         key: key(),
+        previous_keys: Vec::new(),
         pseudonym: None,
     };
     let appender = Appender::start(store.clone(), config).unwrap();
@@ -514,6 +517,7 @@ fn the_durable_head_follows_acknowledgements() {
     let config = AppenderConfig {
         origin: origin(),
         key: key(),
+        previous_keys: Vec::new(),
         pseudonym: None,
     };
     let appender = Appender::start(store.clone(), config).unwrap();
@@ -526,6 +530,7 @@ fn the_durable_head_follows_acknowledgements() {
     let config = AppenderConfig {
         origin: origin(),
         key: SigningKey::from_seed(&[0x77; 32]),
+        previous_keys: Vec::new(),
         pseudonym: None,
     };
     drop(appender);

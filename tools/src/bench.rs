@@ -282,6 +282,7 @@ fn appends(bodies: &Arc<Vec<RecordBody>>, submitters: usize, dir: &Path) -> anyh
         AppenderConfig {
             origin,
             key,
+            previous_keys: Vec::new(),
             pseudonym: Some(
                 PseudonymSecret::new(&BENCH_PSEUDONYM_SECRET)
                     .unwrap_or_else(|e| unreachable!("{e}")),

@@ -349,3 +349,91 @@ fn a_member_run_twice_is_caught_by_honest_nodes_and_the_evidence_verifies_offlin
         "{text}"
     );
 }
+
+#[test]
+fn records_signed_before_a_key_rotation_verify_from_a_bundle_exported_after_it() {
+    let mut net = Net::new();
+    for m in MEMBERS {
+        net.start(m);
+    }
+    let old = submit(&Api::new(&net.member("bank-a")), "credit", 2);
+    let two: BTreeMap<String, u64> = [("bank-a".to_string(), 2)].into();
+    wait_converged(&net, &MEMBERS, &two, Duration::from_secs(30));
+
+    // bank-a rotates its record-signing key through the governors, as an operator would.
+    assert!(net.signal("bank-a", 15).success());
+    let c = net.dir.path().join("c");
+    let run = |args: &[&str]| {
+        let out = net.tfx(args);
+        assert!(out.status.success(), "{args:?}: {}", common::text(&out));
+    };
+    run(&["member", "rotate-key", "--dir", "bank-a"]);
+    run(&[
+        "member",
+        "approve",
+        "--consortium",
+        "consortium",
+        "bank-a/rotate-request.json",
+        "--out",
+        "bank-a.rotation",
+    ]);
+    run(&[
+        "member",
+        "join",
+        "--dir",
+        "bank-a",
+        "--genesis",
+        &genesis(&net),
+        "bank-a.rotation",
+    ]);
+    assert!(c.join("bank-a/keys/retired").exists());
+    net.start("bank-a");
+    let new = submit(&Api::new(&net.member("bank-a")), "credit", 2);
+    let four: BTreeMap<String, u64> = [("bank-a".to_string(), 4)].into();
+    wait_converged(&net, &MEMBERS, &four, Duration::from_secs(30));
+    wait_status(&net, "pbc-chengdu", Duration::from_secs(30), |s| {
+        final_size(s, "bank-a") == 4
+    });
+
+    let file = net.dir.path().join("rotated.tfxbundle");
+    let out = net.tfx(&[
+        "audit",
+        "export",
+        "--node",
+        "pbc-chengdu",
+        "--record",
+        &old[0],
+        "--record",
+        &new[1],
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let g = genesis(&net);
+    let out = net.tfx(&[
+        "audit",
+        "verify",
+        file.to_str().unwrap(),
+        "--genesis",
+        &g,
+        "--json",
+    ]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verified"], true, "{json}");
+    // Two different keys signed the two records, each valid at its issue time.
+    let signer = |i: usize| {
+        json["records"][i]["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .split(" key ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(signer(0), signer(1), "{json}");
+    let py = python_verify(&file, &g);
+    assert_eq!(py.status.code(), Some(0), "{}", common::text(&py));
+}

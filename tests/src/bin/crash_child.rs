@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
     let config = AppenderConfig {
         origin: MemberId::new(CRASH_ORIGIN)?,
         key: SigningKey::from_seed(&CRASH_KEY_SEED),
+        previous_keys: Vec::new(),
         pseudonym: None,
     };
     let appender = Arc::new(Appender::start(store, config)?);

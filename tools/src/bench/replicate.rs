@@ -207,6 +207,7 @@ fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>)
         AppenderConfig {
             origin: config.member.clone(),
             key,
+            previous_keys: Vec::new(),
             pseudonym,
         },
     )?);
