@@ -35,12 +35,17 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pycose import algorithms as cose_algorithms
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
-from pycose.messages import Sign1Message
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from pycose import algorithms as cose_algorithms
+    from pycose.keys import OKPKey
+    from pycose.keys.curves import Ed25519
+    from pycose.messages import Sign1Message
+except ImportError as missing:
+    print(f"FAILED verify_bundle.py needs pycose and cbor2 (pip install pycose cbor2): {missing}",
+          file=sys.stderr)
+    sys.exit(2)
 
 # ---------------------------------------------------------------------------------------------
 # Limits (§2.1, §10, §17, §18, §19)
@@ -450,7 +455,7 @@ def parse_member(value, what: str) -> tuple[str, list[MemberKey]]:
     keys = parse_member_keys(member[4], f"{what} key")
     need_bytes(member[5], f"{what} TLS certificate hash", 32)
     host, colon, port = need_text(member[6], f"{what} endpoint").rpartition(":")
-    if not host or not colon or not port.isascii() or not port.isdigit() or int(port) > 65535:
+    if not host or not colon or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
         raise Invalid(f"{what}: endpoint is not host:port")
     return member_id, keys
 
@@ -694,7 +699,7 @@ def patent_number_rule(value) -> Optional[str]:
 
 
 def pseudonym_rule(value) -> Optional[str]:
-    match = isinstance(value, str) and re.fullmatch(r"ps1\.(0|[1-9][0-9]*)\.[0-9a-f]{32}", value)
+    match = isinstance(value, str) and re.fullmatch(r"ps1\.(0|[1-9][0-9]{0,9})\.[0-9a-f]{32}", value)
     if not match or int(match.group(1)) > 0xFFFFFFFF:
         return "is not a pseudonym ps1.<epoch>.<32 hex digits>"
     return None
@@ -1256,6 +1261,9 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
                 raise Invalid(f"{show(fork.origin)} forked at {fork.fork_at}: {fork.summary}")
         return "no evidence against this record"
 
+    unmet = {"header": "the record signature did not verify",
+             "checkpoint": "the checkpoint did not verify",
+             "witnesses": "the cosignatures did not verify"}
     steps = [("signature", signature, None), ("disclosures", disclosures, "header"),
              ("checkpoint", checkpoint, "header"), ("inclusion", inclusion, "checkpoint"),
              ("cosignatures", cosignatures, "checkpoint"), ("final", final, "witnesses"),
@@ -1264,7 +1272,7 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
         if roster is None:
             run = not_checked("no valid roster")
         elif needs and needs not in state:
-            run = not_checked(f"needs a valid {needs}")
+            run = not_checked(unmet[needs])
         run_check(checks, name, run)
     entry["verified"] = all(c.ok for c in checks)
     return entry
