@@ -74,14 +74,14 @@ ROSTER_REVOCATIONS_MAX = 1024
 WITNESS_QUORUM_MAX = 256
 EVIDENCE_BYTES_MAX = 2 * 1024 * 1024 + 4096
 EVIDENCE_ENVELOPES_MAX = 512
-# Not in the spec (see the report): an evidence map with 512 envelopes cannot fit in
+# Assumed, the spec gives none: an evidence map with 512 envelopes cannot fit in
 # CBOR_ITEMS_MAX, so its item limit is CBOR_ITEMS_MAX plus one item per hash and envelope.
 EVIDENCE_ITEMS_MAX = CBOR_ITEMS_MAX + 2 * LEVELS_MAX + EVIDENCE_ENVELOPES_MAX
 BUNDLE_BYTES_MAX = 256 * 1024 * 1024
 BUNDLE_ROSTERS_MAX = 1000
 BUNDLE_RECORDS_MAX = 10_000
 BUNDLE_EVIDENCE_MAX = 256
-# Not in the spec either: the largest item count a payload within the §19.2 counts can have.
+# Assumed as well: the largest item count a payload within the §19.2 counts can have.
 _RECORD_MAP_ITEMS = 11 + (1 + DISCLOSURES_PER_RECORD_MAX) + (1 + COSIGNATURES_MAX) + (1 + LEVELS_MAX)
 BUNDLE_ITEMS_MAX = (15 + 1 + BUNDLE_ROSTERS_MAX + 1 + BUNDLE_RECORDS_MAX * _RECORD_MAP_ITEMS
                     + 1 + BUNDLE_EVIDENCE_MAX)
@@ -443,7 +443,7 @@ def parse_member_keys(value, what: str) -> list[MemberKey]:
 
 
 def parse_member(value, what: str) -> tuple[str, list[MemberKey]]:
-    """A member map of §13.1; roles are checked for shape only (see the report)."""
+    """A member map of §13.1; roles are checked for shape only (SPEC.md does not list them)."""
     member = need_map(value, what, {1, 2, 3, 4, 5, 6})
     member_id = need_member_id(member[1], f"{what} id")
     name = need_text(member[2], f"{what} display name")
