@@ -1256,9 +1256,11 @@ def check_record(index: int, record: BundleRecord, roster: Optional[Roster],
 
     def no_equivocation() -> str:
         header = state["header"]
+        # §19.3: evidence bounds where the histories part, so every record of the origin fails.
         for fork in forks:
-            if fork.origin == header.origin and header.seq >= fork.fork_at:
-                raise Invalid(f"{show(fork.origin)} forked at {fork.fork_at}: {fork.summary}")
+            if fork.origin == header.origin:
+                raise Invalid(f"{show(fork.origin)} signed two histories that part at or before "
+                              f"position {fork.fork_at}: {fork.summary}")
         return "no evidence against this record"
 
     unmet = {"header": "the record signature did not verify",

@@ -43,6 +43,19 @@ pub const BUNDLE_EVIDENCE_MAX: usize = crate::limits::ROSTER_MEMBERS_MAX;
 /// Bytes of a bundle: 256 MiB bounds what `tfx audit verify` reads into memory.
 pub const BUNDLE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Hashes in one inclusion proof: one per tree level.
+pub const PROOF_HASHES_MAX: usize = merkle::LEVELS_MAX as usize;
+
+/// CBOR items one record map can hold: the map, 5 keys, 5 values, and the entries of its
+/// disclosure, cosignature and proof arrays at their limits.
+const RECORD_ITEMS_MAX: usize =
+    11 + DISCLOSURES_PER_RECORD_MAX + COSIGNATURES_MAX + PROOF_HASHES_MAX;
+
+/// CBOR items in one bundle payload (3 631 320): every record at its limit, the roster and
+/// evidence arrays, and the payload map.
+pub const BUNDLE_ITEMS_MAX: usize =
+    BUNDLE_RECORDS_MAX * RECORD_ITEMS_MAX + BUNDLE_ROSTERS_MAX + BUNDLE_EVIDENCE_MAX + 64;
+
 // Payload keys.
 const B_FORMAT: i64 = 1;
 const B_CONSORTIUM: i64 = 2;
@@ -143,11 +156,7 @@ impl Bundle {
 
     fn decode_payload(bytes: &[u8]) -> Result<Bundle, DecodeError> {
         const W: &str = "bundle";
-        let items_max = BUNDLE_RECORDS_MAX * (12 + DISCLOSURES_PER_RECORD_MAX + COSIGNATURES_MAX)
-            + BUNDLE_ROSTERS_MAX
-            + BUNDLE_EVIDENCE_MAX
-            + 64;
-        let v = codec::decode_with_items(W, bytes, BUNDLE_BYTES_MAX, items_max)?;
+        let v = codec::decode_with_items(W, bytes, BUNDLE_BYTES_MAX, BUNDLE_ITEMS_MAX)?;
         let m = codec::as_map(W, &v)?;
         codec::only_keys(
             W,
@@ -263,7 +272,7 @@ fn decode_item(v: &codec::Value) -> Result<Item, DecodeError> {
             .iter()
             .map(|c| sized(c, COSIGNATURE_BYTES_MAX, "cosignature"))
             .collect::<Result<_, _>>()?,
-        proof: list(I_PROOF, 2 * usize::from(merkle::LEVELS_MAX))?
+        proof: list(I_PROOF, PROOF_HASHES_MAX)?
             .iter()
             .map(|h| codec::as_hash(W, h))
             .collect::<Result<_, _>>()?,
@@ -485,6 +494,9 @@ pub struct Report {
     pub witness_quorum: Option<u32>,
     /// Origins the bundle's evidence shows signed two histories.
     pub equivocations: Vec<Equivocation>,
+    /// Whether the file is a COSE_Sign1 with the bundle content type at all (else nothing in
+    /// it could be checked: `tfx audit verify` exits 2).
+    pub readable: bool,
 }
 
 impl Report {
@@ -504,6 +516,7 @@ impl Report {
             roster_version: None,
             witness_quorum: None,
             equivocations: Vec::new(),
+            readable: false,
         }
     }
 }
@@ -522,10 +535,14 @@ pub fn verify_bundle(bytes: &[u8], genesis: Option<Hash>) -> Report {
     let bundle = match Bundle::decode_payload(&sign1.payload) {
         Ok(b) => b,
         Err(e) => {
-            return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string()))
+            let mut r =
+                Report::unreadable(pinned, Check::failed("bundle structure", e.to_string()));
+            r.readable = true;
+            return r;
         }
     };
     let mut report = Report::unreadable(pinned, Check::ok("bundle structure", "format 1"));
+    report.readable = true;
     report.consortium = Some(bundle.consortium.clone());
     report.exporter = Some(bundle.exporter.clone());
     report.created = Some(bundle.created);
@@ -610,6 +627,27 @@ pub fn verify_bundle(bytes: &[u8], genesis: Option<Hash>) -> Report {
         report
             .checks
             .push(Check::failed("records", "the bundle holds no records"));
+    }
+    // Two verified records at one position are themselves evidence of a fork (kind 1).
+    let mut seen = std::collections::BTreeMap::new();
+    for r in &report.records {
+        if let (Some(o), Some(s), true) = (
+            &r.origin,
+            r.seq,
+            r.checks.first().is_some_and(Check::passed),
+        ) {
+            if let Some(other) = seen.insert((o.clone(), s), (r.index, r.id)) {
+                if other.1 != r.id {
+                    report.checks.push(Check::failed(
+                        "one record per position",
+                        format!(
+                            "records {} and {} are two different records of {o} at position {s}: {o} signed two histories",
+                            other.0, r.index
+                        ),
+                    ));
+                }
+            }
+        }
     }
     report
 }

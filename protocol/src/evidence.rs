@@ -403,6 +403,13 @@ impl Evidence {
                         ca.size, cb.size
                     )));
                 }
+                // The empty log is a prefix of every log: a "root at size 0" other than the
+                // empty root proves nothing, and RFC 9162 verification would not constrain it.
+                if ca.size == 0 {
+                    return Err(not(
+                        "checkpoint a is of the empty log, which every log extends".into(),
+                    ));
+                }
                 crate::merkle::verify_consistency(ca.size, cb.size, prefix_root, &cb.root, proof)
                     .map_err(|e| not(format!("the consistency proof does not verify: {e}")))?;
                 if *prefix_root == ca.root {

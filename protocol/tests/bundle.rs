@@ -201,3 +201,36 @@ fn records_signed_before_a_key_rotation_verify_from_a_bundle_exported_after_it()
         failures(&report)
     );
 }
+
+#[test]
+fn two_records_at_one_position_in_a_bundle_are_reported_as_a_fork() {
+    let (a, b) = (MemoryStore::new(), MemoryStore::new());
+    append(&a, 1, &credit_body(), 2, T0, 1);
+    append(&b, 1, &credit_body(), 2, T0, 2);
+    witness(&a, 1, &[2]);
+    witness(&b, 1, &[2]);
+    let rosters = vec![sign_roster(genesis_roster(3))];
+    let genesis = sha256(&SignedRoster::decode(&rosters[0]).unwrap().payload);
+    let roster = verify_chain(&genesis, &rosters).unwrap();
+    let request = |records| ExportRequest {
+        exporter: member_id(0),
+        created: Timestamp(T0 + 10),
+        rosters: rosters.clone(),
+        roster: &roster,
+        records,
+        fields: None,
+        local_durable: 0,
+        evidence: vec![],
+    };
+    let mut bundle = export(&a, request(vec![id_at(&a, 1, 1)])).unwrap();
+    let other = export(&b, request(vec![id_at(&b, 1, 1)])).unwrap();
+    bundle.items.extend(other.items);
+    let report = verify_bundle(&bundle.sign(&member_key(0)), Some(genesis));
+    assert!(report.records.iter().all(|r| r.passed()));
+    assert!(!report.passed());
+    assert!(
+        failures(&report)[0].starts_with("one record per position: records 1 and 2"),
+        "{:?}",
+        failures(&report)
+    );
+}

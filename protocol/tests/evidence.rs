@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{append, credit_body, genesis_roster, member_id, T0};
+use common::{append, credit_body, genesis_roster, member_id, member_key, T0};
 use tfx_protocol::checkpoint::Checkpoint;
 use tfx_protocol::evidence::{Evidence, EvidenceError};
 use tfx_protocol::merkle::{self, Frontier};
 use tfx_protocol::store::{MemoryStore, Store, StoreNodes};
-use tfx_protocol::LogIndex;
+use tfx_protocol::{LogIndex, Timestamp};
 
 /// Two copies of m01's log: a common prefix of 3 records, then 4 different records each.
 /// Returns (a, b, checkpoint at the prefix).
@@ -156,4 +156,31 @@ fn ev_a7(ev: &Evidence) -> Vec<u8> {
         Evidence::Diverged { a, .. } => a.clone(),
         _ => unreachable!(),
     }
+}
+
+#[test]
+fn the_empty_log_contradicts_nothing() {
+    // An honest origin's checkpoint of size 0 and any later one: a made-up "root at size 0"
+    // must not pass for a fork (RFC 9162 consistency from size 0 constrains nothing).
+    let (a, _, _) = forked();
+    let key = member_key(1);
+    let empty = Checkpoint {
+        origin: member_id(1),
+        size: 0,
+        root: merkle::empty_root(),
+        time: Timestamp(T0),
+    }
+    .sign(&key)
+    .bytes;
+    let forged = Evidence::Diverged {
+        origin: member_id(1),
+        a: empty,
+        b: checkpoint(&a),
+        prefix_root: [0x42; 32],
+        proof: vec![],
+    };
+    assert!(matches!(
+        forged.verify(&genesis_roster(3)),
+        Err(EvidenceError::NotEquivocation(_))
+    ));
 }

@@ -198,7 +198,7 @@ fn verify(file: &Path, genesis: Option<&str>, json: bool) -> anyhow::Result<Outc
     let bytes = crate::record::read_limited(file, BUNDLE_BYTES_MAX)?;
     let report = verify_bundle(&bytes, genesis);
     // Exit 2 when this is no bundle at all (nothing inside could be checked).
-    let unreadable = report.consortium.is_none();
+    let unreadable = !report.readable;
     if json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
