@@ -16,7 +16,7 @@ use tfx_protocol::policy::Policy;
 use tfx_protocol::roster::{Revocation, SignedRoster, ROLES};
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
 use tfx_protocol::sync::wire::{Fetch, Heads, Hello, Message, Records, WireRecord};
-use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore};
+use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore, QUIET_SIDE_ROUNDS};
 use tfx_protocol::witness::{verify_cosignature, Cosignature, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
@@ -26,10 +26,15 @@ const EMPTY: LogHead = LogHead {
 };
 
 fn core_with(store: &MemoryStore, chain: Vec<Vec<u8>>, local: LogHead) -> SyncCore {
+    core_as(0, store, chain, local)
+}
+
+/// The sync core of member `i`.
+fn core_as(i: usize, store: &MemoryStore, chain: Vec<Vec<u8>>, local: LogHead) -> SyncCore {
     let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
     let policies = vec![everything_policy()];
     SyncCore::new(
-        SyncConfig::new(member_id(0)),
+        SyncConfig::new(member_id(i)),
         store,
         genesis,
         chain,
@@ -523,6 +528,60 @@ fn a_newer_roster_is_adopted_and_revoked_peers_are_dropped() {
     // A revoked member cannot come back.
     core.handle_connected(member_id(2), T0 + 3);
     assert!(matches!(&events(&mut core)[..], [Event::Disconnect { .. }]));
+}
+
+#[test]
+fn members_in_sync_spend_about_one_hello_per_round() {
+    let chain = vec![sign_roster(genesis_roster(3))];
+    let (store_a, store_b) = (MemoryStore::new(), MemoryStore::new());
+    let mut a = core_as(0, &store_a, chain.clone(), EMPTY);
+    let mut b = core_as(1, &store_b, chain, EMPTY);
+    assert!(a.starts_rounds(&member_id(1)) && !b.starts_rounds(&member_id(0)));
+    // On connect both say what they hold; equal digests and versions: nothing more.
+    a.handle_connected(member_id(1), T0);
+    b.handle_connected(member_id(0), T0);
+    let (from_a, from_b) = (sent(&mut a), sent(&mut b));
+    assert!(
+        matches!(&from_a[..], [(_, Message::Hello(_))]),
+        "{from_a:?}"
+    );
+    assert!(
+        matches!(&from_b[..], [(_, Message::Hello(_))]),
+        "{from_b:?}"
+    );
+    b.handle_message(&store_b, &member_id(0), from_a[0].1.clone(), T0);
+    a.handle_message(&store_a, &member_id(1), from_b[0].1.clone(), T0);
+    assert!(sent(&mut a).is_empty() && sent(&mut b).is_empty());
+    // m00 starts every round; m01 says hello only every QUIET_SIDE_ROUNDS-th; nobody answers.
+    let interval = SyncConfig::new(member_id(0)).anti_entropy_ms;
+    let (mut cores, stores) = ([a, b], [store_a, store_b]);
+    let mut hellos = [0; 2];
+    for round in 1..=2 * QUIET_SIDE_ROUNDS {
+        let now = T0 + round * interval;
+        for i in 0..2 {
+            cores[i].handle_timeout(&stores[i], now);
+            for (to, m) in sent(&mut cores[i]) {
+                assert!(matches!(m, Message::Hello(_)), "round {round}: {m:?}");
+                assert_eq!(to, member_id(1 - i));
+                hellos[i] += 1;
+                cores[1 - i].handle_message(&stores[1 - i], &member_id(i), m, now);
+                let answer = sent(&mut cores[1 - i]);
+                assert!(answer.is_empty(), "round {round}: in sync, yet {answer:?}");
+            }
+        }
+    }
+    assert_eq!(hellos, [2 * QUIET_SIDE_ROUNDS, 2]);
+    // A Hello from a member holding something else is answered with the heads.
+    let Message::Hello(mut other) = from_a[0].1.clone() else {
+        panic!("{from_a:?}");
+    };
+    other.digest = [7; 32];
+    cores[1].handle_message(&stores[1], &member_id(0), Message::Hello(other), T0);
+    let out = sent(&mut cores[1]);
+    assert!(
+        matches!(&out[..], [(p, Message::Heads(h))] if p == &member_id(0) && !h.reply),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -1092,6 +1151,32 @@ fn recovery_can_end_on_fewer_peers_and_never_before_the_log_is_caught_up() {
         T0,
     );
     assert!(events(&mut core).is_empty());
+}
+
+#[test]
+fn a_recovering_node_asks_every_member_yet_to_report_with_heads() {
+    let (store, full, mut core) = restored(None);
+    core.handle_connected(member_id(1), T0);
+    core.handle_connected(member_id(2), T0);
+    sent(&mut core);
+    // A member in sync does not answer a Hello; Heads are always answered.
+    let interval = SyncConfig::new(member_id(0)).anti_entropy_ms;
+    core.handle_timeout(&store, T0 + interval);
+    let out = sent(&mut core);
+    assert!(
+        matches!(&out[..], [(p1, Message::Heads(h1)), (p2, Message::Heads(h2))]
+            if p1 == &member_id(1) && p2 == &member_id(2) && !h1.reply && !h2.reply),
+        "{out:?}"
+    );
+    core.handle_message(&store, &member_id(1), heads_of(&full, 0, 2), T0 + interval);
+    sent(&mut core);
+    core.handle_timeout(&store, T0 + 2 * interval);
+    let out = sent(&mut core);
+    assert!(
+        matches!(&out[..], [(p1, Message::Hello(_)), (p2, Message::Heads(_))]
+            if p1 == &member_id(1) && p2 == &member_id(2)),
+        "m01 reported, m02 did not: {out:?}"
+    );
 }
 
 #[test]

@@ -5,8 +5,11 @@
 //! atomically appends through the [`Store`] it is handed.
 //!
 //! One round, per peer: each side sends [`Hello`] (a digest of every head it holds, plus roster
-//! and policy versions) on connect and every anti-entropy interval. Equal digests end the round.
-//! Otherwise both exchange [`Heads`], and each fetches exactly the ranges it lacks, a few chunks
+//! and policy versions) on connect; after that, one side of each pair sends one every
+//! anti-entropy interval and the other every [`QUIET_SIDE_ROUNDS`] intervals
+//! ([`SyncCore::starts_rounds`]). Equal digests end the round, so members in sync exchange about
+//! one small message per interval. Otherwise the receiver answers with [`Heads`], both exchange
+//! them, and each fetches exactly the ranges it lacks, a few chunks
 //! in flight per origin spread over every peer that has them (so a new member catches up from
 //! several peers at once). New local appends are pushed to peers as soon as they are durable.
 //!
@@ -56,6 +59,13 @@ pub const PEER_FETCHES_MAX: usize = 16;
 
 /// Records pushed to a peer when the local durable head advances. A larger jump (after a long
 /// offline period) is left to the peer's fetches, which are flow-controlled.
+/// The side of a pair that does not start the anti-entropy rounds still sends a Hello every this
+/// many intervals. Its peer's Hellos already let it find any difference within one interval (it
+/// answers with Heads); its own Hellos only refresh what its peer knows of it — its roster and
+/// policy versions, and that it holds what the peer holds — should a message about them ever be
+/// lost.
+pub const QUIET_SIDE_ROUNDS: u64 = 8;
+
 pub const PUSH_RECORDS_MAX: u64 = 4 * RECORDS_PER_MESSAGE_MAX as u64;
 
 /// Timing and parallelism. Defaults suit a LAN/WAN consortium; the simulator shortens them.
@@ -468,6 +478,32 @@ impl SyncCore {
         self.logs.get(origin).map_or(0, Frontier::size)
     }
 
+    /// Whether this node starts the anti-entropy rounds with `peer`: the side with the smaller
+    /// member id (the one that dials), so both sides agree without asking. A round between
+    /// members in sync is then one Hello and its transport acknowledgement, not a Hello each way:
+    /// the receiver compares digests just the same and answers with Heads when they differ.
+    pub fn starts_rounds(&self, peer: &MemberId) -> bool {
+        self.config.local < *peer
+    }
+
+    /// Whether recovery still waits for `peer` to report what it holds.
+    fn awaiting_report(&self, peer: &MemberId) -> bool {
+        self.recovery
+            .as_ref()
+            .is_some_and(|r| !r.reported.contains(peer))
+    }
+
+    /// Milliseconds between this node's Hellos to `peer` (see [`QUIET_SIDE_ROUNDS`]).
+    fn hello_interval(&self, peer: &MemberId) -> u64 {
+        if self.starts_rounds(peer) || self.awaiting_report(peer) {
+            self.config.anti_entropy_ms
+        } else {
+            self.config
+                .anti_entropy_ms
+                .saturating_mul(QUIET_SIDE_ROUNDS)
+        }
+    }
+
     fn hello(&self) -> Message {
         Message::Hello(Hello {
             roster_version: self.roster.version,
@@ -531,13 +567,14 @@ impl SyncCore {
         self.forget(&peer);
         let view = self.view_of(&peer);
         let covers = !view.narrows(&self.view);
+        let interval = self.hello_interval(&peer);
         self.peers.insert(
             peer.clone(),
             Peer {
                 sizes: BTreeMap::new(),
                 roster_version: 0,
                 policy_version: 0,
-                next_hello: now.saturating_add(self.config.anti_entropy_ms),
+                next_hello: now.saturating_add(interval),
                 fetches: 0,
                 view,
                 covers,
@@ -619,10 +656,22 @@ impl SyncCore {
             .collect();
         let hello = self.hello();
         for peer in due {
+            let interval = self.hello_interval(&peer);
             if let Some(p) = self.peers.get_mut(&peer) {
-                p.next_hello = now.saturating_add(self.config.anti_entropy_ms);
+                p.next_hello = now.saturating_add(interval);
             }
-            self.send(&peer, hello.clone());
+            if self.awaiting_report(&peer) {
+                // Recovery must hear from every member, and a member in sync does not answer a
+                // Hello; Heads are always answered.
+                let heads = Message::Heads(Heads {
+                    reply: false,
+                    heads: self.heads(),
+                    checkpoints: self.shown_checkpoints(store),
+                });
+                self.send(&peer, heads);
+            } else {
+                self.send(&peer, hello.clone());
+            }
         }
         for pull in self.pulls.values_mut() {
             let expired: Vec<u64> = pull

@@ -44,8 +44,9 @@ const TYPE_POLICIES: u64 = 8;
 const TYPE_WITNESS: u64 = 9;
 const TYPE_EVIDENCE: u64 = 10;
 
-/// "This is what I hold": sent on connect and every anti-entropy interval. When both digests
-/// match, this is the whole round.
+/// "This is what I hold": sent on connect and every anti-entropy round (by the side that starts
+/// the pair's rounds; the other side only every few rounds). When both digests match, this is the
+/// whole round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub roster_version: u64,
@@ -554,9 +555,24 @@ mod tests {
             policy_version: 1000,
             digest: [0; 32],
         });
-        // One anti-entropy round is a Hello each way plus 4-byte frame headers (DESIGN §12:
-        // ≤ 200 bytes per round).
+        // A round between peers in sync is one Hello plus its 4-byte frame header, QUIC's packet
+        // overhead and the acknowledgement (DESIGN §12: ≤ 200 bytes per round).
         assert!(hello.encode().len() + 4 <= 60, "{}", hello.encode().len());
+    }
+
+    #[test]
+    fn partial_is_present_only_as_true() {
+        // Each message has one encoding: `partial: false` spelled out is refused.
+        let mut e = Encoder::with_capacity(64);
+        e.map(5).uint(0).uint(TYPE_RECORDS);
+        e.uint(1).text("o").uint(2).uint(0).uint(3).array(0);
+        e.uint(5).bool(false);
+        let err = Message::decode(&e.finish()).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("partial is present only as true")),
+            "{err:?}"
+        );
     }
 
     #[test]
