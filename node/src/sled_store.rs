@@ -7,7 +7,7 @@
 //!
 //! | prefix | key                                         | value                                   |
 //! |--------|---------------------------------------------|-----------------------------------------|
-//! | `E`    | origin, first seq u64                       | chunk: ≤ 64 consecutive records, each u32 len + record |
+//! | `E`    | origin, first seq u64                       | chunk: ≤ 64 consecutive records and ≤ 64 KiB, each u32 len + record |
 //! | `I`    | record id                                   | origin, seq u64                         |
 //! | `N`    | origin, level u8, index u64                 | Merkle node (levels ≥ `STORED_LEVEL_MIN`) |
 //! | `H`    | origin                                      | size u64, root                          |
@@ -26,7 +26,7 @@
 //!
 //! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
 //! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
-//! [`CHUNK_RECORDS_MAX`] per value; each record adds only its `I` entry and **one** `S` entry —
+//! [`CHUNK_RECORDS_MAX`] records and [`CHUNK_BYTES_MAX`] bytes per value; each record adds only its `I` entry and **one** `S` entry —
 //! under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
 //! pseudonym to its USCC the first time the pair is seen, so a pseudonym query still finds the
 //! records indexed by USCC (and filters them by their signed pseudonym). The time index `T`
@@ -93,9 +93,15 @@ const PSEUDONYM_USCCS_MAX: usize = 8;
 /// not walk the whole index.
 pub const QUERY_SCAN_MAX: usize = 100_000;
 
-/// Records per `E` chunk. 64 records are ~150 KiB: large enough that the chunk key costs under
-/// a microsecond per record, small enough that reading one record copies little.
+/// Records per `E` chunk at most: enough that the chunk key costs under a microsecond per
+/// record, few enough that reading one record copies little.
 pub const CHUNK_RECORDS_MAX: usize = 64;
+
+/// Bytes per `E` chunk at most (a single larger record still gets a chunk of its own). sled 0.34
+/// writes any value over a quarter of its 512 KiB segment as a separate blob, and blobs stayed
+/// resident whatever the cache size: with 64-record chunks (~140 KiB) a store of 1M records held
+/// ~1.2 GiB in RSS, with chunks under 64 KiB ~170 MiB (`sled_rss` example, BENCHMARKS.md).
+pub const CHUNK_BYTES_MAX: usize = 64 * 1024;
 const FORMAT_KEY: &[u8] = b"Mformat";
 const HEALTH_KEY: &[u8] = b"Mhealth";
 /// Present while the local log is to be recovered from peers (set by a restore).
@@ -183,8 +189,7 @@ fn origin_seq_at(b: &[u8], at: usize) -> Result<(MemberId, LogIndex), SledStoreE
 /// One stored record (an element of an `E` chunk): envelope length, envelope, then each
 /// disclosure length-prefixed.
 fn encode_record(r: &StoredRecord) -> Vec<u8> {
-    let size = 4 + r.envelope.len() + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>();
-    let mut v = Vec::with_capacity(size);
+    let mut v = Vec::with_capacity(encoded_len(r));
     v.extend_from_slice(&(r.envelope.len() as u32).to_be_bytes());
     v.extend_from_slice(&r.envelope);
     for d in &r.disclosures {
@@ -285,16 +290,30 @@ fn time_tail(at: Timestamp, origin: &MemberId, seq: LogIndex) -> Vec<u8> {
     k
 }
 
+/// The length of a record as [`encode_record`] writes it.
+fn encoded_len(r: &StoredRecord) -> usize {
+    4 + r.envelope.len() + r.disclosures.iter().map(|d| d.len() + 4).sum::<usize>()
+}
+
 /// Splits `records` into runs: consecutive records of one origin with contiguous sequence
-/// numbers, at most `max` long, and — when `same_time` — issued in the same millisecond.
-fn runs(records: &[StoredRecord], max: usize, same_time: bool) -> Vec<&[StoredRecord]> {
+/// numbers, at most `max` long and — when `max_bytes` is given — of at most that many encoded
+/// bytes (with their length prefixes), and — when `same_time` — issued in the same millisecond.
+fn runs(
+    records: &[StoredRecord],
+    max: usize,
+    max_bytes: Option<usize>,
+    same_time: bool,
+) -> Vec<&[StoredRecord]> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < records.len() {
         let first = &records[i];
+        let mut bytes = 4 + encoded_len(first);
         let mut j = i + 1;
         while let Some(r) = records.get(j) {
+            bytes += 4 + encoded_len(r);
             let continues = j - i < max
+                && max_bytes.is_none_or(|m| bytes <= m)
                 && r.origin == first.origin
                 && first.seq.0.checked_add((j - i) as u64) == Some(r.seq.0)
                 && (!same_time || r.issued_at == first.issued_at);
@@ -633,7 +652,12 @@ impl Store for SledStore {
         }
         check_append(batch, |o| heads.get(o).copied().unwrap_or(0))?;
         let mut b = sled::Batch::default();
-        for chunk in runs(&batch.records, CHUNK_RECORDS_MAX, false) {
+        for chunk in runs(
+            &batch.records,
+            CHUNK_RECORDS_MAX,
+            Some(CHUNK_BYTES_MAX),
+            false,
+        ) {
             let mut value = Vec::with_capacity(
                 chunk
                     .iter()
@@ -664,7 +688,7 @@ impl Store for SledStore {
                 }
             }
         }
-        for run in runs(&batch.records, usize::MAX, true) {
+        for run in runs(&batch.records, usize::MAX, None, true) {
             let mut key = vec![T];
             key.extend_from_slice(&time_tail(run[0].issued_at, &run[0].origin, run[0].seq));
             b.insert(
@@ -865,13 +889,27 @@ impl Store for SledStore {
             updated.envelope = envelope.to_vec();
             *slot = encode_record(&updated);
         }
-        for (key, (_, list)) in chunks {
-            let mut value = Vec::with_capacity(list.iter().map(|r| r.len() + 4).sum());
-            for record in list {
-                value.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                value.extend_from_slice(&record);
+        for (key, (first, list)) in chunks {
+            // A back-fill grows records: a chunk that outgrew CHUNK_BYTES_MAX is split, each part
+            // under the sequence number of its first record, where reads look for it.
+            let prefix = &key[..key.len() - 8];
+            let mut start = 0;
+            while start < list.len() {
+                let mut bytes = 4 + list[start].len();
+                let mut end = start + 1;
+                while end < list.len() && bytes + 4 + list[end].len() <= CHUNK_BYTES_MAX {
+                    bytes += 4 + list[end].len();
+                    end += 1;
+                }
+                let mut value = Vec::with_capacity(bytes);
+                for record in &list[start..end] {
+                    value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                    value.extend_from_slice(record);
+                }
+                let part = [prefix, &(first + start as u64).to_be_bytes()].concat();
+                b.insert(part, value);
+                start = end;
             }
-            b.insert(key, value);
         }
         Ok(self.db.apply_batch(b)?)
     }

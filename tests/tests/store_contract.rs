@@ -537,3 +537,57 @@ fn the_durable_head_follows_acknowledgements() {
     let err = Appender::start(store, config).unwrap_err().to_string();
     assert!(err.contains("latest checkpoint of bank-a"), "{err}");
 }
+
+#[test]
+fn sled_chunks_stay_under_their_byte_cap_through_a_back_fill() {
+    use tfx_node::sled_store::CHUNK_BYTES_MAX;
+    use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let chunks = |store: &SledStore| -> Vec<usize> {
+        store
+            .db()
+            .scan_prefix(b"E")
+            .map(|kv| kv.unwrap().1.len())
+            .collect()
+    };
+    // 64 records held with three fields each, as a member with a narrow view holds them…
+    let full: Vec<StoredRecord> = sealed_at(0..64)
+        .into_iter()
+        .map(StoredRecord::from_sealed)
+        .collect();
+    let narrow: Vec<StoredRecord> = full
+        .iter()
+        .map(|r| {
+            let disclosures = r.disclosures[..3].to_vec();
+            StoredRecord {
+                subjects: subjects_of_bytes(&disclosures),
+                disclosures,
+                ..r.clone()
+            }
+        })
+        .collect();
+    store
+        .apply(&AppendBatch {
+            records: narrow,
+            ..Default::default()
+        })
+        .unwrap();
+    let before = chunks(&store);
+    assert!(before.len() >= 2, "{before:?}");
+    assert!(before.iter().all(|&n| n <= CHUNK_BYTES_MAX), "{before:?}");
+    // …then back-filled with every field: the chunks grow past the cap and are split.
+    store.replace_disclosures(&full).unwrap();
+    let after = chunks(&store);
+    assert!(after.len() > before.len(), "{before:?} → {after:?}");
+    assert!(after.iter().all(|&n| n <= CHUNK_BYTES_MAX), "{after:?}");
+    let held = store.records(&origin(), LogIndex(0), 100).unwrap();
+    assert_eq!(held.len(), 64);
+    for (h, r) in held.iter().zip(&full) {
+        assert_eq!(
+            (h.seq, &h.envelope, &h.disclosures),
+            (r.seq, &r.envelope, &r.disclosures)
+        );
+        assert_eq!(store.disclosures(&r.id).unwrap(), r.disclosures);
+    }
+}

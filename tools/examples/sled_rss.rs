@@ -1,0 +1,83 @@
+//! Resident memory of a sled 0.34 store as it grows, per key layout: what bounds a member's RSS
+//! at a million records (BENCHMARKS.md, DESIGN §12: ≤ 150 MiB). Writes N synthetic 2.2 KB
+//! records in batches of 256, flushed after each, and prints VmRSS every 10% — for the store's
+//! layout (a chunk value per `CHUNK` records + id index + subject index) and for parts of it.
+//! `cargo run --release -p tfx-tools --example sled_rss -- LAYOUT [N]`, LAYOUT one of
+//! `store`, `chunk`, `chunk+id`, `per-record` (one value per record, nothing else);
+//! `CHUNK=64` (records per chunk value, default 64) and `CACHE_MIB=32` (sled's cache, default
+//! the store's) in the environment.
+#![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn spread(j: u64) -> Vec<u8> {
+    let mut x = vec![0u8; 32];
+    x[..8].copy_from_slice(&j.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+    x
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let layout = args.next().unwrap_or_else(|| "store".into());
+    let n: u64 = args.next().map_or(1_000_000, |s| s.parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tfx_node::sled_store::sled_config(dir.path());
+    if let Ok(mib) = std::env::var("CACHE_MIB") {
+        config = config.cache_capacity(mib.parse::<u64>().unwrap() << 20);
+    }
+    let db = config.open().unwrap();
+    let record = vec![7u8; 2200];
+    let chunk: u64 = std::env::var("CHUNK").map_or(64, |s| s.parse().unwrap());
+    let start = std::time::Instant::now();
+    println!("{layout} (chunk {chunk}): start {} MiB", rss_kib() / 1024);
+    for first in (0..n).step_by(256) {
+        let mut b = sled::Batch::default();
+        for j in first..(first + 256).min(n) {
+            match layout.as_str() {
+                "per-record" => {
+                    let mut k = b"E\x06bank-a".to_vec();
+                    k.extend_from_slice(&j.to_be_bytes());
+                    b.insert(k, record.clone());
+                }
+                _ => {
+                    if j % chunk == 0 {
+                        let mut k = b"E\x06bank-a".to_vec();
+                        k.extend_from_slice(&j.to_be_bytes());
+                        b.insert(k, vec![7u8; 2200 * chunk as usize]);
+                    }
+                    if layout != "chunk" {
+                        let mut k = b"I".to_vec();
+                        k.extend_from_slice(&spread(j));
+                        b.insert(k, vec![6u8; 15]);
+                    }
+                    if layout == "store" {
+                        let mut k = b"S\x1291510100MA61234567".to_vec();
+                        k[2 + (j % 16) as usize] = b'0' + (j % 7) as u8;
+                        k.extend_from_slice(&(1_700_000_000_000 + j).to_be_bytes());
+                        k.extend_from_slice(b"\x06bank-a");
+                        k.extend_from_slice(&j.to_be_bytes());
+                        b.insert(k, vec![1u8]);
+                    }
+                }
+            }
+        }
+        db.apply_batch(b).unwrap();
+        db.flush().unwrap();
+        let done = (first + 256).min(n);
+        if done % (n / 10).max(256) < 256 || done == n {
+            println!(
+                "{layout}: {done} records, {} MiB RSS, {:.0} s",
+                rss_kib() / 1024,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    drop(db);
+    println!("{layout}: after close {} MiB", rss_kib() / 1024);
+}
