@@ -13,7 +13,7 @@ mod common;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use common::{append, chain, credit_body, member_id, member_key, T0};
+use common::{append, chain, credit_body, member_id, member_key, Rng, T0};
 use tfx_protocol::evidence::Evidence;
 use tfx_protocol::roster::verify_chain;
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
@@ -24,21 +24,6 @@ use tfx_protocol::MemberId;
 const ANTI_ENTROPY_MS: u64 = 200;
 /// When the two groups are joined.
 const JOIN_AT: u64 = T0 + 3_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {

@@ -16,7 +16,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use common::{
-    append, credit_body, genesis_roster_with, member_id, sign_policy, sign_roster, CrashStore, T0,
+    append, credit_body, genesis_roster_with, member_id, sign_policy, sign_roster, CrashStore, Rng,
+    T0,
 };
 use tfx_protocol::checkpoint::verify_checkpoint;
 use tfx_protocol::disclosure::Disclosure;
@@ -34,25 +35,6 @@ use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
 use tfx_protocol::validate::RecordBody;
 use tfx_protocol::witness::{count_witnesses, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId};
-
-/// splitmix64: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.next() % 1000 < per_mille
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {

@@ -59,6 +59,30 @@ fn final_size(status: &Value, origin: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `tfx audit export --node NODE --record ID… EXTRA… --out FILE`, which must succeed.
+fn export(net: &Net, node: &str, ids: &[&str], extra: &[&str], file: &Path) {
+    let mut args = vec!["audit", "export", "--node", node];
+    for id in ids {
+        args.extend(["--record", id]);
+    }
+    args.extend(extra);
+    args.extend(["--out", file.to_str().unwrap()]);
+    let out = net.tfx(&args);
+    assert!(out.status.success(), "{}", common::text(&out));
+}
+
+/// `tfx audit verify FILE [--genesis G] --json`: its exit code and its report.
+fn verify_json(net: &Net, file: &Path, genesis: Option<&str>) -> (Option<i32>, Value) {
+    let mut args = vec!["audit", "verify", file.to_str().unwrap(), "--json"];
+    if let Some(g) = genesis {
+        args.extend(["--genesis", g]);
+    }
+    let out = net.tfx(&args);
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    (out.status.code(), json)
+}
+
 fn python_verify(file: &Path, genesis: &str) -> std::process::Output {
     Command::new("python3")
         .arg(repo().join("tools/verify_bundle.py"))
@@ -104,8 +128,7 @@ fn bundles_from_a_running_node_verify_offline_and_any_changed_byte_fails() {
     let report = common::text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("VERIFIED: all 5 records"), "{report}");
-    let out = net.tfx(&["audit", "verify", f, "--genesis", &g, "--json"]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, json) = verify_json(&net, &file, Some(&g));
     assert_eq!(json["verified"], true);
     for r in json["records"].as_array().unwrap() {
         let fin = r["checks"]
@@ -167,21 +190,14 @@ fn bundles_from_a_running_node_verify_offline_and_any_changed_byte_fails() {
 
     // Only the fields chosen travel; the bundle still verifies.
     let lean = net.dir.path().join("lean.tfxbundle");
-    let out = net.tfx(&[
-        "audit",
-        "export",
-        "--node",
+    export(
+        &net,
         "pbc-chengdu",
-        "--record",
-        &bank[0],
-        "--field",
-        "lender",
-        "--out",
-        lean.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out));
-    let out = net.tfx(&["audit", "verify", lean.to_str().unwrap(), "--json"]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        &[&bank[0]],
+        &["--field", "lender"],
+        &lean,
+    );
+    let (_, json) = verify_json(&net, &lean, None);
     assert_eq!(json["verified"], true, "{json}");
     assert_eq!(json["genesis_pinned"], false);
     assert_eq!(json["records"][0]["fields"], serde_json::json!(["lender"]));
@@ -297,27 +313,9 @@ fn a_member_run_twice_is_caught_by_honest_nodes_and_the_evidence_verifies_offlin
         .expect("query");
     let first = held["records"][0]["id"].as_str().unwrap().to_string();
     let file = net.dir.path().join("fork.tfxbundle");
-    let out = net.tfx(&[
-        "audit",
-        "export",
-        "--node",
-        "science-dept",
-        "--record",
-        &first,
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out));
-    let out = net.tfx(&[
-        "audit",
-        "verify",
-        file.to_str().unwrap(),
-        "--genesis",
-        &genesis(&net),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    export(&net, "science-dept", &[&first], &[], &file);
+    let (code, json) = verify_json(&net, &file, Some(&genesis(&net)));
+    assert_eq!(code, Some(1), "{json}");
     let eq = &json["equivocations"][0];
     assert_eq!(eq["origin"], "bank-a", "{json}");
     let evidence_check = json["checks"]
@@ -396,29 +394,9 @@ fn records_signed_before_a_key_rotation_verify_from_a_bundle_exported_after_it()
     });
 
     let file = net.dir.path().join("rotated.tfxbundle");
-    let out = net.tfx(&[
-        "audit",
-        "export",
-        "--node",
-        "pbc-chengdu",
-        "--record",
-        &old[0],
-        "--record",
-        &new[1],
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", common::text(&out));
+    export(&net, "pbc-chengdu", &[&old[0], &new[1]], &[], &file);
     let g = genesis(&net);
-    let out = net.tfx(&[
-        "audit",
-        "verify",
-        file.to_str().unwrap(),
-        "--genesis",
-        &g,
-        "--json",
-    ]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, json) = verify_json(&net, &file, Some(&g));
     assert_eq!(json["verified"], true, "{json}");
     // Two different keys signed the two records, each valid at its issue time.
     let signer = |i: usize| {
