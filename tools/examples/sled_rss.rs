@@ -3,9 +3,11 @@
 //! records in batches of 256, flushed after each, and prints VmRSS every 10% — for the store's
 //! layout (a chunk value per `CHUNK` records + id index + subject index) and for parts of it.
 //! `cargo run --release -p tfx-tools --example sled_rss -- LAYOUT [N]`, LAYOUT one of
-//! `store`, `chunk`, `chunk+id`, `per-record` (one value per record, nothing else);
-//! `CHUNK=64` (records per chunk value, default 64) and `CACHE_MIB=32` (sled's cache, default
-//! the store's) in the environment.
+//! `store`, `store+log` (also the head, checkpoint and Merkle keys an append rewrites), `chunk`,
+//! `chunk+id`, `per-record` (one value per record, nothing else); in the environment,
+//! `CHUNK=64` (records per chunk value, default 64), `CACHE_MIB=32` (sled's cache, default the
+//! store's) and `FLUSHER=1` (flush from another thread every 20 ms, as the node's sync driver
+//! does, instead of after each batch).
 #![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
 
 fn rss_kib() -> u64 {
@@ -34,6 +36,16 @@ fn main() {
     let db = config.open().unwrap();
     let record = vec![7u8; 2200];
     let chunk: u64 = std::env::var("CHUNK").map_or(64, |s| s.parse().unwrap());
+    // `FLUSHER=1`: flush from another thread every 20 ms, as the node's sync driver does,
+    // instead of after each batch.
+    let flusher = std::env::var("FLUSHER").is_ok();
+    if flusher {
+        let db = db.clone();
+        std::thread::spawn(move || loop {
+            db.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        });
+    }
     let start = std::time::Instant::now();
     println!("{layout} (chunk {chunk}): start {} MiB", rss_kib() / 1024);
     for first in (0..n).step_by(256) {
@@ -56,7 +68,7 @@ fn main() {
                         k.extend_from_slice(&spread(j));
                         b.insert(k, vec![6u8; 15]);
                     }
-                    if layout == "store" {
+                    if layout.starts_with("store") {
                         let mut k = b"S\x1291510100MA61234567".to_vec();
                         k[2 + (j % 16) as usize] = b'0' + (j % 7) as u8;
                         k.extend_from_slice(&(1_700_000_000_000 + j).to_be_bytes());
@@ -67,8 +79,21 @@ fn main() {
                 }
             }
         }
+        if layout == "store+log" {
+            // What else a node's append writes and reads: the head and latest checkpoint of the
+            // origin (read, then rewritten every batch) and a stored Merkle node per 256.
+            let head = b"H\x06bank-a".to_vec();
+            let _ = db.get(&head).unwrap();
+            b.insert(head, vec![5u8; 40]);
+            b.insert(b"C\x06bank-a".to_vec(), vec![4u8; 200]);
+            let mut k = b"N\x06bank-a\x08".to_vec();
+            k.extend_from_slice(&first.to_be_bytes());
+            b.insert(k, vec![3u8; 32]);
+        }
         db.apply_batch(b).unwrap();
-        db.flush().unwrap();
+        if !flusher {
+            db.flush().unwrap();
+        }
         let done = (first + 256).min(n);
         if done % (n / 10).max(256) < 256 || done == n {
             println!(
