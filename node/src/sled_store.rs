@@ -26,8 +26,8 @@
 //!
 //! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
 //! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
-//! [`CHUNK_RECORDS_MAX`] records and [`CHUNK_BYTES_MAX`] bytes per value; each record adds only its `I` entry and **one** `S` entry —
-//! under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
+//! [`CHUNK_RECORDS_MAX`] records and [`CHUNK_BYTES_MAX`] bytes per value; each record adds only
+//! its `I` entry and **one** `S` entry — under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
 //! pseudonym to its USCC the first time the pair is seen, so a pseudonym query still finds the
 //! records indexed by USCC (and filters them by their signed pseudonym). The time index `T`
 //! holds one entry per *run* of consecutive records of one origin issued in the same millisecond
@@ -288,6 +288,16 @@ fn time_tail(at: Timestamp, origin: &MemberId, seq: LogIndex) -> Vec<u8> {
     push_origin(&mut k, origin);
     k.extend_from_slice(&seq.0.to_be_bytes());
     k
+}
+
+/// An `E` value: each record (as [`encode_record`] writes it) prefixed with its u32 length.
+fn chunk_value<'a>(records: impl IntoIterator<Item = &'a [u8]>, capacity: usize) -> Vec<u8> {
+    let mut value = Vec::with_capacity(capacity);
+    for record in records {
+        value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        value.extend_from_slice(record);
+    }
+    value
 }
 
 /// The length of a record as [`encode_record`] writes it.
@@ -658,17 +668,9 @@ impl Store for SledStore {
             Some(CHUNK_BYTES_MAX),
             false,
         ) {
-            let mut value = Vec::with_capacity(
-                chunk
-                    .iter()
-                    .map(|r| 8 + r.envelope.len() + 64 * r.disclosures.len())
-                    .sum(),
-            );
-            for r in chunk {
-                let record = encode_record(r);
-                value.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                value.extend_from_slice(&record);
-            }
+            let encoded: Vec<Vec<u8>> = chunk.iter().map(encode_record).collect();
+            let bytes = encoded.iter().map(|r| 4 + r.len()).sum();
+            let value = chunk_value(encoded.iter().map(Vec::as_slice), bytes);
             b.insert(seq_key(E, &chunk[0].origin, chunk[0].seq.0), value);
         }
         let mut pairs_seen = std::collections::HashSet::new();
@@ -901,11 +903,7 @@ impl Store for SledStore {
                     bytes += 4 + list[end].len();
                     end += 1;
                 }
-                let mut value = Vec::with_capacity(bytes);
-                for record in &list[start..end] {
-                    value.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                    value.extend_from_slice(record);
-                }
+                let value = chunk_value(list[start..end].iter().map(Vec::as_slice), bytes);
                 let part = [prefix, &(first + start as u64).to_be_bytes()].concat();
                 b.insert(part, value);
                 start = end;

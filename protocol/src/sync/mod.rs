@@ -57,8 +57,6 @@ pub const READY_CHUNKS_MAX: usize = 16;
 /// Fetches outstanding to one peer. Its server answers them in order, so more only queue there.
 pub const PEER_FETCHES_MAX: usize = 16;
 
-/// Records pushed to a peer when the local durable head advances. A larger jump (after a long
-/// offline period) is left to the peer's fetches, which are flow-controlled.
 /// The side of a pair that does not start the anti-entropy rounds still sends a Hello every this
 /// many intervals. Its peer's Hellos already let it find any difference within one interval (it
 /// answers with Heads); its own Hellos only refresh what its peer knows of it — its roster and
@@ -66,6 +64,8 @@ pub const PEER_FETCHES_MAX: usize = 16;
 /// lost.
 pub const QUIET_SIDE_ROUNDS: u64 = 8;
 
+/// Records pushed to a peer when the local durable head advances. A larger jump (after a long
+/// offline period) is left to the peer's fetches, which are flow-controlled.
 pub const PUSH_RECORDS_MAX: u64 = 4 * RECORDS_PER_MESSAGE_MAX as u64;
 
 /// Timing and parallelism. Defaults suit a LAN/WAN consortium; the simulator shortens them.
@@ -663,11 +663,7 @@ impl SyncCore {
             if self.awaiting_report(&peer) {
                 // Recovery must hear from every member, and a member in sync does not answer a
                 // Hello; Heads are always answered.
-                let heads = Message::Heads(Heads {
-                    reply: false,
-                    heads: self.heads(),
-                    checkpoints: self.shown_checkpoints(store),
-                });
+                let heads = self.heads_message(store);
                 self.send(&peer, heads);
             } else {
                 self.send(&peer, hello.clone());
@@ -746,17 +742,18 @@ impl SyncCore {
             }
             self.check_recovered();
         } else {
-            let heads = self.heads();
-            let checkpoints = self.shown_checkpoints(store);
-            self.send(
-                peer,
-                Message::Heads(Heads {
-                    reply: false,
-                    heads,
-                    checkpoints,
-                }),
-            );
+            let heads = self.heads_message(store);
+            self.send(peer, heads);
         }
+    }
+
+    /// Every head this node holds with its latest signed checkpoints, asking for the peer's.
+    fn heads_message<S: Store>(&mut self, store: &S) -> Message {
+        Message::Heads(Heads {
+            reply: false,
+            heads: self.heads(),
+            checkpoints: self.shown_checkpoints(store),
+        })
     }
 
     fn request_roster(&mut self, peer: &MemberId, now: u64) {
