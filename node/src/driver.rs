@@ -1,9 +1,9 @@
 //! The sync driver: the one task that owns the [`SyncCore`]. It feeds the core connection
 //! events, decoded messages, the appender's durable head and timer expiries, then moves the
 //! core's output — frames onto peers' queues, disconnects, adopted rosters and policies
-//! (persisted; rosters then
-//! handed to the transport), applied batches (flushed in the background) — and publishes a
-//! [`SyncStatus`] for the local API.
+//! (persisted; rosters then handed to the transport), applied batches (flushed by the driver
+//! itself at most every [`SYNC_FLUSH_INTERVAL`]) — and publishes a [`SyncStatus`] for the
+//! local API.
 //!
 //! The core is synchronous and touches sled; its calls run under `block_in_place` so a large
 //! batch's verification never stalls other tasks on this worker.
@@ -19,7 +19,7 @@ use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
 use tfx_protocol::sync::{DisconnectCause, Event, SyncCore};
 use tfx_protocol::MemberId;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::connection::{self, Input, Traffic, CLOSE_POLICY, CLOSE_REPLACED};
 use crate::ledger::{Ledger, LedgerEntry};
@@ -33,6 +33,15 @@ pub const INPUT_QUEUE: usize = 1024;
 
 /// How often the published status is refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often, at most, the driver flushes records it applied from peers. Remote records need
+/// no flush before use (a crash only means fetching them again), but the flush runs on the
+/// driver, between its steps, not beside them: sled writes the log out on its own I/O threads,
+/// and applying batches faster than they are written piles up its 512 KiB write buffers (73 MB
+/// of them at the peak of a 100k catch-up under heaptrack), which the allocator then cannot
+/// hand back. Flushing in line makes catch-up wait for the disk instead. The interval keeps a
+/// steady trickle of pushed records from costing one fsync each.
+pub const SYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One connected peer as the status reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -150,7 +159,9 @@ pub struct Driver {
     /// What the node wired up; the fields below are the driver's own.
     io: DriverParts,
     links: BTreeMap<MemberId, Link>,
-    flush: Arc<Notify>,
+    /// When records were first applied since the last flush (`None`: all flushed).
+    synced_unflushed: Option<tokio::time::Instant>,
+    last_sync_flush: tokio::time::Instant,
     received: u64,
     misbehaviour: u64,
     refused: u64,
@@ -214,7 +225,8 @@ impl Driver {
             forks: 0,
             store_failed: None,
             links: BTreeMap::new(),
-            flush: Arc::new(Notify::new()),
+            synced_unflushed: None,
+            last_sync_flush: tokio::time::Instant::now(),
             received: 0,
             misbehaviour: 0,
             refused: 0,
@@ -232,11 +244,6 @@ impl Driver {
         mut durable: watch::Receiver<LogHead>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let flusher = tokio::spawn(flush_loop(
-            self.io.store.clone(),
-            self.flush.clone(),
-            self.io.metrics.clone(),
-        ));
         let head = *durable.borrow_and_update();
         self.with_core(|core, store| core.handle_local_head(store, head, now_ms()));
         // A store may hold fields a policy adopted while the node was down took away, or
@@ -269,6 +276,7 @@ impl Driver {
                         self.purge("retention");
                     }
                 }
+                _ = sleep_until(self.sync_flush_at()) => {}
                 _ = sleep_until(wake) => {
                     let now = now_ms();
                     self.with_core(|core, store| core.handle_timeout(store, now));
@@ -284,10 +292,15 @@ impl Driver {
                 b"shutting down",
             );
         }
-        flusher.abort();
         if let Err(e) = self.io.store.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
+    }
+
+    /// When the records applied since the last flush are due to be flushed.
+    fn sync_flush_at(&self) -> Option<tokio::time::Instant> {
+        self.synced_unflushed
+            .map(|_| self.last_sync_flush + SYNC_FLUSH_INTERVAL)
     }
 
     fn with_core(&mut self, f: impl FnOnce(&mut SyncCore, &SledStore)) {
@@ -369,13 +382,25 @@ impl Driver {
         }
         // Architecture invariant: no disclosure leaves before its ledger entry is durable (one
         // flush per driver step that disclosed anything, shared with every write before it).
-        if self.ledger_unflushed {
-            self.ledger_unflushed = false;
+        let sync_due = self
+            .sync_flush_at()
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if self.ledger_unflushed || sync_due {
             let store = self.io.store.clone();
-            if let Err(e) = tokio::task::block_in_place(|| store.flush()) {
-                tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
-                self.ledger_failed = true;
+            let started = std::time::Instant::now();
+            let flushed = tokio::task::block_in_place(|| store.flush());
+            self.io.metrics.sync_flush.observe(started.elapsed());
+            self.last_sync_flush = tokio::time::Instant::now();
+            match flushed {
+                Ok(()) => self.synced_unflushed = None,
+                Err(e) if self.ledger_unflushed => {
+                    tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
+                    self.ledger_failed = true;
+                }
+                // Kept unflushed: retried after the next interval.
+                Err(e) => tracing::error!(error = %e, "flushing synced records failed"),
             }
+            self.ledger_unflushed = false;
         }
         let withhold = std::mem::take(&mut self.ledger_failed);
         while let Some((peer, message)) = self.io.core.poll_transmit() {
@@ -434,7 +459,8 @@ impl Driver {
                 let before = self.sizes.insert(origin.clone(), head.size).unwrap_or(0);
                 *self.received_records.entry(origin.to_string()).or_insert(0) +=
                     head.size.saturating_sub(before);
-                self.flush.notify_one();
+                self.synced_unflushed
+                    .get_or_insert_with(tokio::time::Instant::now);
             }
             Event::Fork {
                 origin,
@@ -494,7 +520,8 @@ impl Driver {
             Event::Recovered { head } => self.recovered(head),
             Event::Backfilled { origin, records } => {
                 tracing::info!(%origin, records, "back-filled fields the policy now grants");
-                self.flush.notify_one();
+                self.synced_unflushed
+                    .get_or_insert_with(tokio::time::Instant::now);
             }
         }
     }
@@ -661,32 +688,5 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Flushes applied sync batches in the background, coalescing: one flush covers everything
-/// applied before it started. Remote records need no flush before use (a crash only means
-/// fetching them again), but should not sit unflushed indefinitely.
-async fn flush_loop(
-    store: Arc<SledStore>,
-    notify: Arc<Notify>,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
-    loop {
-        notify.notified().await;
-        let s = store.clone();
-        let m = metrics.clone();
-        let flushed = tokio::task::spawn_blocking(move || {
-            let t = std::time::Instant::now();
-            let r = s.flush();
-            m.sync_flush.observe(t.elapsed());
-            r
-        });
-        match flushed.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "flushing synced records failed"),
-            Err(_) => return,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

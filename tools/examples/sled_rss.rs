@@ -7,7 +7,9 @@
 //! `chunk+id`, `per-record` (one value per record, nothing else); in the environment,
 //! `CHUNK=64` (records per chunk value, default 64), `CACHE_MIB=32` (sled's cache, default the
 //! store's) and `FLUSHER=1` (flush from another thread every 20 ms, as the node's sync driver
-//! does, instead of after each batch).
+//! did, instead of after each batch); `READ=1` then reopens the store and reads every record
+//! back in fetch-sized ranges, as a member serving a catch-up does; `DIR=path` keeps the store
+//! there (default: a temporary directory) and `SKIP_WRITE=1` only reads an existing one.
 #![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
 
 fn rss_kib() -> u64 {
@@ -29,7 +31,8 @@ fn main() {
     let layout = args.next().unwrap_or_else(|| "store".into());
     let n: u64 = args.next().map_or(1_000_000, |s| s.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let mut config = tfx_node::sled_store::sled_config(dir.path());
+    let path = std::env::var("DIR").map_or(dir.path().to_path_buf(), Into::into);
+    let mut config = tfx_node::sled_store::sled_config(&path);
     if let Ok(mib) = std::env::var("CACHE_MIB") {
         config = config.cache_capacity(mib.parse::<u64>().unwrap() << 20);
     }
@@ -48,7 +51,8 @@ fn main() {
     }
     let start = std::time::Instant::now();
     println!("{layout} (chunk {chunk}): start {} MiB", rss_kib() / 1024);
-    for first in (0..n).step_by(256) {
+    let write = std::env::var("SKIP_WRITE").is_err();
+    for first in (0..n).step_by(256).filter(|_| write) {
         let mut b = sled::Batch::default();
         for j in first..(first + 256).min(n) {
             match layout.as_str() {
@@ -105,4 +109,30 @@ fn main() {
     }
     drop(db);
     println!("{layout}: after close {} MiB", rss_kib() / 1024);
+    if std::env::var("READ").is_ok() {
+        // Reopened, then read back in order, as a member serving a catch-up does: a range
+        // lookup per fetch of 256 records, scanning the chunks that hold them.
+        let db = config.open().unwrap();
+        println!("{layout}: reopened, {} MiB RSS", rss_kib() / 1024);
+        let start = std::time::Instant::now();
+        let mut bytes = 0usize;
+        for first in (0..n).step_by(256) {
+            let mut lo = b"E\x06bank-a".to_vec();
+            lo.extend_from_slice(&(first - first % chunk).to_be_bytes());
+            let mut hi = b"E\x06bank-a".to_vec();
+            hi.extend_from_slice(&(first + 255).to_be_bytes());
+            for kv in db.range(lo..=hi) {
+                bytes += kv.unwrap().1.len();
+            }
+            let done = (first + 256).min(n);
+            if done % (n / 10).max(256) < 256 || done == n {
+                println!(
+                    "{layout} read: {done} records, {} MiB RSS, {:.0} s",
+                    rss_kib() / 1024,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        assert!(bytes > 0);
+    }
 }

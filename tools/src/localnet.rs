@@ -176,7 +176,10 @@ impl LocalNet {
                 &p(&format!("{id}.bundle")),
             ])?;
             let config = root.join(id).join("node.toml");
-            let mut text = std::fs::read_to_string(&config)?;
+            // `member join` listens on every interface, as a server would; a local consortium
+            // stays on loopback.
+            let mut text = std::fs::read_to_string(&config)?
+                .replace("listen = \"0.0.0.0:", "listen = \"127.0.0.1:");
             if warnings && *role == "risk-warning" {
                 std::fs::write(root.join(id).join("warnings.toml"), WARNING_RULES)?;
                 text.push_str("\n[risk_warning]\nrules = \"warnings.toml\"\n");

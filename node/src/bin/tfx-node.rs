@@ -92,6 +92,7 @@ fn parse_origin_key(s: &str) -> Result<(MemberId, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -101,6 +102,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc's malloc arenas for the whole process (glibc's own default: 8 per core).
+const MALLOC_ARENAS: i32 = 1;
+
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] unless `MALLOC_ARENA_MAX` is set in the
+/// environment. glibc gives threads that allocate at once arenas of their own, and a node's
+/// threads take turns at the same work — tokio hands the sync driver to another thread at
+/// every `block_in_place`, sled writes from its I/O threads, verification runs on fresh
+/// threads — so sled's page cache ends up spread over many arenas, each fragmenting on its own.
+/// `tfx bench replicate` at 200k records (BENCHMARKS.md): a fresh member's RSS was 303 MiB
+/// with glibc's default, 207 MiB with 2 arenas, 149 MiB with 1, at catch-up rates within the
+/// host's noise; per-thread caches (tcache) keep most allocations off the shared arena's lock.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    // SAFETY: `mallopt` only sets a parameter of glibc's allocator, which serialises it
+    // against allocation itself; this runs first in `main`, before the process has threads.
+    // Its result is whether the parameter was accepted: an ignored setting costs memory only.
+    let _accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match (cli.config, cli.command) {
