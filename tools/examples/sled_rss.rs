@@ -4,7 +4,8 @@
 //! layout (a chunk value per `CHUNK` records + id index + subject index) and for parts of it.
 //! `cargo run --release -p tfx-tools --example sled_rss -- LAYOUT [N]`, LAYOUT one of
 //! `store`, `store+log` (also the head, checkpoint and Merkle keys an append rewrites), `chunk`,
-//! `chunk+id`, `per-record` (one value per record, nothing else); in the environment,
+//! `chunk+id`, `per-record` (one value per record, nothing else), `vlog` (as `store`, but each
+//! chunk's bytes appended to a file beside sled, which holds where); in the environment,
 //! `CHUNK=64` (records per chunk value, default 64), `CACHE_MIB=32` (sled's cache, default the
 //! store's) and `FLUSHER=1` (flush from another thread every 20 ms, as the node's sync driver
 //! did, instead of after each batch); `READ=1` then reopens the store and reads every record
@@ -52,6 +53,16 @@ fn main() {
     let start = std::time::Instant::now();
     println!("{layout} (chunk {chunk}): start {} MiB", rss_kib() / 1024);
     let write = std::env::var("SKIP_WRITE").is_err();
+    // `vlog`: chunk bodies appended to a file beside sled, sled holding a pointer to each.
+    let vlog_path = path.join("records.vlog");
+    let mut vlog = (layout == "vlog").then(|| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&vlog_path)
+            .unwrap()
+    });
+    let mut vlog_len = vlog.as_ref().map_or(0, |f| f.metadata().unwrap().len());
     for first in (0..n).step_by(256).filter(|_| write) {
         let mut b = sled::Batch::default();
         for j in first..(first + 256).min(n) {
@@ -65,14 +76,24 @@ fn main() {
                     if j % chunk == 0 {
                         let mut k = b"E\x06bank-a".to_vec();
                         k.extend_from_slice(&j.to_be_bytes());
-                        b.insert(k, vec![7u8; 2200 * chunk as usize]);
+                        let body = vec![7u8; 2200 * chunk as usize];
+                        match vlog.as_mut() {
+                            Some(f) => {
+                                use std::io::Write;
+                                f.write_all(&body).unwrap();
+                                let at = [vlog_len, body.len() as u64];
+                                vlog_len += body.len() as u64;
+                                b.insert(k, at.map(u64::to_be_bytes).concat());
+                            }
+                            None => b.insert(k, body),
+                        }
                     }
                     if layout != "chunk" {
                         let mut k = b"I".to_vec();
                         k.extend_from_slice(&spread(j));
                         b.insert(k, vec![6u8; 15]);
                     }
-                    if layout.starts_with("store") {
+                    if layout.starts_with("store") || layout == "vlog" {
                         let mut k = b"S\x1291510100MA61234567".to_vec();
                         k[2 + (j % 16) as usize] = b'0' + (j % 7) as u8;
                         k.extend_from_slice(&(1_700_000_000_000 + j).to_be_bytes());
@@ -94,6 +115,9 @@ fn main() {
             k.extend_from_slice(&first.to_be_bytes());
             b.insert(k, vec![3u8; 32]);
         }
+        if let Some(f) = vlog.as_ref() {
+            f.sync_data().unwrap(); // the bodies are durable before sled points at them
+        }
         db.apply_batch(b).unwrap();
         if !flusher {
             db.flush().unwrap();
@@ -113,6 +137,7 @@ fn main() {
         // Reopened, then read back in order, as a member serving a catch-up does: a range
         // lookup per fetch of 256 records, scanning the chunks that hold them.
         let db = config.open().unwrap();
+        let vlog = (layout == "vlog").then(|| std::fs::File::open(&vlog_path).unwrap());
         println!("{layout}: reopened, {} MiB RSS", rss_kib() / 1024);
         let start = std::time::Instant::now();
         let mut bytes = 0usize;
@@ -122,7 +147,17 @@ fn main() {
             let mut hi = b"E\x06bank-a".to_vec();
             hi.extend_from_slice(&(first + 255).to_be_bytes());
             for kv in db.range(lo..=hi) {
-                bytes += kv.unwrap().1.len();
+                let v = kv.unwrap().1;
+                bytes += match vlog.as_ref() {
+                    Some(f) => {
+                        use std::os::unix::fs::FileExt;
+                        let at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap());
+                        let mut body = vec![0u8; at(8) as usize];
+                        f.read_exact_at(&mut body, at(0)).unwrap();
+                        body.len()
+                    }
+                    None => v.len(),
+                };
             }
             let done = (first + 256).min(n);
             if done % (n / 10).max(256) < 256 || done == n {
