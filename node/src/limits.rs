@@ -22,9 +22,10 @@ pub const SEAL_THREADS_MAX: usize = 8;
 /// sled's page cache. sled's default (1 GiB) let a member holding 1M records reach ~2.5 GiB
 /// RSS (`tfx bench replicate`); DESIGN §12 budgets 150 MiB for the whole node. Reads that miss
 /// go to the OS page cache, which the kernel can reclaim, unlike our heap. This bounds less
-/// than it says: sled 0.34 counts accesses in 256 shards and evicts only when a shard has
-/// queued 64 of them, so up to ~16k pages stay resident whatever the capacity — reading 200k
-/// records back held all 440 MB of them at 32 MiB and at 8 MiB alike (`sled_rss` `READ=1`).
+/// than it says: sled 0.34 logs a node over 128 KiB (a quarter segment) as a blob and charges
+/// its cache only the ~20-byte pointer, so such pages are never evicted — reading 200k records
+/// back held all 440 MB of them at 32 MiB and at 8 MiB alike (`sled_rss` `READ=1`), and only
+/// one value per record (leaves too small to become blobs) levelled off.
 pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
