@@ -9,8 +9,9 @@
 //! `CHUNK=64` (records per chunk value, default 64), `CACHE_MIB=32` (sled's cache, default the
 //! store's) and `FLUSHER=1` (flush from another thread every 20 ms, as the node's sync driver
 //! did, instead of after each batch); `READ=1` then reopens the store and reads every record
-//! back in fetch-sized ranges, as a member serving a catch-up does; `DIR=path` keeps the store
-//! there (default: a temporary directory) and `SKIP_WRITE=1` only reads an existing one.
+//! back in fetch-sized ranges, as a member serving a catch-up does (`READ=2`: twice over);
+//! `DIR=path` keeps the store there (default: a temporary directory) and `SKIP_WRITE=1` only
+//! reads an existing one.
 #![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
 
 fn rss_kib() -> u64 {
@@ -141,7 +142,9 @@ fn main() {
         println!("{layout}: reopened, {} MiB RSS", rss_kib() / 1024);
         let start = std::time::Instant::now();
         let mut bytes = 0usize;
-        for first in (0..n).step_by(256) {
+        // `READ=2`: read it all twice, to see whether the second pass pages anything in again.
+        let passes: u64 = std::env::var("READ").unwrap().parse().unwrap_or(1);
+        for first in (0..n * passes).step_by(256).map(|f| f % n) {
             let mut lo = b"E\x06bank-a".to_vec();
             lo.extend_from_slice(&(first - first % chunk).to_be_bytes());
             let mut hi = b"E\x06bank-a".to_vec();
