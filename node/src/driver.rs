@@ -159,8 +159,8 @@ pub struct Driver {
     /// What the node wired up; the fields below are the driver's own.
     io: DriverParts,
     links: BTreeMap<MemberId, Link>,
-    /// When records were first applied since the last flush (`None`: all flushed).
-    synced_unflushed: Option<tokio::time::Instant>,
+    /// Records were applied since the last flush.
+    synced_unflushed: bool,
     last_sync_flush: tokio::time::Instant,
     received: u64,
     misbehaviour: u64,
@@ -225,7 +225,7 @@ impl Driver {
             forks: 0,
             store_failed: None,
             links: BTreeMap::new(),
-            synced_unflushed: None,
+            synced_unflushed: false,
             last_sync_flush: tokio::time::Instant::now(),
             received: 0,
             misbehaviour: 0,
@@ -300,7 +300,7 @@ impl Driver {
     /// When the records applied since the last flush are due to be flushed.
     fn sync_flush_at(&self) -> Option<tokio::time::Instant> {
         self.synced_unflushed
-            .map(|_| self.last_sync_flush + SYNC_FLUSH_INTERVAL)
+            .then(|| self.last_sync_flush + SYNC_FLUSH_INTERVAL)
     }
 
     fn with_core(&mut self, f: impl FnOnce(&mut SyncCore, &SledStore)) {
@@ -392,7 +392,7 @@ impl Driver {
             self.io.metrics.sync_flush.observe(started.elapsed());
             self.last_sync_flush = tokio::time::Instant::now();
             match flushed {
-                Ok(()) => self.synced_unflushed = None,
+                Ok(()) => self.synced_unflushed = false,
                 Err(e) if self.ledger_unflushed => {
                     tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
                     self.ledger_failed = true;
@@ -459,8 +459,7 @@ impl Driver {
                 let before = self.sizes.insert(origin.clone(), head.size).unwrap_or(0);
                 *self.received_records.entry(origin.to_string()).or_insert(0) +=
                     head.size.saturating_sub(before);
-                self.synced_unflushed
-                    .get_or_insert_with(tokio::time::Instant::now);
+                self.synced_unflushed = true;
             }
             Event::Fork {
                 origin,
@@ -520,8 +519,7 @@ impl Driver {
             Event::Recovered { head } => self.recovered(head),
             Event::Backfilled { origin, records } => {
                 tracing::info!(%origin, records, "back-filled fields the policy now grants");
-                self.synced_unflushed
-                    .get_or_insert_with(tokio::time::Instant::now);
+                self.synced_unflushed = true;
             }
         }
     }

@@ -22,6 +22,17 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
+/// Prints VmRSS every 10% of `n` (and at the end).
+fn progress(what: &str, done: u64, n: u64, start: std::time::Instant) {
+    if done % (n / 10).max(256) < 256 || done == n {
+        println!(
+            "{what}: {done} records, {} MiB RSS, {:.0} s",
+            rss_kib() / 1024,
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn spread(j: u64) -> Vec<u8> {
     let mut x = vec![0u8; 32];
     x[..8].copy_from_slice(&j.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
@@ -123,14 +134,7 @@ fn main() {
         if !flusher {
             db.flush().unwrap();
         }
-        let done = (first + 256).min(n);
-        if done % (n / 10).max(256) < 256 || done == n {
-            println!(
-                "{layout}: {done} records, {} MiB RSS, {:.0} s",
-                rss_kib() / 1024,
-                start.elapsed().as_secs_f64()
-            );
-        }
+        progress(&layout, (first + 256).min(n), n, start);
     }
     drop(db);
     println!("{layout}: after close {} MiB", rss_kib() / 1024);
@@ -162,14 +166,7 @@ fn main() {
                     None => v.len(),
                 };
             }
-            let done = (first + 256).min(n);
-            if done % (n / 10).max(256) < 256 || done == n {
-                println!(
-                    "{layout} read: {done} records, {} MiB RSS, {:.0} s",
-                    rss_kib() / 1024,
-                    start.elapsed().as_secs_f64()
-                );
-            }
+            progress(&format!("{layout} read"), (first + 256).min(n), n, start);
         }
         assert!(bytes > 0);
     }
