@@ -25,4 +25,5 @@ pub mod pki;
 pub mod sled_store;
 pub mod synthetic;
 pub mod transport;
+pub mod vlog;
 pub mod warner;

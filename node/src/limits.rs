@@ -22,10 +22,11 @@ pub const SEAL_THREADS_MAX: usize = 8;
 /// sled's page cache. sled's default (1 GiB) let a member holding 1M records reach ~2.5 GiB
 /// RSS (`tfx bench replicate`); DESIGN §12 budgets 150 MiB for the whole node. Reads that miss
 /// go to the OS page cache, which the kernel can reclaim, unlike our heap. This bounds less
-/// than it says: sled 0.34 logs a node over 128 KiB (a quarter segment) as a blob and charges
-/// its cache only the ~20-byte pointer, so such pages are never evicted — reading 200k records
-/// back held all 440 MB of them at 32 MiB and at 8 MiB alike (`sled_rss` `READ=1`), and only
-/// one value per record (leaves too small to become blobs) levelled off.
+/// than it says: sled 0.34's LRU counts accesses per shard (256 of them) in blocks of 64 before
+/// it evicts anything and keeps a page per shard however large, so up to ~16k recently read pages
+/// stay resident whatever this is. With 64 KiB chunk values in sled that was every page a
+/// catch-up read (200k records: 440 MB at 32 and at 8 MiB alike); it is why chunk bodies moved to
+/// the value log (`vlog.rs`) and sled keeps only small pages.
 pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).

@@ -7,7 +7,7 @@
 //!
 //! | prefix | key                                         | value                                   |
 //! |--------|---------------------------------------------|-----------------------------------------|
-//! | `E`    | origin, first seq u64                       | chunk: ≤ 64 consecutive records and ≤ 64 KiB, each u32 len + record |
+//! | `E`    | origin, first seq u64                       | where the chunk lies in the value log: 0x01, offset u64, len u32 |
 //! | `I`    | record id                                   | origin, seq u64                         |
 //! | `N`    | origin, level u8, index u64                 | Merkle node (levels ≥ `STORED_LEVEL_MIN`) |
 //! | `H`    | origin                                      | size u64, root                          |
@@ -20,9 +20,15 @@
 //! | `L`    | at_ms u64, n u64                            | disclosure ledger entry (`ledger.rs`)   |
 //! | `W`    | origin, size u64                            | witnessed checkpoint with cosignatures  |
 //! | `X`    | origin                                      | equivocation evidence (first verified)  |
+//! | `Z`    | offset u64                                  | len u32: rewritten chunk still to zero  |
 //!
-//! A record inside a chunk is `u32 envelope len, envelope, then each disclosure as u32 len +
-//! bytes`.
+//! A chunk is ≤ 64 consecutive records and ≤ 64 KiB, each as u32 len + record; a record inside a
+//! chunk is `u32 envelope len, envelope, then each disclosure as u32 len + bytes`. Chunk bodies
+//! live in the value log (`records.vlog`, [`crate::vlog`]) beside sled, not in sled: sled 0.34
+//! keeps large pages it has read resident, so a member serving catch-ups from chunks in sled grew
+//! to the size of its data. The metadata key `Mvlog` holds the value log's valid length, written
+//! in the same batch as the pointers into it. Store format 1 kept chunks inline in `E`; opening
+//! such a store moves them into the value log ([`STORE_FORMAT`] 2).
 //!
 //! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
 //! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
@@ -34,7 +40,9 @@
 //! (a group commit stamps its whole batch with one time), and Merkle nodes below level 8 are
 //! recomputed from envelopes rather than stored.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 use tfx_protocol::ids::{Hash, LogIndex, MemberId, RecordId, Timestamp};
 use tfx_protocol::limits::QUERY_RESULTS_MAX;
@@ -45,9 +53,11 @@ use tfx_protocol::store::{
     Store, StoredRecord,
 };
 
+use crate::vlog::{Pointer, ValueLog, ValueLogError};
+
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
-pub const STORE_FORMAT: u32 = 1;
+pub const STORE_FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SledStoreError {
@@ -57,6 +67,8 @@ pub enum SledStoreError {
     NewerFormat { found: u32 },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error("store is corrupt: {0}")]
+    ValueLog(#[from] ValueLogError),
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
     #[error(transparent)]
@@ -71,6 +83,7 @@ pub enum SledStoreError {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
+    vlog: Arc<ValueLog>,
 }
 
 const E: u8 = b'E';
@@ -84,6 +97,7 @@ const P: u8 = b'P';
 const B: u8 = b'B';
 const W: u8 = b'W';
 const X: u8 = b'X';
+const Z: u8 = b'Z';
 
 /// USCCs followed for one pseudonym in a query. Honestly there is one; more means issuers
 /// signed one pseudonym for several enterprises, and the query must stay bounded regardless.
@@ -97,15 +111,17 @@ pub const QUERY_SCAN_MAX: usize = 100_000;
 /// record, few enough that reading one record copies little.
 pub const CHUNK_RECORDS_MAX: usize = 64;
 
-/// Bytes per `E` chunk at most (a single larger record still gets a chunk of its own). sled 0.34
-/// writes any value over a quarter of its 512 KiB segment as a separate blob, and blobs stayed
-/// resident whatever the cache size: with 64-record chunks (~140 KiB) a store of 1M records held
-/// ~1.2 GiB in RSS, with chunks under 64 KiB ~170 MiB (`sled_rss` example, BENCHMARKS.md).
+/// Bytes per `E` chunk at most (a single larger record still gets a chunk of its own): reading
+/// one record reads its whole chunk from the value log.
 pub const CHUNK_BYTES_MAX: usize = 64 * 1024;
 const FORMAT_KEY: &[u8] = b"Mformat";
 const HEALTH_KEY: &[u8] = b"Mhealth";
 /// Present while the local log is to be recovered from peers (set by a restore).
 const RECOVERING_KEY: &[u8] = b"Mrecovering";
+/// The value log's valid length (u64), written with every batch that points into it.
+const VLOG_LEN_KEY: &[u8] = b"Mvlog";
+/// Inline chunks moved into the value log per batch when opening a format-1 store.
+const MIGRATE_CHUNKS_PER_BATCH: usize = 256;
 
 fn push_origin(k: &mut Vec<u8>, origin: &MemberId) {
     // Member ids are ≤ 64 bytes (protocol limit), so one length byte suffices.
@@ -129,6 +145,25 @@ fn id_key(id: &RecordId) -> Vec<u8> {
     let mut k = vec![I];
     k.extend_from_slice(&id.0);
     k
+}
+
+fn zero_key(offset: u64) -> Vec<u8> {
+    let mut k = vec![Z];
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Frees what sled's writes left for epoch-based reclamation. sled defers freeing every page
+/// version it replaces to crossbeam-epoch, which collects a few bags of garbage only every 128
+/// pins of a thread; an `apply_batch` pins once for thousands of replaced nodes, so garbage
+/// outran collection and a store written in large batches grew without bound (the `sled_rss`
+/// example with the value-log layout: 1,007 MiB at 1M records, 161 MiB with this). Each
+/// pin-and-flush pushes this thread's garbage and collects up to 8 bags of 64; `keys` is the
+/// batch's write count, a bound on the garbage it made.
+fn reclaim(keys: usize) {
+    for _ in 0..keys / 64 + 2 {
+        crossbeam_epoch::pin().flush();
+    }
 }
 
 fn node_key(origin: &MemberId, id: NodeId) -> Vec<u8> {
@@ -370,13 +405,14 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, SledStoreError> {
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, checking the on-disk format version.
+    ///
+    /// Cuts the value log back to the length sled recorded (a tail written for a batch that
+    /// never became durable), finishes zeroing chunks rewritten before a crash, and moves the
+    /// inline chunks of a format-1 store into the value log.
     pub fn open(dir: &Path) -> Result<Self, SledStoreError> {
         let db = open_db(dir)?;
-        match db.get(FORMAT_KEY)? {
-            None => {
-                db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
-                db.flush()?;
-            }
+        let found = match db.get(FORMAT_KEY)? {
+            None => None,
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
                     .map(u32::from_be_bytes)
@@ -384,9 +420,109 @@ impl SledStore {
                 if found > STORE_FORMAT {
                     return Err(SledStoreError::NewerFormat { found });
                 }
+                Some(found)
             }
+        };
+        let valid = match db.get(VLOG_LEN_KEY)? {
+            None => 0,
+            Some(v) => u64_at(&v, 0)?,
+        };
+        let vlog = Arc::new(ValueLog::open(dir, valid)?);
+        let store = SledStore { db, vlog };
+        store.finish_zeroing()?;
+        if found.is_some_and(|f| f < STORE_FORMAT) {
+            let moved = store.migrate_inline_chunks()?;
+            tracing::info!(
+                chunks = moved,
+                "store format upgraded to {STORE_FORMAT}: chunk bodies moved to the value log"
+            );
         }
-        Ok(SledStore { db })
+        if found != Some(STORE_FORMAT) {
+            store.db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
+            store.db.flush()?;
+        }
+        Ok(store)
+    }
+
+    /// Zeroes the chunks that a rewrite replaced before a crash (their `Z` entries), then drops
+    /// the entries.
+    fn finish_zeroing(&self) -> Result<(), SledStoreError> {
+        let mut pending = Vec::new();
+        let mut keys = Vec::new();
+        for kv in self.db.scan_prefix([Z]) {
+            let (k, v) = kv?;
+            pending.push(Pointer {
+                offset: u64_at(&k, 1)?,
+                len: u32::try_from(u32_at(&v, 0)?).map_err(|_| corrupt("zeroing entry"))?,
+            });
+            keys.push(k);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.vlog.zero(&pending)?;
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k);
+        }
+        self.db.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Moves every chunk stored inline in `E` (store format 1) into the value log, a batch at a
+    /// time; each batch is durable on its own, so an interrupted upgrade resumes where it stopped.
+    fn migrate_inline_chunks(&self) -> Result<usize, SledStoreError> {
+        let mut moved = 0;
+        let mut after: Option<sled::IVec> = None;
+        loop {
+            let range = match &after {
+                Some(k) => self.db.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(k.as_ref()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => self.db.range::<&[u8], _>(&[E][..]..),
+            };
+            let mut inline = Vec::new();
+            for kv in range {
+                let (k, v) = kv?;
+                if k.first() != Some(&E) {
+                    break;
+                }
+                after = Some(k.clone());
+                if Pointer::decode(&v)?.is_none() {
+                    inline.push((k, v.to_vec()));
+                    if inline.len() == MIGRATE_CHUNKS_PER_BATCH {
+                        break;
+                    }
+                }
+            }
+            if inline.is_empty() {
+                return Ok(moved);
+            }
+            let (keys, bodies): (Vec<_>, Vec<_>) = inline.into_iter().unzip();
+            self.vlog.append_then(&bodies, |pointers, len| {
+                let mut b = sled::Batch::default();
+                for (k, p) in keys.iter().zip(pointers) {
+                    b.insert(k, &p.encode()[..]);
+                }
+                b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
+                self.db.apply_batch(b)?;
+                Ok::<_, SledStoreError>(())
+            })?;
+            self.db.flush()?;
+            reclaim(bodies.len());
+            moved += bodies.len();
+        }
+    }
+
+    /// A chunk's bytes from its `E` value: read from the value log, or inline (format 1, only
+    /// while an upgrade runs). The caller holds [`ValueLog::reading`].
+    fn chunk_bytes<'a>(&self, value: &'a [u8]) -> Result<Cow<'a, [u8]>, SledStoreError> {
+        Ok(match Pointer::decode(value)? {
+            Some(p) => Cow::Owned(self.vlog.read(p)?),
+            None => Cow::Borrowed(value),
+        })
     }
 
     /// Opens a store that must already exist (for offline tools: never creates one by mistake).
@@ -428,9 +564,9 @@ impl SledStore {
         Ok(())
     }
 
-    /// Bytes sled reports on disk.
+    /// Bytes on disk: sled's files and the value log.
     pub fn size_on_disk(&self) -> Result<u64, SledStoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.vlog.len())
     }
 
     /// Runs `f` on the stored bytes of record (origin, seq), found in its chunk.
@@ -441,6 +577,7 @@ impl SledStore {
         f: impl FnOnce(&[u8]) -> Result<T, SledStoreError>,
     ) -> Result<Option<T>, SledStoreError> {
         let prefix = origin_key(E, origin);
+        let _reading = self.vlog.reading();
         let Some(kv) = self
             .db
             .range(prefix.clone()..=seq_key(E, origin, seq.0))
@@ -448,7 +585,8 @@ impl SledStore {
         else {
             return Ok(None);
         };
-        let (k, chunk) = kv?;
+        let (k, value) = kv?;
+        let chunk = self.chunk_bytes(&value)?;
         let first = u64_at(&k, prefix.len())?;
         match chunk_record(&chunk, seq.0 - first)? {
             Some(record) => Ok(Some(f(record)?)),
@@ -466,6 +604,7 @@ impl SledStore {
     ) -> Result<Vec<T>, SledStoreError> {
         let prefix = origin_key(E, origin);
         let mut out = Vec::new();
+        let _reading = self.vlog.reading();
         // Start at the chunk holding `from` (the last chunk key at or before it).
         let start = match self
             .db
@@ -476,10 +615,11 @@ impl SledStore {
             None => seq_key(E, origin, from.0),
         };
         for kv in self.db.range(start..) {
-            let (k, chunk) = kv?;
+            let (k, value) = kv?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
+            let chunk = self.chunk_bytes(&value)?;
             let first = u64_at(&k, prefix.len())?;
             for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
                 let seq = first + i as u64;
@@ -662,6 +802,8 @@ impl Store for SledStore {
         }
         check_append(batch, |o| heads.get(o).copied().unwrap_or(0))?;
         let mut b = sled::Batch::default();
+        let mut chunk_keys = Vec::new();
+        let mut bodies = Vec::new();
         for chunk in runs(
             &batch.records,
             CHUNK_RECORDS_MAX,
@@ -670,9 +812,10 @@ impl Store for SledStore {
         ) {
             let encoded: Vec<Vec<u8>> = chunk.iter().map(encode_record).collect();
             let bytes = encoded.iter().map(|r| 4 + r.len()).sum();
-            let value = chunk_value(encoded.iter().map(Vec::as_slice), bytes);
-            b.insert(seq_key(E, &chunk[0].origin, chunk[0].seq.0), value);
+            bodies.push(chunk_value(encoded.iter().map(Vec::as_slice), bytes));
+            chunk_keys.push(seq_key(E, &chunk[0].origin, chunk[0].seq.0));
         }
+        let mut keys = batch.records.len() * 2 + chunk_keys.len();
         let mut pairs_seen = std::collections::HashSet::new();
         for r in &batch.records {
             b.insert(id_key(&r.id), seq_key(0, &r.origin, r.seq.0)[1..].to_vec());
@@ -730,7 +873,22 @@ impl Store for SledStore {
                 b.insert(origin_key(X, origin), e.as_slice());
             }
         }
-        Ok(self.db.apply_batch(b)?)
+        keys += batch.nodes.len();
+        if bodies.is_empty() {
+            self.db.apply_batch(b)?;
+        } else {
+            // The bodies are durable before the batch that points at them can be.
+            self.vlog.append_then(&bodies, |pointers, len| {
+                for (k, p) in chunk_keys.into_iter().zip(pointers) {
+                    b.insert(k, &p.encode()[..]);
+                }
+                b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
+                self.db.apply_batch(b)?;
+                Ok::<_, SledStoreError>(())
+            })?;
+        }
+        reclaim(keys);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), Self::Error> {
@@ -839,7 +997,10 @@ impl Store for SledStore {
         // Chunks touched, read once, rewritten once: key → (first seq, records).
         let mut chunks: std::collections::BTreeMap<Vec<u8>, (u64, Vec<Vec<u8>>)> =
             std::collections::BTreeMap::new();
+        // The value-log bodies being replaced, zeroed once the new pointers are durable.
+        let mut replaced = Vec::new();
         let mut b = sled::Batch::default();
+        let reading = self.vlog.reading();
         for r in records {
             let prefix = origin_key(E, &r.origin);
             let not_stored = || NotStored {
@@ -856,10 +1017,12 @@ impl Store for SledStore {
                 None => return Err(not_stored().into()),
             };
             if !chunks.contains_key(&key) {
-                let chunk = self
+                let value = self
                     .db
                     .get(&key)?
                     .ok_or_else(|| corrupt("chunk vanished"))?;
+                replaced.extend(Pointer::decode(&value)?);
+                let chunk = self.chunk_bytes(&value)?;
                 let first = u64_at(&key, prefix.len())?;
                 let list = chunk_records(&chunk)?
                     .into_iter()
@@ -891,6 +1054,9 @@ impl Store for SledStore {
             updated.envelope = envelope.to_vec();
             *slot = encode_record(&updated);
         }
+        drop(reading);
+        let mut part_keys = Vec::new();
+        let mut bodies = Vec::new();
         for (key, (first, list)) in chunks {
             // A back-fill grows records: a chunk that outgrew CHUNK_BYTES_MAX is split, each part
             // under the sequence number of its first record, where reads look for it.
@@ -903,13 +1069,40 @@ impl Store for SledStore {
                     bytes += 4 + list[end].len();
                     end += 1;
                 }
-                let value = chunk_value(list[start..end].iter().map(Vec::as_slice), bytes);
-                let part = [prefix, &(first + start as u64).to_be_bytes()].concat();
-                b.insert(part, value);
+                bodies.push(chunk_value(
+                    list[start..end].iter().map(Vec::as_slice),
+                    bytes,
+                ));
+                part_keys.push([prefix, &(first + start as u64).to_be_bytes()].concat());
                 start = end;
             }
         }
-        Ok(self.db.apply_batch(b)?)
+        let keys = part_keys.len() + records.len() * 2;
+        // Pointer switch and the note of what to zero land together; the zeroing itself waits
+        // until they are durable, so a crash in between finds either the old pointers (nothing
+        // zeroed) or the `Z` entries (zeroed on open).
+        self.vlog.append_then(&bodies, |pointers, len| {
+            for (k, p) in part_keys.into_iter().zip(pointers) {
+                b.insert(k, &p.encode()[..]);
+            }
+            for old in &replaced {
+                b.insert(zero_key(old.offset), &old.len.to_be_bytes()[..]);
+            }
+            b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
+            self.db.apply_batch(b)?;
+            Ok::<_, SledStoreError>(())
+        })?;
+        reclaim(keys);
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        self.db.flush()?;
+        self.vlog.zero(&replaced)?;
+        let mut done = sled::Batch::default();
+        for old in &replaced {
+            done.remove(zero_key(old.offset));
+        }
+        Ok(self.db.apply_batch(done)?)
     }
 
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error> {

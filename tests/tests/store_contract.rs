@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tfx_node::appender::{Appender, AppenderConfig};
 use tfx_node::sled_store::{SledStore, SledStoreError};
+use tfx_node::vlog::{Pointer, VLOG_FILE};
 use tfx_protocol::derive::{PseudonymKey, PseudonymSecret, PURPOSE_RISK_WARNING};
 use tfx_protocol::entropy::DeterministicEntropy;
 use tfx_protocol::keys::SigningKey;
@@ -302,26 +303,21 @@ fn a_tampered_store_fails_log_verification() {
         let store = SledStore::open(dir.path()).unwrap();
         append(&store, 20, 7);
     }
-    // Tamper through sled itself, with the store's own configuration, and make sure the flipped
-    // byte is what reopening sees before asking the store to verify.
+    // The chunk's bytes live in the value log; sled holds where (tag 1, offset u64, len u32).
+    // Flip the chunk's last byte in the file and make sure reopening reads the flipped byte.
     let chunk_key = [b"E\x06bank-a".as_slice(), &0u64.to_be_bytes()].concat();
-    let tampered = {
+    let pointer = {
         let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
-        let mut chunk = db.get(&chunk_key).unwrap().unwrap().to_vec();
-        let last = chunk.len() - 1;
-        chunk[last] ^= 0x01;
-        db.insert(&chunk_key, chunk.clone()).unwrap();
-        db.flush().unwrap();
-        chunk
+        db.get(&chunk_key).unwrap().unwrap().to_vec()
     };
-    {
-        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
-        assert_eq!(
-            db.get(&chunk_key).unwrap().unwrap().to_vec(),
-            tampered,
-            "tampering persisted"
-        );
-    }
+    assert_eq!((pointer.len(), pointer[0]), (13, 1), "E holds a pointer");
+    let offset = u64::from_be_bytes(pointer[1..9].try_into().unwrap());
+    let len = u32::from_be_bytes(pointer[9..13].try_into().unwrap()) as u64;
+    let vlog = dir.path().join(tfx_node::vlog::VLOG_FILE);
+    let mut bytes = std::fs::read(&vlog).unwrap();
+    let last = (offset + len - 1) as usize;
+    bytes[last] ^= 0x01;
+    std::fs::write(&vlog, &bytes).unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let err = verify_log(&store, &origin(), key().verifying_key(), &mut |_| {})
         .unwrap_err()
@@ -544,11 +540,12 @@ fn sled_chunks_stay_under_their_byte_cap_through_a_back_fill() {
     use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
+    // Each chunk's size, from the pointer sled holds into the value log.
     let chunks = |store: &SledStore| -> Vec<usize> {
         store
             .db()
             .scan_prefix(b"E")
-            .map(|kv| kv.unwrap().1.len())
+            .map(|kv| Pointer::decode(&kv.unwrap().1).unwrap().unwrap().len as usize)
             .collect()
     };
     // 64 records held with three fields each, as a member with a narrow view holds them…
@@ -590,4 +587,157 @@ fn sled_chunks_stay_under_their_byte_cap_through_a_back_fill() {
         );
         assert_eq!(store.disclosures(&r.id).unwrap(), r.disclosures);
     }
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
+    use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let full: Vec<StoredRecord> = sealed_at(0..40)
+        .into_iter()
+        .map(StoredRecord::from_sealed)
+        .collect();
+    store
+        .apply(&AppendBatch {
+            records: full.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    store.flush().unwrap();
+    let removed: Vec<Vec<u8>> = full.iter().map(|r| r.disclosures[5].clone()).collect();
+    let vlog = dir.path().join(VLOG_FILE);
+    let file = std::fs::read(&vlog).unwrap();
+    assert!(
+        removed.iter().all(|d| contains(&file, d)),
+        "held before the purge"
+    );
+    // The policy narrows: every record keeps all but its sixth disclosure.
+    let narrow: Vec<StoredRecord> = full
+        .iter()
+        .map(|r| {
+            let mut disclosures = r.disclosures.clone();
+            disclosures.remove(5);
+            StoredRecord {
+                subjects: subjects_of_bytes(&disclosures),
+                disclosures,
+                ..r.clone()
+            }
+        })
+        .collect();
+    store.replace_disclosures(&narrow).unwrap();
+    let file = std::fs::read(&vlog).unwrap();
+    for (d, r) in removed.iter().zip(&narrow) {
+        assert!(
+            !contains(&file, d),
+            "seq {}: a purged disclosure is still in the file",
+            r.seq.0
+        );
+        assert_eq!(store.disclosures(&r.id).unwrap(), r.disclosures);
+    }
+    // Nothing is left to zero, and the store reopens to the purged records.
+    assert_eq!(store.db().scan_prefix(b"Z").count(), 0);
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let held = store.records(&origin(), LogIndex(0), 100).unwrap();
+    assert_eq!(held.len(), narrow.len());
+    for (h, r) in held.iter().zip(&narrow) {
+        assert_eq!((&h.envelope, &h.disclosures), (&r.envelope, &r.disclosures));
+    }
+}
+
+#[test]
+fn a_value_log_tail_no_batch_points_at_is_cut_off_on_open() {
+    // Bodies written for a batch that never became durable (a crash between the value log's
+    // fsync and sled's) are dropped on open; everything acknowledged stays.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        append(&store, 30, 10);
+    }
+    let vlog = dir.path().join(VLOG_FILE);
+    let valid = std::fs::metadata(&vlog).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&vlog)
+            .unwrap();
+        f.write_all(&[0xAB; 5000]).unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&vlog).unwrap().len(), valid);
+    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    append(&store, 5, 5);
+    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    assert_eq!(store.head(&origin()).unwrap().unwrap().size, 35);
+    // A value log shorter than sled says is refused, not silently served as missing records.
+    drop(store);
+    let f = std::fs::OpenOptions::new().write(true).open(&vlog).unwrap();
+    f.set_len(valid - 1).unwrap();
+    drop(f);
+    let err = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("truncated or replaced"), "{err}");
+}
+
+#[test]
+fn a_format_1_store_is_upgraded_in_place() {
+    // Build a store as format 1 kept it — every chunk inline in `E`, no value log — from one
+    // written now, then open it: the chunks move to the value log and everything verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<_>;
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        append(&store, 600, 97);
+        ids = store
+            .records(&origin(), LogIndex(0), 600)
+            .unwrap()
+            .iter()
+            .map(|h| tfx_protocol::RecordId::of_envelope(&h.envelope))
+            .collect();
+    }
+    let vlog = dir.path().join(VLOG_FILE);
+    let bytes = std::fs::read(&vlog).unwrap();
+    let inline_chunks = {
+        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
+        let mut n = 0;
+        for kv in db.scan_prefix(b"E") {
+            let (k, v) = kv.unwrap();
+            let p = Pointer::decode(&v).unwrap().unwrap();
+            let body = &bytes[p.offset as usize..(p.offset + u64::from(p.len)) as usize];
+            db.insert(k, body).unwrap();
+            n += 1;
+        }
+        db.remove(b"Mvlog").unwrap();
+        db.insert(b"Mformat", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        n
+    };
+    std::fs::remove_file(&vlog).unwrap();
+    assert!(inline_chunks >= 10, "{inline_chunks}");
+    let store = SledStore::open(dir.path()).unwrap();
+    let format = store.db().get(b"Mformat").unwrap().unwrap();
+    assert_eq!(format.as_ref(), &2u32.to_be_bytes());
+    let pointers = store
+        .db()
+        .scan_prefix(b"E")
+        .filter(|kv| Pointer::decode(&kv.as_ref().unwrap().1).unwrap().is_some())
+        .count();
+    assert_eq!(pointers, inline_chunks, "every chunk moved");
+    assert_eq!(std::fs::metadata(&vlog).unwrap().len(), bytes.len() as u64);
+    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    for (seq, id) in ids.iter().enumerate().step_by(37) {
+        assert_eq!(
+            store.locate(id).unwrap(),
+            Some((origin(), LogIndex(seq as u64)))
+        );
+        assert!(!store.disclosures(id).unwrap().is_empty());
+    }
+    append(&store, 10, 10);
+    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
 }
