@@ -43,6 +43,13 @@ const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// steady trickle of pushed records from costing one fsync each.
 pub const SYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Longest wait between retries of a failing flush of synced records, which double up to this.
+/// Retrying every 20 ms logged fifty errors a second on a full disk (`tfx bench replicate` ran
+/// out of space). sled 0.34 fails every operation after a write error until the store is
+/// reopened, so what the retries mostly buy is a readable log; the health check reports the
+/// store as not writable meanwhile.
+pub const SYNC_FLUSH_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// One connected peer as the status reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerStatus {
@@ -162,6 +169,8 @@ pub struct Driver {
     /// Records were applied since the last flush.
     synced_unflushed: bool,
     last_sync_flush: tokio::time::Instant,
+    /// Flushes of synced records that failed in a row (backs off the retries).
+    sync_flush_failures: u32,
     received: u64,
     misbehaviour: u64,
     refused: u64,
@@ -227,6 +236,7 @@ impl Driver {
             links: BTreeMap::new(),
             synced_unflushed: false,
             last_sync_flush: tokio::time::Instant::now(),
+            sync_flush_failures: 0,
             received: 0,
             misbehaviour: 0,
             refused: 0,
@@ -299,8 +309,10 @@ impl Driver {
 
     /// When the records applied since the last flush are due to be flushed.
     fn sync_flush_at(&self) -> Option<tokio::time::Instant> {
-        self.synced_unflushed
-            .then(|| self.last_sync_flush + SYNC_FLUSH_INTERVAL)
+        let wait = SYNC_FLUSH_INTERVAL
+            .saturating_mul(1 << self.sync_flush_failures.min(16))
+            .min(SYNC_FLUSH_RETRY_MAX);
+        self.synced_unflushed.then(|| self.last_sync_flush + wait)
     }
 
     fn with_core(&mut self, f: impl FnOnce(&mut SyncCore, &SledStore)) {
@@ -392,13 +404,32 @@ impl Driver {
             self.io.metrics.sync_flush.observe(started.elapsed());
             self.last_sync_flush = tokio::time::Instant::now();
             match flushed {
-                Ok(()) => self.synced_unflushed = false,
+                Ok(()) => {
+                    if self.sync_flush_failures > 0 {
+                        tracing::info!(
+                            failures = self.sync_flush_failures,
+                            "flushing synced records works again"
+                        );
+                    }
+                    self.synced_unflushed = false;
+                    self.sync_flush_failures = 0;
+                }
                 Err(e) if self.ledger_unflushed => {
                     tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
                     self.ledger_failed = true;
                 }
-                // Kept unflushed: retried after the next interval.
-                Err(e) => tracing::error!(error = %e, "flushing synced records failed"),
+                // Kept unflushed: retried at doubling intervals, logged at the 1st, 2nd, 4th, …
+                // failure in a row.
+                Err(e) => {
+                    self.sync_flush_failures = self.sync_flush_failures.saturating_add(1);
+                    if self.sync_flush_failures.is_power_of_two() {
+                        tracing::error!(
+                            error = %e,
+                            failures = self.sync_flush_failures,
+                            "flushing synced records failed"
+                        );
+                    }
+                }
             }
             self.ledger_unflushed = false;
         }

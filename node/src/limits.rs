@@ -26,8 +26,13 @@ pub const SEAL_THREADS_MAX: usize = 8;
 /// it evicts anything and keeps a page per shard however large, so up to ~16k recently read pages
 /// stay resident whatever this is. With 64 KiB chunk values in sled that was every page a
 /// catch-up read (200k records: 440 MB at 32 and at 8 MiB alike); it is why chunk bodies moved to
-/// the value log (`vlog.rs`) and sled keeps only small pages.
-pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// the value log (`vlog.rs`) and sled keeps only small pages. Now that it holds only index pages
+/// — charged at their serialized size, less than they take decoded (heaptrack, 200k records at
+/// 32 MiB: ~80 MB of sled nodes at the peak) — the size shows:
+/// members held 118–144 / 85–94 / 61–76 MiB after a 200k-record bench at 32 / 16 / 8 MiB, with
+/// catch-up rates within the run-to-run spread (BENCHMARKS.md); 16 MiB halves the excess
+/// without starving the hot keys every append reads (heads, pseudonym pairs).
+pub const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
 pub const KEY_FILE_BYTES_MAX: u64 = 16 * 1024;

@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 /// File name of the value log inside the store directory.
@@ -85,9 +86,13 @@ pub enum ValueLogError {
 pub struct ValueLog {
     file: File,
     path: String,
-    /// Valid length: every byte below it is referenced by (or was, before a rewrite) a durable
-    /// pointer, or will be once the batch in flight lands.
-    len: Mutex<u64>,
+    /// Held by an append from its write until its commit, so valid lengths reach sled in order.
+    appending: Mutex<()>,
+    /// Valid length: every byte below it is durable and was written for a pointer sled holds,
+    /// held before a rewrite, or is about to hold (an append publishes it just before its
+    /// commit, and takes it back if the commit fails). Readers check against it without waiting
+    /// for an append's fsync.
+    len: AtomicU64,
     zeroing: RwLock<()>,
 }
 
@@ -121,7 +126,8 @@ impl ValueLog {
         Ok(ValueLog {
             file,
             path: path_s,
-            len: Mutex::new(valid),
+            appending: Mutex::new(()),
+            len: AtomicU64::new(valid),
             zeroing: RwLock::new(()),
         })
     }
@@ -135,7 +141,7 @@ impl ValueLog {
 
     /// Bytes in the file (valid length).
     pub fn len(&self) -> u64 {
-        *self.len.lock().unwrap_or_else(|p| p.into_inner())
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether nothing was ever written.
@@ -145,16 +151,17 @@ impl ValueLog {
 
     /// Appends `bodies`, makes them durable, then runs `commit` with their pointers and the new
     /// valid length (which `commit` must record in the same sled batch as the pointers). The
-    /// valid length advances only if `commit` succeeds; bytes of a failed commit are overwritten
-    /// by the next append or cut off on open.
+    /// valid length stays advanced only if `commit` succeeds; bytes of a failed commit are
+    /// overwritten by the next append or cut off on open.
     pub fn append_then<T, E: From<ValueLogError>>(
         &self,
         bodies: &[Vec<u8>],
         commit: impl FnOnce(&[Pointer], u64) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut len = self.len.lock().unwrap_or_else(|p| p.into_inner());
+        let _appending = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+        let start = self.len();
         let mut pointers = Vec::with_capacity(bodies.len());
-        let mut end = *len;
+        let mut end = start;
         for body in bodies {
             let n = u32::try_from(body.len()).map_err(|_| ValueLogError::TooLarge(body.len()))?;
             pointers.push(Pointer {
@@ -163,15 +170,22 @@ impl ValueLog {
             });
             end += u64::from(n);
         }
-        if end > *len {
+        if end > start {
             // One write for the lot: bodies are chunk-sized, a batch's are contiguous.
             let all: Vec<u8> = bodies.concat();
-            self.file.write_all_at(&all, *len).map_err(|e| self.io(e))?;
+            self.file
+                .write_all_at(&all, start)
+                .map_err(|e| self.io(e))?;
             self.file.sync_data().map_err(|e| self.io(e))?;
         }
-        let out = commit(&pointers, end)?;
-        *len = end;
-        Ok(out)
+        // Published before the commit: once sled holds the pointers, a reader may follow them
+        // at once, and must find the bytes inside the valid length.
+        self.len.store(end, Ordering::Release);
+        let out = commit(&pointers, end);
+        if out.is_err() {
+            self.len.store(start, Ordering::Release);
+        }
+        out
     }
 
     /// A shared hold on the file's contents: take it before looking a pointer up in sled and

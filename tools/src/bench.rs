@@ -405,7 +405,7 @@ fn report(b: &AppendBench, runs: &[RunFigures]) {
             f("vs_sled_raw")
         );
     }
-    println!("  bytes on disk per record: {disk:.0} (sled, after the last append run)");
+    println!("  bytes on disk per record: {disk:.0} (sled + value log, after the last run)");
     let verdict = if best >= APPEND_TARGET_PER_S {
         "met"
     } else {
