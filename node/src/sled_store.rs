@@ -501,19 +501,32 @@ impl SledStore {
                 return Ok(moved);
             }
             let (keys, bodies): (Vec<_>, Vec<_>) = inline.into_iter().unzip();
-            self.vlog.append_then(&bodies, |pointers, len| {
-                let mut b = sled::Batch::default();
-                for (k, p) in keys.iter().zip(pointers) {
-                    b.insert(k, &p.encode()[..]);
-                }
-                b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
-                self.db.apply_batch(b)?;
-                Ok::<_, SledStoreError>(())
-            })?;
+            self.apply_with_bodies(sled::Batch::default(), keys, &bodies)?;
             self.db.flush()?;
             reclaim(bodies.len());
             moved += bodies.len();
         }
+    }
+
+    /// Applies `b` with `bodies` written to the value log first and `keys[i]` pointing at
+    /// `bodies[i]`, plus the log's new valid length: the bodies are durable before the batch
+    /// that points at them can be.
+    fn apply_with_bodies<K: Into<sled::IVec>>(
+        &self,
+        mut b: sled::Batch,
+        keys: Vec<K>,
+        bodies: &[Vec<u8>],
+    ) -> Result<(), SledStoreError> {
+        if bodies.is_empty() {
+            return Ok(self.db.apply_batch(b)?);
+        }
+        self.vlog.append_then(bodies, |pointers, len| {
+            for (k, p) in keys.into_iter().zip(pointers) {
+                b.insert(k, &p.encode()[..]);
+            }
+            b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
+            Ok(self.db.apply_batch(b)?)
+        })
     }
 
     /// A chunk's bytes from its `E` value: read from the value log, or inline (format 1, only
@@ -874,19 +887,7 @@ impl Store for SledStore {
             }
         }
         keys += batch.nodes.len();
-        if bodies.is_empty() {
-            self.db.apply_batch(b)?;
-        } else {
-            // The bodies are durable before the batch that points at them can be.
-            self.vlog.append_then(&bodies, |pointers, len| {
-                for (k, p) in chunk_keys.into_iter().zip(pointers) {
-                    b.insert(k, &p.encode()[..]);
-                }
-                b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
-                self.db.apply_batch(b)?;
-                Ok::<_, SledStoreError>(())
-            })?;
-        }
+        self.apply_with_bodies(b, chunk_keys, &bodies)?;
         reclaim(keys);
         Ok(())
     }
@@ -1081,17 +1082,10 @@ impl Store for SledStore {
         // Pointer switch and the note of what to zero land together; the zeroing itself waits
         // until they are durable, so a crash in between finds either the old pointers (nothing
         // zeroed) or the `Z` entries (zeroed on open).
-        self.vlog.append_then(&bodies, |pointers, len| {
-            for (k, p) in part_keys.into_iter().zip(pointers) {
-                b.insert(k, &p.encode()[..]);
-            }
-            for old in &replaced {
-                b.insert(zero_key(old.offset), &old.len.to_be_bytes()[..]);
-            }
-            b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
-            self.db.apply_batch(b)?;
-            Ok::<_, SledStoreError>(())
-        })?;
+        for old in &replaced {
+            b.insert(zero_key(old.offset), &old.len.to_be_bytes()[..]);
+        }
+        self.apply_with_bodies(b, part_keys, &bodies)?;
         reclaim(keys);
         if replaced.is_empty() {
             return Ok(());

@@ -252,16 +252,25 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_torn_tail_is_cut_off_and_a_short_file_refused() {
+    /// A new value log in a temporary directory holding `bodies`, and their pointers.
+    fn log_of(bodies: &[&[u8]]) -> (tempfile::TempDir, ValueLog, Vec<Pointer>) {
         let dir = tempfile::tempdir().unwrap();
         let log = ValueLog::open(dir.path(), 0).unwrap();
+        let bodies: Vec<Vec<u8>> = bodies.iter().map(|b| b.to_vec()).collect();
         let p = log
-            .append_then(&[b"hello".to_vec(), b"world!".to_vec()], |p, len| {
-                assert_eq!(len, 11);
-                Ok::<_, ValueLogError>(p.to_vec())
-            })
+            .append_then(&bodies, |p, _| Ok::<_, ValueLogError>(p.to_vec()))
             .unwrap();
+        (dir, log, p)
+    }
+
+    fn file_len(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join(VLOG_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_a_short_file_refused() {
+        let (dir, log, p) = log_of(&[b"hello", b"world!"]);
+        assert_eq!(log.len(), 11);
         // A failed commit leaves the valid length where it was.
         let failed: Result<(), ValueLogError> =
             log.append_then(&[b"lost".to_vec()], |_, _| Err(ValueLogError::BadPointer));
@@ -269,15 +278,9 @@ mod tests {
         assert_eq!(log.len(), 11);
         assert_eq!(log.read(p[1]).unwrap(), b"world!");
         drop(log);
-        assert_eq!(
-            std::fs::metadata(dir.path().join(VLOG_FILE)).unwrap().len(),
-            15
-        );
+        assert_eq!(file_len(&dir), 15);
         let log = ValueLog::open(dir.path(), 11).unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.path().join(VLOG_FILE)).unwrap().len(),
-            11
-        );
+        assert_eq!(file_len(&dir), 11);
         assert_eq!(log.read(p[0]).unwrap(), b"hello");
         assert!(matches!(
             log.read(Pointer { offset: 8, len: 4 }),
@@ -295,13 +298,7 @@ mod tests {
 
     #[test]
     fn zeroing_overwrites_only_the_named_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = ValueLog::open(dir.path(), 0).unwrap();
-        let p = log
-            .append_then(&[b"secret".to_vec(), b"kept".to_vec()], |p, _| {
-                Ok::<_, ValueLogError>(p.to_vec())
-            })
-            .unwrap();
+        let (dir, log, p) = log_of(&[b"secret", b"kept"]);
         log.zero(&p[..1]).unwrap();
         let file = std::fs::read(dir.path().join(VLOG_FILE)).unwrap();
         assert_eq!(file, b"\0\0\0\0\0\0kept");
