@@ -577,6 +577,11 @@ impl SledStore {
         Ok(())
     }
 
+    /// The value log's valid length: the bytes of it that records point into.
+    pub fn value_log_len(&self) -> u64 {
+        self.vlog.len()
+    }
+
     /// Bytes on disk: sled's files and the value log.
     pub fn size_on_disk(&self) -> Result<u64, SledStoreError> {
         Ok(self.db.size_on_disk()? + self.vlog.len())

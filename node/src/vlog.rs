@@ -9,7 +9,15 @@
 //! [`ValueLog::append_then`] writes bodies at the end of the file, `fdatasync`s it, and only then
 //! runs the caller's sled batch, which records both the pointers and the log's new valid length.
 //! On open, anything past the valid length sled holds — bodies written for a batch that never
-//! became durable — is cut off. Rewritten chunks (a back-fill or a purge) are appended anew and
+//! became durable — is ignored and later overwritten.
+//!
+//! The file is grown ahead of its valid length by writing zeros ([`GROW_BYTES`] at a time, in the
+//! same write and fsync as the batch that needed the room), so that the `fdatasync` of most
+//! appends overwrites blocks the file already has: it then flushes data only, with no journal
+//! commit for a new file size or newly allocated blocks, which halved its cost on the benchmark
+//! host (ext4; 0.37 → 0.18 ms for 5 KB, 0.98 → 0.51 ms for 200 KB). `fallocate` would not do:
+//! its blocks are "unwritten" until written, and converting them is a journal commit again.
+//! Rewritten chunks (a back-fill or a purge) are appended anew and
 //! the old bytes overwritten with zeros once sled's switch to the new pointer is durable
 //! ([`ValueLog::zero`]), so a removed field does not linger in the file; the space is not reused.
 
@@ -27,6 +35,13 @@ pub const VLOG_FILE: &str = "records.vlog";
 /// for any record under 16 MiB — far above the protocol's limits.
 const POINTER_TAG: u8 = 1;
 const POINTER_LEN: usize = 1 + 8 + 4;
+
+/// Zeros written past the end of the data whenever an append needs more room. Each growth costs
+/// one extra write of this size, made durable by the fsync the append does anyway; between
+/// growths (~1,500 records of 2.8 KB) fsyncs need no journal commit. Small enough that writing
+/// it adds a few milliseconds to one commit, and that the bench's bytes on disk per record barely
+/// notice it.
+pub const GROW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Where one chunk body lies in the value log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +102,9 @@ pub struct ValueLog {
     file: File,
     path: String,
     /// Held by an append from its write until its commit, so valid lengths reach sled in order.
-    appending: Mutex<()>,
+    /// Holds the file's length: bytes up to it exist on disk (data, zeros, or the tail of a batch
+    /// that never became durable), so writing below it allocates nothing.
+    appending: Mutex<u64>,
     /// Valid length: every byte below it is durable and was written for a pointer sled holds,
     /// held before a rewrite, or is about to hold (an append publishes it just before its
     /// commit, and takes it back if the commit fails). Readers check against it without waiting
@@ -118,15 +135,12 @@ impl ValueLog {
         if found < valid {
             return Err(ValueLogError::Short { found, valid });
         }
-        if found > valid {
-            // A torn tail: bodies of a batch that sled never made durable.
-            file.set_len(valid).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
+        // Past `valid` lie zeros written ahead and perhaps the bodies of a batch sled never made
+        // durable: no pointer reaches them, and the next append overwrites them.
         Ok(ValueLog {
             file,
             path: path_s,
-            appending: Mutex::new(()),
+            appending: Mutex::new(found),
             len: AtomicU64::new(valid),
             zeroing: RwLock::new(()),
         })
@@ -152,13 +166,13 @@ impl ValueLog {
     /// Appends `bodies`, makes them durable, then runs `commit` with their pointers and the new
     /// valid length (which `commit` must record in the same sled batch as the pointers). The
     /// valid length stays advanced only if `commit` succeeds; bytes of a failed commit are
-    /// overwritten by the next append or cut off on open.
+    /// overwritten by the next append (also after a reopen: no pointer reaches them).
     pub fn append_then<T, E: From<ValueLogError>>(
         &self,
         bodies: &[Vec<u8>],
         commit: impl FnOnce(&[Pointer], u64) -> Result<T, E>,
     ) -> Result<T, E> {
-        let _appending = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut allocated = self.appending.lock().unwrap_or_else(|p| p.into_inner());
         let start = self.len();
         let mut pointers = Vec::with_capacity(bodies.len());
         let mut end = start;
@@ -176,6 +190,13 @@ impl ValueLog {
             self.file
                 .write_all_at(&all, start)
                 .map_err(|e| self.io(e))?;
+            if end > *allocated {
+                let zeros = vec![0u8; GROW_BYTES as usize];
+                self.file
+                    .write_all_at(&zeros, end)
+                    .map_err(|e| self.io(e))?;
+                *allocated = end + GROW_BYTES;
+            }
             self.file.sync_data().map_err(|e| self.io(e))?;
         }
         // Published before the commit: once sled holds the pointers, a reader may follow them
@@ -220,7 +241,7 @@ impl ValueLog {
         let _exclusive = self.zeroing.write().unwrap_or_else(|p| p.into_inner());
         let valid = self.len();
         for p in pointers {
-            // A pending zeroing recorded before a crash may name bytes since cut off.
+            // A pending zeroing recorded before a crash may name bytes past the valid length.
             let end = p.end().min(valid);
             if end > p.offset {
                 let zeros = vec![0u8; (end - p.offset) as usize];
@@ -268,9 +289,11 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_cut_off_and_a_short_file_refused() {
+    fn a_tail_no_commit_reached_is_overwritten_and_a_short_file_refused() {
         let (dir, log, p) = log_of(&[b"hello", b"world!"]);
         assert_eq!(log.len(), 11);
+        // The file grew ahead of the data, by zeros.
+        assert_eq!(file_len(&dir), 11 + GROW_BYTES);
         // A failed commit leaves the valid length where it was.
         let failed: Result<(), ValueLogError> =
             log.append_then(&[b"lost".to_vec()], |_, _| Err(ValueLogError::BadPointer));
@@ -278,22 +301,47 @@ mod tests {
         assert_eq!(log.len(), 11);
         assert_eq!(log.read(p[1]).unwrap(), b"world!");
         drop(log);
-        assert_eq!(file_len(&dir), 15);
         let log = ValueLog::open(dir.path(), 11).unwrap();
-        assert_eq!(file_len(&dir), 11);
         assert_eq!(log.read(p[0]).unwrap(), b"hello");
+        // The failed batch's bytes are on disk but past the valid length: never served.
+        assert!(matches!(
+            log.read(Pointer { offset: 11, len: 4 }),
+            Err(ValueLogError::PastEnd { .. })
+        ));
         assert!(matches!(
             log.read(Pointer { offset: 8, len: 4 }),
             Err(ValueLogError::PastEnd { .. })
         ));
-        drop(log);
-        assert!(matches!(
-            ValueLog::open(dir.path(), 12),
-            Err(ValueLogError::Short {
-                found: 11,
-                valid: 12
+        // The next append takes their place, inside the room already there.
+        let again = log
+            .append_then(&[b"again".to_vec()], |p, _| {
+                Ok::<_, ValueLogError>(p.to_vec())
             })
+            .unwrap();
+        assert_eq!(again[0], Pointer { offset: 11, len: 5 });
+        assert_eq!(log.read(again[0]).unwrap(), b"again");
+        assert_eq!(file_len(&dir), 11 + GROW_BYTES);
+        drop(log);
+        let found = file_len(&dir);
+        assert!(matches!(
+            ValueLog::open(dir.path(), found + 1),
+            Err(ValueLogError::Short { found: f, valid: v }) if f == found && v == found + 1
         ));
+    }
+
+    #[test]
+    fn an_append_past_the_room_grows_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ValueLog::open(dir.path(), 0).unwrap();
+        let big = vec![7u8; GROW_BYTES as usize + 10];
+        let p = log
+            .append_then(&[b"x".to_vec(), big.clone()], |p, _| {
+                Ok::<_, ValueLogError>(p.to_vec())
+            })
+            .unwrap();
+        assert_eq!(log.len(), GROW_BYTES + 11);
+        assert_eq!(file_len(&dir), 2 * GROW_BYTES + 11);
+        assert_eq!(log.read(p[1]).unwrap(), big);
     }
 
     #[test]
@@ -301,7 +349,8 @@ mod tests {
         let (dir, log, p) = log_of(&[b"secret", b"kept"]);
         log.zero(&p[..1]).unwrap();
         let file = std::fs::read(dir.path().join(VLOG_FILE)).unwrap();
-        assert_eq!(file, b"\0\0\0\0\0\0kept");
+        assert_eq!(&file[..10], b"\0\0\0\0\0\0kept");
+        assert!(file[10..].iter().all(|b| *b == 0));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

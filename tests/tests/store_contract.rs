@@ -652,34 +652,42 @@ fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
 }
 
 #[test]
-fn a_value_log_tail_no_batch_points_at_is_cut_off_on_open() {
+fn a_value_log_tail_no_batch_points_at_is_ignored_and_overwritten() {
     // Bodies written for a batch that never became durable (a crash between the value log's
-    // fsync and sled's) are dropped on open; everything acknowledged stays.
+    // fsync and sled's) are never served after a reopen and are overwritten by the next append;
+    // everything acknowledged stays.
     let dir = tempfile::tempdir().unwrap();
+    let valid;
     {
         let store = SledStore::open(dir.path()).unwrap();
         append(&store, 30, 10);
+        valid = store.value_log_len();
     }
     let vlog = dir.path().join(VLOG_FILE);
-    let valid = std::fs::metadata(&vlog).unwrap().len();
     {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&vlog)
-            .unwrap();
-        f.write_all(&[0xAB; 5000]).unwrap();
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&vlog).unwrap();
+        f.write_all_at(&[0xAB; 5000], valid).unwrap();
     }
     let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(std::fs::metadata(&vlog).unwrap().len(), valid);
+    assert_eq!(store.value_log_len(), valid);
     verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
     append(&store, 5, 5);
     verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
     assert_eq!(store.head(&origin()).unwrap().unwrap().size, 35);
+    let grown = store.value_log_len();
+    assert!(grown > valid);
+    let bytes = std::fs::read(&vlog).unwrap();
+    assert!(
+        bytes[valid as usize..grown as usize]
+            .windows(16)
+            .all(|w| w != [0xAB; 16]),
+        "the new records' bodies replaced the stale tail"
+    );
     // A value log shorter than sled says is refused, not silently served as missing records.
     drop(store);
     let f = std::fs::OpenOptions::new().write(true).open(&vlog).unwrap();
-    f.set_len(valid - 1).unwrap();
+    f.set_len(grown - 1).unwrap();
     drop(f);
     let err = SledStore::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("truncated or replaced"), "{err}");
@@ -691,9 +699,11 @@ fn a_format_1_store_is_upgraded_in_place() {
     // written now, then open it: the chunks move to the value log and everything verifies.
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<_>;
+    let valid;
     {
         let store = SledStore::open(dir.path()).unwrap();
         append(&store, 600, 97);
+        valid = store.value_log_len();
         ids = store
             .records(&origin(), LogIndex(0), 600)
             .unwrap()
@@ -729,7 +739,7 @@ fn a_format_1_store_is_upgraded_in_place() {
         .filter(|kv| Pointer::decode(&kv.as_ref().unwrap().1).unwrap().is_some())
         .count();
     assert_eq!(pointers, inline_chunks, "every chunk moved");
-    assert_eq!(std::fs::metadata(&vlog).unwrap().len(), bytes.len() as u64);
+    assert_eq!(store.value_log_len(), valid, "the same bodies, moved once");
     verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
     for (seq, id) in ids.iter().enumerate().step_by(37) {
         assert_eq!(
