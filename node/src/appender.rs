@@ -1,14 +1,14 @@
 //! Group commit for local appends (DESIGN §6), as a two-stage pipeline. Submitters hand validated
 //! bodies through a bounded queue to the **sealer** thread, which takes everything waiting (up to
 //! [`COMMIT_BATCH_MAX`]), assigns sequence numbers, seals the records in parallel and plans the
-//! Merkle update with a signed checkpoint. The **writer** thread applies each planned batch
-//! atomically, flushes once, and only then answers every submitter in it. Sealing batch k+1
-//! overlaps the write and fsync of batch k, and many appends share one fsync and one checkpoint
-//! signature.
+//! Merkle update with a signed checkpoint. The **writer** thread commits each planned batch
+//! atomically and durably ([`Store::commit`]: for the sled store, one value-log write and fsync)
+//! and only then answers every submitter in it. Sealing batch k+1 overlaps the write and fsync of
+//! batch k, and many appends share one fsync and one checkpoint signature.
 //!
-//! Architecture invariant: a receipt is sent only after the flush that made its record durable.
-//! If a write or flush fails the appender stops accepting work (the store's state is unknown
-//! until it is reopened and re-verified), and every waiting submitter gets the error.
+//! Architecture invariant: a receipt is sent only after the commit that made its record durable.
+//! If a commit fails the appender stops accepting work (the store's state is unknown until it is
+//! reopened and re-verified), and every waiting submitter gets the error.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,12 +78,10 @@ pub struct CommitStats {
     pub seal_ns: AtomicU64,
     /// Planning Merkle nodes and signing the checkpoint.
     pub plan_ns: AtomicU64,
-    /// Applying the batch to the store.
-    pub apply_ns: AtomicU64,
-    /// Flushing (fsync).
-    pub flush_ns: AtomicU64,
-    /// Each group commit's flush, for the metrics histogram.
-    pub flush_latency: crate::metrics::Histogram,
+    /// Committing the batch to the store until it is durable ([`Store::commit`]).
+    pub commit_ns: AtomicU64,
+    /// Each group commit's [`Store::commit`], for the metrics histogram.
+    pub commit_latency: crate::metrics::Histogram,
 }
 
 /// A point-in-time copy of [`CommitStats`].
@@ -93,8 +91,7 @@ pub struct CommitStatsSnapshot {
     pub records: u64,
     pub seal_ns: u64,
     pub plan_ns: u64,
-    pub apply_ns: u64,
-    pub flush_ns: u64,
+    pub commit_ns: u64,
 }
 
 impl CommitStats {
@@ -114,8 +111,7 @@ impl CommitStats {
             records: get(&self.records),
             seal_ns: get(&self.seal_ns),
             plan_ns: get(&self.plan_ns),
-            apply_ns: get(&self.apply_ns),
-            flush_ns: get(&self.flush_ns),
+            commit_ns: get(&self.commit_ns),
         }
     }
 }
@@ -231,9 +227,9 @@ impl Appender {
         self.stats.snapshot()
     }
 
-    /// Latency of each group commit's flush.
-    pub fn flush_latency(&self) -> &crate::metrics::Histogram {
-        &self.stats.flush_latency
+    /// Latency of each group commit ([`Store::commit`]: written and durable).
+    pub fn commit_latency(&self) -> &crate::metrics::Histogram {
+        &self.stats.commit_latency
     }
 
     /// The store failure that stopped the appender, if one did.
@@ -455,13 +451,9 @@ impl<S: Store> Writer<S> {
 
     fn write(&self, batch: &AppendBatch) -> Result<(), AppendError> {
         let t = Instant::now();
-        let durable = self.store.apply(batch).and_then(|()| {
-            let t = CommitStats::add(&self.stats.apply_ns, t);
-            let flushed = self.store.flush();
-            self.stats.flush_latency.observe(t.elapsed());
-            CommitStats::add(&self.stats.flush_ns, t);
-            flushed
-        });
+        let durable = self.store.commit(batch);
+        self.stats.commit_latency.observe(t.elapsed());
+        CommitStats::add(&self.stats.commit_ns, t);
         durable.map_err(|e| {
             let err = AppendError::Store(e.to_string());
             tracing::error!(error = %e, "store write failed; appender stopped");

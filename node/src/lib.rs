@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod driver;
 pub mod entropy;
+pub mod frame;
 pub mod fsutil;
 pub mod keyfile;
 pub mod ledger;

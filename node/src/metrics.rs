@@ -344,11 +344,12 @@ pub fn render(shared: &Shared) -> String {
         &mut out,
         "tfx_flush_seconds",
         "histogram",
-        "Store flush (fsync) latency: local appends (group commits) and records from peers.",
+        "Time to make store writes durable: each group commit of local appends (path=append: \
+         value-log write and fsync) and each flush of records from peers (path=sync).",
     );
     shared
         .appender
-        .flush_latency()
+        .commit_latency()
         .render(&mut out, "tfx_flush_seconds", "path=\"append\"");
     shared
         .metrics

@@ -53,11 +53,12 @@ use tfx_protocol::store::{
     Store, StoredRecord,
 };
 
+use crate::frame::Writes;
 use crate::vlog::{Pointer, ValueLog, ValueLogError};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
-pub const STORE_FORMAT: u32 = 2;
+pub const STORE_FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SledStoreError {
@@ -84,7 +85,16 @@ pub enum SledStoreError {
 pub struct SledStore {
     db: sled::Db,
     vlog: Arc<ValueLog>,
+    /// sled's log file, fsynced before value-log bytes are zeroed (see `replace_disclosures`).
+    sled_file: Arc<std::fs::File>,
+    /// When sled was last flushed by [`Store::commit`]; see [`SLED_FLUSH_INTERVAL`].
+    last_flush: Arc<std::sync::Mutex<std::time::Instant>>,
 }
+
+/// How often, at most, committing local appends also flushes sled. Appends are durable through
+/// their value-log frame, so this only bounds the frames an open applies again after a crash
+/// (and sled's memory for unwritten buffers): about a second of appends.
+pub const SLED_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const E: u8 = b'E';
 const I: u8 = b'I';
@@ -427,10 +437,36 @@ impl SledStore {
             None => 0,
             Some(v) => u64_at(&v, 0)?,
         };
-        let vlog = Arc::new(ValueLog::open(dir, valid)?);
-        let store = SledStore { db, vlog };
+        let (vlog, replay) = ValueLog::open(dir, valid)?;
+        let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| {
+            SledStoreError::Corrupt(format!("opening sled's file to fsync it: {e}"))
+        })?;
+        let store = SledStore {
+            db,
+            vlog: Arc::new(vlog),
+            sled_file: Arc::new(sled_file),
+            last_flush: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+        };
+        if !replay.is_empty() {
+            // Batches made durable by their frames whose sled writes the crash lost.
+            let frames = replay.len();
+            for r in replay {
+                let mut b = r.writes.to_batch();
+                b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
+                store.db.apply_batch(b)?;
+                store.vlog.replayed(r.end);
+                reclaim(r.writes.len());
+            }
+            store.sync_sled()?;
+            tracing::info!(
+                frames,
+                "applied value-log frames sled had not stored before the last stop"
+            );
+        }
         store.finish_zeroing()?;
-        if found.is_some_and(|f| f < STORE_FORMAT) {
+        // Format 2 differs from 3 only in what may follow the valid length (raw bodies of a batch
+        // that never became durable, which the open above zeroed): nothing to move.
+        if found.is_some_and(|f| f < 2) {
             let moved = store.migrate_inline_chunks()?;
             tracing::info!(
                 chunks = moved,
@@ -460,6 +496,8 @@ impl SledStore {
         if pending.is_empty() {
             return Ok(());
         }
+        // As in `replace_disclosures`: sled durable past the frames before their bytes go.
+        self.sync_sled()?;
         self.vlog.zero(&pending)?;
         let mut b = sled::Batch::default();
         for k in keys {
@@ -500,33 +538,52 @@ impl SledStore {
             if inline.is_empty() {
                 return Ok(moved);
             }
-            let (keys, bodies): (Vec<_>, Vec<_>) = inline.into_iter().unzip();
-            self.apply_with_bodies(sled::Batch::default(), keys, &bodies)?;
+            let (keys, bodies): (Vec<_>, Vec<_>) =
+                inline.into_iter().map(|(k, v)| (k.to_vec(), v)).unzip();
+            self.apply_framed(Writes::default(), keys, &bodies)?;
+            // Bounds what a crash leaves to apply again: the frames hold every body.
             self.db.flush()?;
-            reclaim(bodies.len());
             moved += bodies.len();
         }
     }
 
-    /// Applies `b` with `bodies` written to the value log first and `keys[i]` pointing at
-    /// `bodies[i]`, plus the log's new valid length: the bodies are durable before the batch
-    /// that points at them can be.
-    fn apply_with_bodies<K: Into<sled::IVec>>(
+    /// Writes `w` and `bodies` as one value-log frame, `keys[i]` pointing at `bodies[i]`, then
+    /// applies them to sled with the log's new valid length. Durable on return (the frame's
+    /// fsync); sled itself is not flushed.
+    fn apply_framed(
         &self,
-        mut b: sled::Batch,
-        keys: Vec<K>,
+        w: Writes,
+        keys: Vec<Vec<u8>>,
         bodies: &[Vec<u8>],
     ) -> Result<(), SledStoreError> {
-        if bodies.is_empty() {
-            return Ok(self.db.apply_batch(b)?);
-        }
-        self.vlog.append_then(bodies, |pointers, len| {
-            for (k, p) in keys.into_iter().zip(pointers) {
-                b.insert(k, &p.encode()[..]);
-            }
-            b.insert(VLOG_LEN_KEY, &len.to_be_bytes()[..]);
-            Ok(self.db.apply_batch(b)?)
-        })
+        let writes = w.len() + keys.len();
+        self.vlog.append(
+            bodies,
+            |pointers| {
+                let mut w = w;
+                for (k, p) in keys.into_iter().zip(pointers) {
+                    w.insert(k, p.encode());
+                }
+                w
+            },
+            |w, end| {
+                let mut b = w.to_batch();
+                b.insert(VLOG_LEN_KEY, &end.to_be_bytes()[..]);
+                Ok::<_, SledStoreError>(self.db.apply_batch(b)?)
+            },
+        )?;
+        reclaim(writes);
+        Ok(())
+    }
+
+    /// Flushes sled and fsyncs its file: sled's own flush only `sync_file_range`s, which does
+    /// not reach past a disk's volatile cache.
+    fn sync_sled(&self) -> Result<(), SledStoreError> {
+        self.db.flush()?;
+        self.sled_file
+            .sync_all()
+            .map_err(|e| SledStoreError::Sled(sled::Error::Io(e)))?;
+        Ok(())
     }
 
     /// A chunk's bytes from its `E` value: read from the value log, or inline (format 1, only
@@ -777,7 +834,7 @@ impl SledStore {
 /// Moves a record's subject index entry from what `old` held to what `new` holds (USCC when
 /// held, else pseudonym), and drops the pseudonym → USCC map entry when the USCC is purged so no
 /// identity outlives its disclosure in the index.
-fn reindex_subjects(b: &mut sled::Batch, old: &StoredRecord, new: &StoredRecord) {
+fn reindex_subjects(b: &mut Writes, old: &StoredRecord, new: &StoredRecord) {
     let (old_uscc, old_pseudonym) = subjects(old);
     let (new_uscc, new_pseudonym) = subjects(new);
     let fits = |s: &&str| s.len() <= usize::from(u8::MAX);
@@ -819,7 +876,7 @@ impl Store for SledStore {
             }
         }
         check_append(batch, |o| heads.get(o).copied().unwrap_or(0))?;
-        let mut b = sled::Batch::default();
+        let mut b = Writes::default();
         let mut chunk_keys = Vec::new();
         let mut bodies = Vec::new();
         for chunk in runs(
@@ -833,10 +890,9 @@ impl Store for SledStore {
             bodies.push(chunk_value(encoded.iter().map(Vec::as_slice), bytes));
             chunk_keys.push(seq_key(E, &chunk[0].origin, chunk[0].seq.0));
         }
-        let mut keys = batch.records.len() * 2 + chunk_keys.len();
         let mut pairs_seen = std::collections::HashSet::new();
         for r in &batch.records {
-            b.insert(id_key(&r.id), seq_key(0, &r.origin, r.seq.0)[1..].to_vec());
+            b.insert(id_key(&r.id), &seq_key(0, &r.origin, r.seq.0)[1..]);
             let (uscc, pseudonym) = subjects(r);
             if let Some(subject) = uscc
                 .or(pseudonym)
@@ -891,14 +947,23 @@ impl Store for SledStore {
                 b.insert(origin_key(X, origin), e.as_slice());
             }
         }
-        keys += batch.nodes.len();
-        self.apply_with_bodies(b, chunk_keys, &bodies)?;
-        reclaim(keys);
-        Ok(())
+        self.apply_framed(b, chunk_keys, &bodies)
     }
 
     fn flush(&self) -> Result<(), Self::Error> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::apply`] is durable here already (the value-log frame); sled is flushed about once
+    /// per [`SLED_FLUSH_INTERVAL`] only, to bound what a crash leaves to apply again.
+    fn commit(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
+        self.apply(batch)?;
+        let mut last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= SLED_FLUSH_INTERVAL {
+            self.db.flush()?;
+            *last = std::time::Instant::now();
+        }
         Ok(())
     }
 
@@ -1005,7 +1070,7 @@ impl Store for SledStore {
             std::collections::BTreeMap::new();
         // The value-log bodies being replaced, zeroed once the new pointers are durable.
         let mut replaced = Vec::new();
-        let mut b = sled::Batch::default();
+        let mut b = Writes::default();
         let reading = self.vlog.reading();
         for r in records {
             let prefix = origin_key(E, &r.origin);
@@ -1083,19 +1148,20 @@ impl Store for SledStore {
                 start = end;
             }
         }
-        let keys = part_keys.len() + records.len() * 2;
         // Pointer switch and the note of what to zero land together; the zeroing itself waits
         // until they are durable, so a crash in between finds either the old pointers (nothing
         // zeroed) or the `Z` entries (zeroed on open).
         for old in &replaced {
             b.insert(zero_key(old.offset), &old.len.to_be_bytes()[..]);
         }
-        self.apply_with_bodies(b, part_keys, &bodies)?;
-        reclaim(keys);
+        self.apply_framed(b, part_keys, &bodies)?;
         if replaced.is_empty() {
             return Ok(());
         }
-        self.db.flush()?;
+        // The frames holding the old bodies must never be applied again once zeroed (their
+        // checksums would fail and end the replay early): sled's state past them is made durable
+        // first, fsync included.
+        self.sync_sled()?;
         self.vlog.zero(&replaced)?;
         let mut done = sled::Batch::default();
         for old in &replaced {

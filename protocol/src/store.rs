@@ -204,6 +204,13 @@ pub trait Store {
 
     fn apply(&self, batch: &AppendBatch) -> Result<(), Self::Error>;
     fn flush(&self) -> Result<(), Self::Error>;
+    /// Applies `batch` and returns once it is durable: a group commit of local appends, whose
+    /// records are acknowledged right after. A store that makes a batch durable by itself
+    /// (the sled store's write-ahead value log) need not flush everything else with it.
+    fn commit(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
+        self.apply(batch)?;
+        self.flush()
+    }
 
     fn origins(&self) -> Result<Vec<MemberId>, Self::Error>;
     fn head(&self, origin: &MemberId) -> Result<Option<LogHead>, Self::Error>;

@@ -326,8 +326,7 @@ fn appends(bodies: &Arc<Vec<RecordBody>>, submitters: usize, dir: &Path) -> anyh
         records_per_batch = s.records as f64 / s.batches.max(1) as f64,
         seal_us = per(s.seal_ns),
         plan_us = per(s.plan_ns),
-        apply_us = per(s.apply_ns),
-        flush_us = per(s.flush_ns),
+        commit_us = per(s.commit_ns),
         "committer time per record"
     );
     drop(appender);
