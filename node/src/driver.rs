@@ -1,8 +1,9 @@
 //! The sync driver: the one task that owns the [`SyncCore`]. It feeds the core connection
 //! events, decoded messages, the appender's durable head and timer expiries, then moves the
 //! core's output — frames onto peers' queues, disconnects, adopted rosters and policies
-//! (persisted; rosters then handed to the transport), applied batches (flushed by the driver
-//! itself at most every [`SYNC_FLUSH_INTERVAL`]) — and publishes a [`SyncStatus`] for the
+//! (persisted; rosters then handed to the transport), disclosures (entered in the ledger,
+//! durably, before they leave), applied batches (sled flushed by the driver itself at most every
+//! [`SYNC_FLUSH_INTERVAL`]) — and publishes a [`SyncStatus`] for the
 //! local API.
 //!
 //! The core is synchronous and touches sled; its calls run under `block_in_place` so a large
@@ -34,9 +35,9 @@ pub const INPUT_QUEUE: usize = 1024;
 /// How often the published status is refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 
-/// How often, at most, the driver flushes records it applied from peers. Remote records need
-/// no flush before use (a crash only means fetching them again), but the flush runs on the
-/// driver, between its steps, not beside them: sled writes the log out on its own I/O threads,
+/// How often, at most, the driver flushes sled after applying records from peers. The records
+/// are durable once applied (each batch's value-log frame is fsynced first), but the flush runs
+/// on the driver, between its steps, not beside them: sled writes the log out on its own I/O threads,
 /// and applying batches faster than they are written piles up its 512 KiB write buffers (73 MB
 /// of them at the peak of a 100k catch-up under heaptrack), which the allocator then cannot
 /// hand back. Flushing in line makes catch-up wait for the disk instead. The interval keeps a
@@ -181,8 +182,8 @@ pub struct Driver {
     received_records: BTreeMap<String, u64>,
     forks: u64,
     store_failed: Option<String>,
-    /// Ledger entries written since the last flush.
-    ledger_unflushed: bool,
+    /// Ledger entries of this step's disclosures, written (durably) before they are sent.
+    ledger_pending: Vec<LedgerEntry>,
     /// A ledger write failed this step: its disclosures are not sent.
     ledger_failed: bool,
 }
@@ -242,7 +243,7 @@ impl Driver {
             refused: 0,
             flagged: BTreeMap::new(),
             purged: 0,
-            ledger_unflushed: false,
+            ledger_pending: Vec::new(),
             ledger_failed: false,
         }
     }
@@ -393,45 +394,14 @@ impl Driver {
             self.event(event);
         }
         // Architecture invariant: no disclosure leaves before its ledger entry is durable (one
-        // flush per driver step that disclosed anything, shared with every write before it).
-        let sync_due = self
-            .sync_flush_at()
-            .is_some_and(|at| at <= tokio::time::Instant::now());
-        if self.ledger_unflushed || sync_due {
-            let store = self.io.store.clone();
-            let started = std::time::Instant::now();
-            let flushed = tokio::task::block_in_place(|| store.flush());
-            self.io.metrics.sync_flush.observe(started.elapsed());
-            self.last_sync_flush = tokio::time::Instant::now();
-            match flushed {
-                Ok(()) => {
-                    if self.sync_flush_failures > 0 {
-                        tracing::info!(
-                            failures = self.sync_flush_failures,
-                            "flushing synced records works again"
-                        );
-                    }
-                    self.synced_unflushed = false;
-                    self.sync_flush_failures = 0;
-                }
-                Err(e) if self.ledger_unflushed => {
-                    tracing::error!(error = %e, "could not flush the disclosure ledger: withholding disclosures");
-                    self.ledger_failed = true;
-                }
-                // Kept unflushed: retried at doubling intervals, logged at the 1st, 2nd, 4th, …
-                // failure in a row.
-                Err(e) => {
-                    self.sync_flush_failures = self.sync_flush_failures.saturating_add(1);
-                    if self.sync_flush_failures.is_power_of_two() {
-                        tracing::error!(
-                            error = %e,
-                            failures = self.sync_flush_failures,
-                            "flushing synced records failed"
-                        );
-                    }
-                }
+        // value-log frame per driver step that disclosed anything).
+        if !self.ledger_pending.is_empty() {
+            let entries = std::mem::take(&mut self.ledger_pending);
+            let ledger = self.io.ledger.clone();
+            if let Err(e) = tokio::task::block_in_place(|| ledger.append(&entries)) {
+                tracing::error!(error = %e, "could not record disclosures in the ledger: withholding them");
+                self.ledger_failed = true;
             }
-            self.ledger_unflushed = false;
         }
         let withhold = std::mem::take(&mut self.ledger_failed);
         while let Some((peer, message)) = self.io.core.poll_transmit() {
@@ -453,6 +423,49 @@ impl Driver {
                 tracing::warn!(%peer, "disconnecting peer: its send queue is full (not reading)");
                 link.conn
                     .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"send queue full");
+            }
+        }
+        self.flush_synced();
+    }
+
+    /// Flushes sled when records applied from peers have waited [`SYNC_FLUSH_INTERVAL`]. They
+    /// are durable already (each batch's value-log frame); the flush bounds what sled holds in
+    /// its write buffers and what a crash leaves to apply again. After the step's messages are
+    /// sent, so it never delays one.
+    fn flush_synced(&mut self) {
+        let due = self
+            .sync_flush_at()
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if !due {
+            return;
+        }
+        let store = self.io.store.clone();
+        let started = std::time::Instant::now();
+        let flushed = tokio::task::block_in_place(|| store.flush());
+        self.io.metrics.sync_flush.observe(started.elapsed());
+        self.last_sync_flush = tokio::time::Instant::now();
+        match flushed {
+            Ok(()) => {
+                if self.sync_flush_failures > 0 {
+                    tracing::info!(
+                        failures = self.sync_flush_failures,
+                        "flushing synced records works again"
+                    );
+                }
+                self.synced_unflushed = false;
+                self.sync_flush_failures = 0;
+            }
+            // Kept unflushed: retried at doubling intervals, logged at the 1st, 2nd, 4th, …
+            // failure in a row.
+            Err(e) => {
+                self.sync_flush_failures = self.sync_flush_failures.saturating_add(1);
+                if self.sync_flush_failures.is_power_of_two() {
+                    tracing::error!(
+                        error = %e,
+                        failures = self.sync_flush_failures,
+                        "flushing synced records failed"
+                    );
+                }
             }
         }
     }
@@ -528,13 +541,7 @@ impl Driver {
                     policy_version,
                     records,
                 };
-                match self.io.ledger.append(&entry) {
-                    Ok(()) => self.ledger_unflushed = true,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not record disclosures in the ledger: withholding them");
-                        self.ledger_failed = true;
-                    }
-                }
+                self.ledger_pending.push(entry);
             }
             Event::Refused {
                 peer,

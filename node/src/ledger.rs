@@ -63,6 +63,7 @@ pub struct LedgerFilter {
 /// The ledger over a node's store.
 #[derive(Debug)]
 pub struct Ledger {
+    store: SledStore,
     db: sled::Db,
     next: AtomicU64,
 }
@@ -117,13 +118,26 @@ impl Ledger {
             None => 0,
         };
         Ok(Ledger {
+            store: store.clone(),
             db,
             next: AtomicU64::new(next),
         })
     }
 
-    /// Records an entry (durable with the store's next flush).
-    pub fn append(&self, e: &LedgerEntry) -> Result<(), SledStoreError> {
+    /// Records entries durably — one value-log frame, fsynced — before returning, so the
+    /// disclosures they list may leave. A sled flush would do too, but would also write out
+    /// everything else the store holds unflushed (a second of appends) on a push's way out.
+    pub fn append(&self, entries: &[LedgerEntry]) -> Result<(), SledStoreError> {
+        let mut w = crate::frame::Writes::default();
+        for e in entries {
+            let (k, v) = self.encode(e);
+            w.insert(k, v);
+        }
+        self.store.write_durable(w)
+    }
+
+    /// An entry's key (time, then a counter) and value.
+    fn encode(&self, e: &LedgerEntry) -> (Vec<u8>, Vec<u8>) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut key = vec![L];
         key.extend_from_slice(&e.at.0.to_be_bytes());
@@ -139,8 +153,7 @@ impl Ledger {
             v.extend_from_slice(&id.0);
             v.extend_from_slice(&mask.to_be_bytes());
         }
-        self.db.insert(key, v)?;
-        Ok(())
+        (key, v)
     }
 
     /// Every entry as stored (key, value), oldest first: what a backup copies.
@@ -254,7 +267,7 @@ mod tests {
                     (4, RecordId([8; 32]), RecordKind::Credit, 1),
                 ],
             };
-            ledger.append(&e).unwrap_or_else(|e| panic!("{e}"));
+            ledger.append(&[e]).unwrap_or_else(|e| panic!("{e}"));
         }
         let all = ledger
             .query(&LedgerFilter {

@@ -130,6 +130,9 @@ const HEALTH_KEY: &[u8] = b"Mhealth";
 const RECOVERING_KEY: &[u8] = b"Mrecovering";
 /// The value log's valid length (u64), written with every batch that points into it.
 const VLOG_LEN_KEY: &[u8] = b"Mvlog";
+/// Where the value log's frames have had their sled writes scrubbed up to (u64): see
+/// [`SledStore::scrub_frames`].
+const SCRUBBED_KEY: &[u8] = b"Mscrubbed";
 /// Inline chunks moved into the value log per batch when opening a format-1 store.
 const MIGRATE_CHUNKS_PER_BATCH: usize = 256;
 
@@ -473,6 +476,10 @@ impl SledStore {
                 "store format upgraded to {STORE_FORMAT}: chunk bodies moved to the value log"
             );
         }
+        if found == Some(2) {
+            // Format 2 wrote bodies without frames: the first frame starts at its valid length.
+            store.db.insert(SCRUBBED_KEY, &valid.to_be_bytes())?;
+        }
         if found != Some(STORE_FORMAT) {
             store.db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
             store.db.flush()?;
@@ -497,8 +504,10 @@ impl SledStore {
             return Ok(());
         }
         // As in `replace_disclosures`: sled durable past the frames before their bytes go.
+        let settled = self.vlog.settled_len();
         self.sync_sled()?;
         self.vlog.zero(&pending)?;
+        self.scrub_frames(settled)?;
         let mut b = sled::Batch::default();
         for k in keys {
             b.remove(k);
@@ -573,6 +582,33 @@ impl SledStore {
             },
         )?;
         reclaim(writes);
+        Ok(())
+    }
+
+    /// Applies `w` durably: one value-log frame, fsynced, then the sled batch. For small
+    /// writes that must be durable at once without flushing all of sled (the disclosure ledger).
+    pub fn write_durable(&self, w: Writes) -> Result<(), SledStoreError> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        self.apply_framed(w, Vec::new(), &[])
+    }
+
+    /// Zeroes the sled writes of the frames below `to`, which sled must hold durably, from where
+    /// the last scrub stopped. A purge removes a USCC from the subject index, but the frames that
+    /// wrote the index entry — and the purge's own frame, which names the key it removes — would
+    /// otherwise keep it in the value log for good.
+    fn scrub_frames(&self, to: u64) -> Result<(), SledStoreError> {
+        let from = match self.db.get(SCRUBBED_KEY)? {
+            None => 0,
+            Some(v) => u64_at(&v, 0)?,
+        };
+        if from >= to {
+            return Ok(());
+        }
+        self.vlog.scrub_writes(from, to)?;
+        // Not flushed: a scrub that sled forgets is done again, to the same effect.
+        self.db.insert(SCRUBBED_KEY, &to.to_be_bytes())?;
         Ok(())
     }
 
@@ -1161,8 +1197,10 @@ impl Store for SledStore {
         // The frames holding the old bodies must never be applied again once zeroed (their
         // checksums would fail and end the replay early): sled's state past them is made durable
         // first, fsync included.
+        let settled = self.vlog.settled_len();
         self.sync_sled()?;
         self.vlog.zero(&replaced)?;
+        self.scrub_frames(settled)?;
         let mut done = sled::Batch::default();
         for old in &replaced {
             done.remove(zero_key(old.offset));

@@ -25,7 +25,8 @@
 //! Rewritten chunks (a back-fill or a purge) are appended anew and the old bytes overwritten with
 //! zeros once sled's switch to the new pointer is durable — flushed, and its file fsynced, so no
 //! frame holding zeroed bytes is ever replayed ([`ValueLog::zero`]) — and a removed field does not
-//! linger in the file; the space is not reused.
+//! linger in the file; the space is not reused. A purge also zeroes the sled writes of the frames
+//! sled holds durably ([`ValueLog::scrub_writes`]): they repeat index keys, which can hold a USCC.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -309,6 +310,54 @@ impl ValueLog {
             state.failed = true;
         }
         out
+    }
+
+    /// The valid length at a moment no append is between its frame's write and its sled batch:
+    /// every frame below it has been applied to sled (not necessarily flushed).
+    pub fn settled_len(&self) -> u64 {
+        let _appending = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+        self.len()
+    }
+
+    /// Overwrites with zeros the sled writes of every frame in `from..to` (both frame
+    /// boundaries), keeping headers and bodies. Only for frames sled holds durably, which no open
+    /// reads again: their writes repeat index keys — a subject index key holds a USCC — that a
+    /// purge must not leave behind.
+    pub fn scrub_writes(&self, from: u64, to: u64) -> Result<(), ValueLogError> {
+        let mut at = from;
+        let zeros = vec![0u8; ZERO_STEP];
+        while at < to {
+            let malformed = |what| ValueLogError::Frame {
+                offset: at,
+                source: frame::FrameError::Malformed(what),
+            };
+            let mut head = [0u8; frame::HEADER_LEN + 4];
+            self.file
+                .read_exact_at(&mut head, at)
+                .map_err(|e| self.io(e))?;
+            let header: &[u8; frame::HEADER_LEN] = head[..frame::HEADER_LEN]
+                .try_into()
+                .map_err(|_| malformed("header"))?;
+            let len = frame::payload_len(header).ok_or_else(|| malformed("no frame here"))?;
+            let bodies = u32::from_be_bytes([head[40], head[41], head[42], head[43]]);
+            let end = at + frame::HEADER_LEN as u64 + u64::from(len);
+            let mut w = at + frame::BODIES_AT + u64::from(bodies);
+            if w > end || end > to {
+                return Err(malformed("frame runs past the range"));
+            }
+            while w < end {
+                let n = (end - w).min(ZERO_STEP as u64) as usize;
+                self.file
+                    .write_all_at(&zeros[..n], w)
+                    .map_err(|e| self.io(e))?;
+                w += n as u64;
+            }
+            at = end;
+        }
+        if to > from {
+            self.file.sync_data().map_err(|e| self.io(e))?;
+        }
+        Ok(())
     }
 
     /// A shared hold on the file's contents: take it before looking a pointer up in sled and

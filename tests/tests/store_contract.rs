@@ -652,6 +652,73 @@ fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
 }
 
 #[test]
+fn a_purged_uscc_is_left_in_no_value_log_frame() {
+    // The USCC is a disclosure (zeroed with its chunk) but also part of a subject index key,
+    // which every frame that wrote or removed it repeats: the purge scrubs those too.
+    use tfx_protocol::disclosure::Disclosure;
+    use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let full: Vec<StoredRecord> = sealed_at(0..40)
+        .into_iter()
+        .map(StoredRecord::from_sealed)
+        .collect();
+    store
+        .apply(&AppendBatch {
+            records: full.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    let usccs: Vec<String> = full
+        .iter()
+        .map(|r| {
+            r.subjects
+                .iter()
+                .find(|s| !tfx_protocol::derive::is_pseudonym(s))
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let vlog = dir.path().join(VLOG_FILE);
+    let file = std::fs::read(&vlog).unwrap();
+    assert!(usccs.iter().all(|u| contains(&file, u.as_bytes())));
+    let narrow: Vec<StoredRecord> = full
+        .iter()
+        .map(|r| {
+            let disclosures: Vec<Vec<u8>> = r
+                .disclosures
+                .iter()
+                .filter(|d| Disclosure::decode(d).unwrap().name() != "subject_uscc")
+                .cloned()
+                .collect();
+            assert_eq!(disclosures.len(), r.disclosures.len() - 1);
+            StoredRecord {
+                subjects: subjects_of_bytes(&disclosures),
+                disclosures,
+                ..r.clone()
+            }
+        })
+        .collect();
+    store.replace_disclosures(&narrow).unwrap();
+    let file = std::fs::read(&vlog).unwrap();
+    for (u, r) in usccs.iter().zip(&narrow) {
+        assert!(
+            !contains(&file, u.as_bytes()),
+            "seq {}: its purged USCC is still in the value log",
+            r.seq.0
+        );
+    }
+    // A reopen is unaffected: the scrubbed frames are never read again.
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let held = store.records(&origin(), LogIndex(0), 100).unwrap();
+    assert_eq!(held.len(), narrow.len());
+    for (h, r) in held.iter().zip(&narrow) {
+        assert_eq!(&h.disclosures, &r.disclosures);
+    }
+}
+
+#[test]
 fn a_value_log_tail_no_batch_points_at_is_ignored_and_overwritten() {
     // Bodies written for a batch that never became durable (a crash between the value log's
     // fsync and sled's) are never served after a reopen and are overwritten by the next append;

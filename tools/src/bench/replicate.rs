@@ -10,7 +10,8 @@
 //!    stored. The resolution is the status refresh (200 ms) plus the 50 ms poll.
 //! 4. Latency: under a steady background load at the origin, sequential probes submitted at the
 //!    origin (A) and polled for at pbc-chengdu (B) through its API, which only serves records it
-//!    has verified and stored; each sample runs from A's submit to B's first 200.
+//!    has verified and stored; each sample runs from A's submit to B's first 200, and the part
+//!    until A's durable acknowledgement is reported beside it.
 //! 5. Anti-entropy: with every node in sync and idle, the bytes each node exchanges with each
 //!    peer over ten anti-entropy intervals — sync frames, and everything on the wire (UDP
 //!    payload: QUIC headers, encryption, acknowledgements) — divided by the rounds.
@@ -85,6 +86,8 @@ struct Figures {
     sled_raw_per_s: f64,
     catch_up: Vec<CatchUp>,
     latency_ms: Vec<f64>,
+    /// Of each probe, the part until A acknowledged it durable.
+    ack_ms: Vec<f64>,
     load_per_s: f64,
     sync_bytes_per_round: f64,
     udp_bytes_per_round: f64,
@@ -164,7 +167,7 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
     let pid = net.pid(last).context("the last joiner is not running")?;
     let rss_mib = proc_status_kib(pid, "VmRSS:")? as f64 / 1024.0;
 
-    let (latency_ms, load_per_s) = latency(&net, b)?;
+    let (latency_ms, ack_ms, load_per_s) = latency(&net, b)?;
     say(format!(
         "latency: {} probes under {load_per_s:.0} records/s of load",
         latency_ms.len()
@@ -183,6 +186,7 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
             sled_raw_per_s,
             catch_up,
             latency_ms,
+            ack_ms,
             load_per_s,
             sync_bytes_per_round,
             udp_bytes_per_round,
@@ -278,8 +282,9 @@ fn size_of(client: &NodeClient, origin: &str) -> anyhow::Result<u64> {
 }
 
 /// Sequential submit-at-A → verified-at-B probes under background load; returns the samples
-/// in milliseconds and the load actually achieved.
-fn latency(net: &LocalNet, b: &ReplicateBench) -> anyhow::Result<(Vec<f64>, f64)> {
+/// in milliseconds, the part of each until A's durable acknowledgement, and the load actually
+/// achieved.
+fn latency(net: &LocalNet, b: &ReplicateBench) -> anyhow::Result<(Vec<f64>, Vec<f64>, f64)> {
     const LOADERS: u64 = 4;
     let a = NodeClient::for_node(&net.dir(ORIGIN))?;
     let at_b = NodeClient::for_node(&net.dir(PROBE_AT))?;
@@ -314,10 +319,14 @@ fn latency(net: &LocalNet, b: &ReplicateBench) -> anyhow::Result<(Vec<f64>, f64)
     // Let the load reach its pace before measuring.
     std::thread::sleep(Duration::from_secs(1));
     let mut samples = Vec::with_capacity(b.probes);
+    let mut acks = Vec::with_capacity(b.probes);
     let mut failure = None;
     for i in 0..b.probes as u64 {
         match probe(&a, &at_b, b.records + 500_000 + i) {
-            Ok(ms) => samples.push(ms),
+            Ok((ack, ms)) => {
+                acks.push(ack);
+                samples.push(ms);
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -334,10 +343,11 @@ fn latency(net: &LocalNet, b: &ReplicateBench) -> anyhow::Result<(Vec<f64>, f64)
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok((samples, load))
+    Ok((samples, acks, load))
 }
 
-fn probe(a: &NodeClient, at_b: &NodeClient, n: u64) -> anyhow::Result<f64> {
+/// One probe: (ms until A acknowledged the record durable, ms until B served it).
+fn probe(a: &NodeClient, at_b: &NodeClient, n: u64) -> anyhow::Result<(f64, f64)> {
     let body = serde_json::to_vec(&synthetic::credit_json(n))?;
     let started = Instant::now();
     let (code, reply) = a.post("/v1/records", &body)?;
@@ -345,11 +355,12 @@ fn probe(a: &NodeClient, at_b: &NodeClient, n: u64) -> anyhow::Result<f64> {
         .as_str()
         .context("no id in the submit reply")?
         .to_string();
+    let acked = started.elapsed().as_secs_f64() * 1000.0;
     let path = format!("/v1/records/{id}");
     loop {
         let (code, reply) = at_b.get(&path)?;
         match code {
-            200 => return Ok(started.elapsed().as_secs_f64() * 1000.0),
+            200 => return Ok((acked, started.elapsed().as_secs_f64() * 1000.0)),
             404 => {}
             _ => bail!("{PROBE_AT} answered {code}: {reply}"),
         }
@@ -438,6 +449,9 @@ fn report(b: &ReplicateBench, f: &Figures) {
     let mut lat = f.latency_ms.clone();
     lat.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let mut ack = f.ack_ms.clone();
+    ack.sort_by(f64::total_cmp);
+    let (ack50, ack99) = (percentile(&ack, 0.5), percentile(&ack, 0.99));
     let catch: Vec<Value> = f
         .catch_up
         .iter()
@@ -463,6 +477,7 @@ fn report(b: &ReplicateBench, f: &Figures) {
             "catch_up": catch,
             "latency_ms": {
                 "p50": p50, "p99": p99, "probes": lat.len(),
+                "ack_at_origin_p50": ack50, "ack_at_origin_p99": ack99,
                 "load_per_s": f.load_per_s.round(), "from": ORIGIN, "to": PROBE_AT,
             },
             "anti_entropy": {
@@ -515,6 +530,9 @@ fn report(b: &ReplicateBench, f: &Figures) {
         "  submit at {ORIGIN} → verified at {PROBE_AT}: p50 {p50:.1} ms, p99 {p99:.1} ms ({} probes, {:.0} records/s load)",
         lat.len(),
         f.load_per_s
+    );
+    println!(
+        "    of which until {ORIGIN} acknowledged the submit as durable: p50 {ack50:.1} ms, p99 {ack99:.1} ms"
     );
     println!(
         "  target p99 ≤ {LATENCY_P99_TARGET_MS:.0} ms: {}",
