@@ -538,6 +538,28 @@ mod tests {
     }
 
     #[test]
+    fn scrubbing_zeroes_the_writes_of_whole_frames_only() {
+        let (dir, log, a) = log_of(&[b"first body"]);
+        let (b, end) = put(&log, &[b"second body"], b"Sa-subject-key").unwrap();
+        let file = std::fs::read(dir.path().join(VLOG_FILE)).unwrap();
+        let has = |f: &[u8], n: &[u8]| f.windows(n.len()).any(|w| w == n);
+        assert!(has(&file, b"Sa-subject-key"));
+        log.scrub_writes(0, end).unwrap();
+        let file = std::fs::read(dir.path().join(VLOG_FILE)).unwrap();
+        assert!(!has(&file, b"Sa-subject-key"));
+        // Bodies stay readable, and headers stay: the frames can be walked again.
+        assert_eq!(log.read(a[0]).unwrap(), b"first body");
+        assert_eq!(log.read(b[0]).unwrap(), b"second body");
+        log.scrub_writes(0, end).unwrap();
+        // A range that does not start or end at a frame boundary is refused.
+        assert!(matches!(
+            log.scrub_writes(1, end),
+            Err(ValueLogError::Frame { offset: 1, .. })
+        ));
+        assert!(log.scrub_writes(0, end - 1).is_err());
+    }
+
+    #[test]
     fn zeroing_overwrites_only_the_named_bytes() {
         let (dir, log, p) = log_of(&[b"secret", b"kept"]);
         log.zero(&p[..1]).unwrap();
