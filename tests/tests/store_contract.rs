@@ -594,11 +594,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
-    use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+/// A store in `dir` holding records 0..40 of `sealed_at`, durably, and those records.
+fn store_of_40(dir: &std::path::Path) -> (SledStore, Vec<tfx_protocol::store::StoredRecord>) {
+    use tfx_protocol::store::StoredRecord;
+    let store = SledStore::open(dir).unwrap();
     let full: Vec<StoredRecord> = sealed_at(0..40)
         .into_iter()
         .map(StoredRecord::from_sealed)
@@ -610,6 +609,26 @@ fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
         })
         .unwrap();
     store.flush().unwrap();
+    (store, full)
+}
+
+/// `r` holding only `disclosures` (its subjects follow them), as a purge leaves it.
+fn with_disclosures(
+    r: &tfx_protocol::store::StoredRecord,
+    disclosures: Vec<Vec<u8>>,
+) -> tfx_protocol::store::StoredRecord {
+    tfx_protocol::store::StoredRecord {
+        subjects: tfx_protocol::store::subjects_of_bytes(&disclosures),
+        disclosures,
+        ..r.clone()
+    }
+}
+
+#[test]
+fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
+    use tfx_protocol::store::StoredRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, full) = store_of_40(dir.path());
     let removed: Vec<Vec<u8>> = full.iter().map(|r| r.disclosures[5].clone()).collect();
     let vlog = dir.path().join(VLOG_FILE);
     let file = std::fs::read(&vlog).unwrap();
@@ -623,11 +642,7 @@ fn a_purge_leaves_no_removed_disclosure_in_the_value_log() {
         .map(|r| {
             let mut disclosures = r.disclosures.clone();
             disclosures.remove(5);
-            StoredRecord {
-                subjects: subjects_of_bytes(&disclosures),
-                disclosures,
-                ..r.clone()
-            }
+            with_disclosures(r, disclosures)
         })
         .collect();
     store.replace_disclosures(&narrow).unwrap();
@@ -656,19 +671,9 @@ fn a_purged_uscc_is_left_in_no_value_log_frame() {
     // The USCC is a disclosure (zeroed with its chunk) but also part of a subject index key,
     // which every frame that wrote or removed it repeats: the purge scrubs those too.
     use tfx_protocol::disclosure::Disclosure;
-    use tfx_protocol::store::{subjects_of_bytes, StoredRecord};
+    use tfx_protocol::store::StoredRecord;
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let full: Vec<StoredRecord> = sealed_at(0..40)
-        .into_iter()
-        .map(StoredRecord::from_sealed)
-        .collect();
-    store
-        .apply(&AppendBatch {
-            records: full.clone(),
-            ..Default::default()
-        })
-        .unwrap();
+    let (store, full) = store_of_40(dir.path());
     let usccs: Vec<String> = full
         .iter()
         .map(|r| {
@@ -692,11 +697,7 @@ fn a_purged_uscc_is_left_in_no_value_log_frame() {
                 .cloned()
                 .collect();
             assert_eq!(disclosures.len(), r.disclosures.len() - 1);
-            StoredRecord {
-                subjects: subjects_of_bytes(&disclosures),
-                disclosures,
-                ..r.clone()
-            }
+            with_disclosures(r, disclosures)
         })
         .collect();
     store.replace_disclosures(&narrow).unwrap();
