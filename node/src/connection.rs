@@ -1,6 +1,8 @@
 //! One authenticated peer connection: two writer tasks (control and bulk streams) fed by bounded
 //! queues, and a reader per incoming stream that decodes frames and hands messages to the sync
-//! driver. A reader that meets an oversized or malformed frame, or an unknown stream, closes the
+//! driver. Records have their signatures checked by the reader, on a blocking thread, under the
+//! current roster ([`Prechecked`]): the driver then applies one message while the next is being
+//! verified, instead of doing both in turn. A reader that meets an oversized or malformed frame, or an unknown stream, closes the
 //! connection with [`CLOSE_PROTOCOL`] and logs the reason; nothing from that frame reaches the
 //! driver. The driver's input queue is bounded, so a fast peer is slowed by QUIC flow control
 //! rather than by our memory.
@@ -9,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tfx_protocol::sync::wire::Message;
+use tfx_protocol::sync::Prechecked;
 use tfx_protocol::MemberId;
 use tokio::sync::mpsc;
 
 use crate::transport::{
-    read_frame, write_frame, FrameError, STREAM_BULK, STREAM_CONTROL, UNI_STREAMS_MAX,
+    read_frame, write_frame, FrameError, Membership, STREAM_BULK, STREAM_CONTROL, UNI_STREAMS_MAX,
 };
 
 /// Application close codes.
@@ -62,6 +65,12 @@ pub enum Input {
         conn_id: usize,
         message: Message,
     },
+    /// A `Records` message, its signatures already checked.
+    Records {
+        peer: MemberId,
+        conn_id: usize,
+        records: Prechecked,
+    },
     Closed {
         peer: MemberId,
         conn_id: usize,
@@ -84,7 +93,12 @@ pub fn misbehaved(conn: &quinn::Connection, peer: &MemberId, reason: &str) {
 }
 
 /// Runs a connection until it closes. Returns after the driver has been told.
-pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<Input>) {
+pub async fn run(
+    conn: quinn::Connection,
+    peer: MemberId,
+    driver: mpsc::Sender<Input>,
+    membership: Arc<Membership>,
+) {
     let conn_id = conn.stable_id();
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
@@ -120,6 +134,7 @@ pub async fn run(conn: quinn::Connection, peer: MemberId, driver: mpsc::Sender<I
                             peer.clone(),
                             driver.clone(),
                             traffic.clone(),
+                            membership.clone(),
                         ));
                     }
                     Err(_) => break,
@@ -165,6 +180,7 @@ async fn reader(
     peer: MemberId,
     driver: mpsc::Sender<Input>,
     traffic: Arc<Traffic>,
+    membership: Arc<Membership>,
 ) {
     let conn_id = conn.stable_id();
     let mut tag = [0u8; 1];
@@ -197,10 +213,27 @@ async fn reader(
                 return;
             }
         };
-        let input = Input::Message {
-            peer: peer.clone(),
-            conn_id,
-            message,
+        let input = match message {
+            Message::Records(records) => {
+                // The roster as the transport holds it, which the driver sets to the core's
+                // on every adoption; the core re-verifies if it has moved on meanwhile.
+                let roster = membership.roster();
+                let check =
+                    tokio::task::spawn_blocking(move || Prechecked::check(records, &roster));
+                let Ok(records) = check.await else {
+                    return; // the runtime is shutting down
+                };
+                Input::Records {
+                    peer: peer.clone(),
+                    conn_id,
+                    records,
+                }
+            }
+            message => Input::Message {
+                peer: peer.clone(),
+                conn_id,
+                message,
+            },
         };
         if driver.send(input).await.is_err() {
             return;

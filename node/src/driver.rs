@@ -359,6 +359,16 @@ impl Driver {
                 }
                 self.with_core(|core, store| core.handle_message(store, &peer, message, now_ms()));
             }
+            Input::Records {
+                peer,
+                conn_id,
+                records,
+            } => {
+                if self.links.get(&peer).map(|l| l.conn.stable_id()) != Some(conn_id) {
+                    return;
+                }
+                self.with_core(|core, store| core.handle_records(store, &peer, records, now_ms()));
+            }
             Input::Closed { peer, conn_id } => {
                 if self.links.get(&peer).map(|l| l.conn.stable_id()) == Some(conn_id) {
                     self.links.remove(&peer);

@@ -386,6 +386,7 @@ impl Node {
                 member.clone(),
                 inputs.clone(),
                 metrics.clone(),
+                membership.clone(),
             )),
             tokio::spawn(dial_manager(
                 Dialing {
@@ -449,9 +450,11 @@ async fn accept_loop(
     me: MemberId,
     inputs: mpsc::Sender<Input>,
     metrics: Arc<crate::metrics::Metrics>,
+    membership: Arc<Membership>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let inputs = inputs.clone();
+        let membership = membership.clone();
         let me = me.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -482,7 +485,7 @@ async fn accept_loop(
                 conn.close(quinn::VarInt::from_u32(connection::CLOSE_POLICY), b"self");
                 return;
             }
-            connection::run(conn, peer, inputs).await;
+            connection::run(conn, peer, inputs, membership).await;
         });
     }
 }
@@ -551,7 +554,7 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
                 }
                 backoff = BACKOFF_MIN;
                 failures = 0;
-                connection::run(conn, peer.clone(), inputs.clone()).await;
+                connection::run(conn, peer.clone(), inputs.clone(), membership.clone()).await;
             }
             Err(e) => {
                 failures += 1;

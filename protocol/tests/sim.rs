@@ -31,7 +31,7 @@ use tfx_protocol::roster::SignedRoster;
 use tfx_protocol::store::StoreNodes;
 use tfx_protocol::store::{LogHead, Store};
 use tfx_protocol::sync::wire::Message;
-use tfx_protocol::sync::{Event, SyncConfig, SyncCore};
+use tfx_protocol::sync::{Event, Prechecked, SyncConfig, SyncCore};
 use tfx_protocol::validate::RecordBody;
 use tfx_protocol::witness::{count_witnesses, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId};
@@ -404,9 +404,18 @@ impl Sim {
                         );
                     }
                 }
+                // Half the records messages arrive prechecked, as the node's connection readers
+                // hand them over (a precheck under a stale roster: `sync.rs`).
+                let precheck = matches!(m, Message::Records(_)) && self.rng.chance(500);
                 let node = &mut self.nodes[to];
                 if let Some(core) = node.core.as_mut() {
-                    core.handle_message(&node.store, &peer, m, now);
+                    match m {
+                        Message::Records(r) if precheck => {
+                            let p = Prechecked::check(r, core.roster());
+                            core.handle_records(&node.store, &peer, p, now);
+                        }
+                        m => core.handle_message(&node.store, &peer, m, now),
+                    }
                     if std::env::var("SIM_TRACE").is_ok() {
                         eprintln!("   {} backfilling {:?}", self.ids[to], core.backfilling());
                     }

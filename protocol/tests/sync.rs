@@ -16,7 +16,9 @@ use tfx_protocol::policy::Policy;
 use tfx_protocol::roster::{Revocation, SignedRoster, ROLES};
 use tfx_protocol::store::{LogHead, MemoryStore, Store};
 use tfx_protocol::sync::wire::{Fetch, Heads, Hello, Message, Records, WireRecord};
-use tfx_protocol::sync::{DisconnectCause, Event, SyncConfig, SyncCore, QUIET_SIDE_ROUNDS};
+use tfx_protocol::sync::{
+    DisconnectCause, Event, Prechecked, SyncConfig, SyncCore, QUIET_SIDE_ROUNDS,
+};
 use tfx_protocol::witness::{verify_cosignature, Cosignature, Witnessed};
 use tfx_protocol::{LogIndex, MemberId, RecordId, Timestamp};
 
@@ -144,6 +146,80 @@ fn a_forged_signature_disconnects_the_sender() {
         |_| "bank",
         "does not verify",
     );
+}
+
+/// The core's roster (genesis, every member `bank`) with member 1's signing key swapped for
+/// member 5's, as version 2: records member 1 signed do not verify under it.
+fn roster_rotating_member_1() -> tfx_protocol::roster::Roster {
+    let mut r = genesis_roster_with(4, |_| "bank");
+    r.version = 2;
+    r.members[1].keys[0].key = *common::member_key(5).verifying_key();
+    r
+}
+
+#[test]
+fn prechecked_records_are_applied_as_if_the_core_had_verified_them() {
+    let (store, mut core, source) = setup(|_| "bank");
+    let r = Prechecked::check(records_of(&source, 1, 0, 3), core.roster());
+    core.handle_records(&store, &member_id(1), r, T0);
+    let head = source.head(&member_id(1)).unwrap().unwrap();
+    assert_eq!(
+        events(&mut core),
+        vec![Event::Applied {
+            origin: member_id(1),
+            head
+        }]
+    );
+    assert_eq!(
+        store.checkpoint(&member_id(1)).unwrap(),
+        source.checkpoint(&member_id(1)).unwrap()
+    );
+}
+
+#[test]
+fn a_precheck_that_failed_disconnects_the_sender_and_stores_nothing() {
+    let (store, mut core, source) = setup(|_| "bank");
+    let mut r = records_of(&source, 1, 0, 3);
+    let e = &mut r.records[2].envelope;
+    let last = e.len() - 1;
+    e[last] ^= 1;
+    let r = Prechecked::check(r, core.roster());
+    core.handle_records(&store, &member_id(1), r, T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("#2 does not verify")),
+        "{ev:?}"
+    );
+    assert!(store.origins().unwrap().is_empty(), "something was stored");
+}
+
+#[test]
+fn a_precheck_under_another_roster_version_is_redone_under_the_cores() {
+    // Checked under a roster in which member 1 holds another key, every record "fails"; the
+    // core holds version 1, under which they are valid, so it verifies again and applies them.
+    let (store, mut core, source) = setup(|_| "bank");
+    let other = roster_rotating_member_1();
+    let r = Prechecked::check(records_of(&source, 1, 0, 3), &other);
+    core.handle_records(&store, &member_id(1), r, T0);
+    assert_eq!(
+        store.head(&member_id(1)).unwrap(),
+        source.head(&member_id(1)).unwrap()
+    );
+    assert!(matches!(&events(&mut core)[..], [Event::Applied { .. }]));
+
+    // And the other way round: a forged record that a stale precheck passed is still refused.
+    // (Checking under version 2 with the forger's key — member 5's — makes the forgery "valid".)
+    let (store, mut core, _) = setup(|_| "bank");
+    let forged = MemoryStore::new();
+    common::append_as(&forged, 1, &common::member_key(5), &credit_body(), 3, T0, 1);
+    let r = Prechecked::check(records_of(&forged, 1, 0, 3), &other);
+    core.handle_records(&store, &member_id(1), r, T0);
+    let ev = events(&mut core);
+    assert!(
+        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("does not verify")),
+        "{ev:?}"
+    );
+    assert!(store.origins().unwrap().is_empty(), "something was stored");
 }
 
 #[test]

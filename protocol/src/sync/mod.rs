@@ -25,9 +25,11 @@
 //!   [`PEER_FETCHES_MAX`]).
 
 mod audit;
+mod precheck;
 pub mod wire;
 
 pub use audit::PENDING_WITNESSED_MAX;
+pub use precheck::Prechecked;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -211,6 +213,13 @@ struct Inflight {
     peer: MemberId,
     count: u64,
     deadline: u64,
+}
+
+/// Roster-dependent verification of one `Records` message done ahead of the core
+/// ([`Prechecked`]), under the core's current roster version.
+struct Checks {
+    verified: Vec<Result<crate::record::VerifiedRecord, crate::record::VerifyError>>,
+    checkpoint: Option<Result<crate::checkpoint::SignedCheckpoint, crate::record::VerifyError>>,
 }
 
 #[derive(Debug)]
@@ -710,7 +719,7 @@ impl SyncCore {
             Message::Hello(h) => self.on_hello(store, peer, h, now),
             Message::Heads(h) => self.on_heads(store, peer, h, now),
             Message::Fetch(f) => self.on_fetch(store, peer, f, now),
-            Message::Records(r) => self.on_records(store, peer, r, now),
+            Message::Records(r) => self.on_records(store, peer, r, None, now),
             Message::RosterRequest { have } => self.on_roster_request(peer, have),
             Message::Rosters(v) => self.on_rosters(store, peer, v, now),
             Message::PolicyRequest { have } => self.on_policy_request(peer, have),
@@ -718,6 +727,32 @@ impl SyncCore {
             Message::Witness(w) => self.on_witness(store, peer, w, now),
             Message::Evidence(e) => self.on_evidence(store, peer, e),
         }
+    }
+
+    /// A `Records` message from a connected peer whose signatures were checked off this thread
+    /// ([`Prechecked`]); the same as `handle_message(Message::Records(..))` otherwise.
+    pub fn handle_records<S: Store>(
+        &mut self,
+        store: &S,
+        peer: &MemberId,
+        p: Prechecked,
+        now: u64,
+    ) {
+        self.clock = self.clock.max(now);
+        if self.failed || !self.peers.contains_key(peer) {
+            return;
+        }
+        // Results checked under another roster version are dropped, and the core verifies
+        // again: a key rotated or revoked in between must be judged by the current roster.
+        if p.roster_version != self.roster.version {
+            let records = p.into_records();
+            return self.on_records(store, peer, records, None, now);
+        }
+        let checks = Checks {
+            verified: p.verified,
+            checkpoint: p.checkpoint,
+        };
+        self.on_records(store, peer, p.records, Some(checks), now);
     }
 
     fn on_hello<S: Store>(&mut self, store: &S, peer: &MemberId, h: Hello, now: u64) {
@@ -1032,7 +1067,14 @@ impl SyncCore {
         self.events.push_back(Event::StoreFailed(e.to_string()));
     }
 
-    fn on_records<S: Store>(&mut self, store: &S, peer: &MemberId, r: Records, now: u64) {
+    fn on_records<S: Store>(
+        &mut self,
+        store: &S,
+        peer: &MemberId,
+        r: Records,
+        checks: Option<Checks>,
+        now: u64,
+    ) {
         let origin = r.origin.clone();
         let own = origin == self.config.local;
         if (own && self.recovery.is_none()) || self.frozen.contains(&origin) {
@@ -1078,7 +1120,7 @@ impl SyncCore {
         });
         if answers_backfill {
             if end <= applied {
-                self.on_backfill(store, peer, r, now);
+                self.on_backfill(store, peer, r, checks, now);
                 return;
             }
             // Not all applied yet: take it as a normal answer, ask again later.
@@ -1098,7 +1140,7 @@ impl SyncCore {
             return;
         }
         let partial = r.partial;
-        let chunk = match self.verify_chunk(&origin, r, skip as usize, now) {
+        let chunk = match self.verify_chunk(&origin, r, checks, skip as usize, now) {
             Ok(c) => c,
             Err(reason) => {
                 self.drop_peer(peer, reason, DisconnectCause::Violation);
@@ -1141,6 +1183,7 @@ impl SyncCore {
         &self,
         origin: &MemberId,
         r: Records,
+        checks: Option<Checks>,
         skip: usize,
         now: u64,
     ) -> Result<Chunk, String> {
@@ -1151,12 +1194,19 @@ impl SyncCore {
             .map(|m| m.roles.clone())
             .unwrap_or_default();
         let wires: Vec<WireRecord> = r.records.into_iter().skip(skip).collect();
-        // Signatures and disclosure digests on every core: the costly part of a catch-up. The
-        // checks after it are cheap and run in order, so the first bad record is the one named.
+        // Signatures and disclosure digests on every core: the costly part of a catch-up, done
+        // already when the message came prechecked. The checks after it are cheap and run in
+        // order, so the first bad record is the one named.
         let roster = &self.roster;
-        let verified = crate::par::map(&wires, |w| {
-            verify_record(&w.envelope, &w.disclosures, roster)
-        });
+        let (verified, checkpoint) = match checks {
+            Some(c) => (c.verified.into_iter().skip(skip).collect(), c.checkpoint),
+            None => (
+                crate::par::map(&wires, |w| {
+                    verify_record(&w.envelope, &w.disclosures, roster)
+                }),
+                None,
+            ),
+        };
         let mut records = Vec::with_capacity(wires.len());
         let mut refused = Vec::new();
         for (i, (w, v)) in wires.into_iter().zip(verified).enumerate() {
@@ -1201,7 +1251,8 @@ impl SyncCore {
         let checkpoint = match r.checkpoint {
             None => None,
             Some(bytes) => {
-                let cp = verify_checkpoint(&bytes, &self.roster)
+                let cp = checkpoint
+                    .unwrap_or_else(|| verify_checkpoint(&bytes, roster))
                     .map_err(|e| format!("checkpoint of {origin} does not verify: {e}"))?;
                 if &cp.checkpoint.origin != origin || cp.checkpoint.size != end {
                     return Err(format!(
@@ -1408,12 +1459,19 @@ impl SyncCore {
 
     /// Answer to a back-fill fetch: the same envelopes as stored (anything else is a fork), with
     /// disclosures merged into what is held where the view now admits more.
-    fn on_backfill<S: Store>(&mut self, store: &S, peer: &MemberId, r: Records, now: u64) {
+    fn on_backfill<S: Store>(
+        &mut self,
+        store: &S,
+        peer: &MemberId,
+        r: Records,
+        checks: Option<Checks>,
+        now: u64,
+    ) {
         let origin = r.origin.clone();
         let from = r.from;
         let len = r.records.len() as u64;
         let partial = r.partial;
-        let chunk = match self.verify_chunk(&origin, r, 0, now) {
+        let chunk = match self.verify_chunk(&origin, r, checks, 0, now) {
             Ok(c) => c,
             Err(reason) => {
                 self.drop_peer(peer, reason, DisconnectCause::Violation);

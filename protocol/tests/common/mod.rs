@@ -111,8 +111,20 @@ pub fn append<S: Store>(
     now: u64,
     salt: u64,
 ) -> LogHead {
+    append_as(store, i, &member_key(i), body, count, now, salt)
+}
+
+/// [`append`], signed with `key` rather than member `i`'s own (a forger's log).
+pub fn append_as<S: Store>(
+    store: &S,
+    i: usize,
+    key: &SigningKey,
+    body: &RecordBody,
+    count: usize,
+    now: u64,
+    salt: u64,
+) -> LogHead {
     let origin = member_id(i);
-    let key = member_key(i);
     let mut log = LocalLog::open(store, origin.clone()).unwrap();
     let sealed = (0..count)
         .map(|k| {
@@ -124,10 +136,10 @@ pub fn append<S: Store>(
                 pseudonym: None,
             };
             let seed = [salt.to_be_bytes(), seq.to_be_bytes()].concat();
-            seal(body, params, &key, &mut DeterministicEntropy::new(&seed)).unwrap()
+            seal(body, params, key, &mut DeterministicEntropy::new(&seed)).unwrap()
         })
         .collect();
-    let (batch, frontier) = log.plan(sealed, Timestamp(now), &key).unwrap();
+    let (batch, frontier) = log.plan(sealed, Timestamp(now), key).unwrap();
     store.apply(&batch).unwrap();
     log.advance(frontier);
     log.head()

@@ -1,0 +1,66 @@
+//! Checking a peer's records before the core sees them. A catch-up is mostly Ed25519
+//! verification, and the core is one thread that also applies batches to the store; while it
+//! applies one message, nothing verifies the next. [`Prechecked::check`] runs the part of
+//! verification that depends only on the roster — each record's signature and disclosure
+//! digests, and the message's checkpoint signature — wherever the caller likes (the node: the
+//! connection's reader, off the driver), and [`super::SyncCore::handle_records`] uses the
+//! results if the roster they were checked under is still the core's. Otherwise, or for a plain
+//! [`super::wire::Message::Records`], the core verifies itself, so a stale or skipped precheck
+//! costs time, never a check: the results are exactly what the core would compute.
+
+use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
+use crate::record::{verify_record, VerifiedRecord, VerifyError};
+use crate::roster::Roster;
+
+use super::wire::Records;
+
+/// A `Records` message with its roster-dependent checks done.
+#[derive(Debug)]
+pub struct Prechecked {
+    pub(super) records: Records,
+    /// The roster version the results hold for.
+    pub(super) roster_version: u64,
+    /// `verify_record` of each record, in order.
+    pub(super) verified: Vec<Result<VerifiedRecord, VerifyError>>,
+    /// `verify_checkpoint` of the message's checkpoint, if it has one.
+    pub(super) checkpoint: Option<Result<SignedCheckpoint, VerifyError>>,
+}
+
+impl Prechecked {
+    /// Verifies every record of `records` (on every core, like the core does) and the
+    /// checkpoint under `roster`. Nothing here decides whether the records are wanted or fit
+    /// the log; the core still does that, and every check that depends on its state.
+    pub fn check(mut records: Records, roster: &Roster) -> Self {
+        let verified = crate::par::map(&records.records, |w| {
+            verify_record(&w.envelope, &w.disclosures, roster)
+        });
+        // A verified record holds its disclosures' bytes: the wire copies would only double
+        // what a queued message costs in memory. `into_records` puts them back.
+        for (w, v) in records.records.iter_mut().zip(&verified) {
+            if v.is_ok() {
+                w.disclosures = Vec::new();
+            }
+        }
+        let checkpoint = records
+            .checkpoint
+            .as_ref()
+            .map(|bytes| verify_checkpoint(bytes, roster));
+        Prechecked {
+            records,
+            roster_version: roster.version,
+            verified,
+            checkpoint,
+        }
+    }
+
+    /// The message as received, for verifying again from scratch.
+    pub(super) fn into_records(self) -> Records {
+        let mut records = self.records;
+        for (w, v) in records.records.iter_mut().zip(self.verified) {
+            if let Ok(v) = v {
+                w.disclosures = v.disclosures.into_iter().map(|d| d.into_bytes()).collect();
+            }
+        }
+        records
+    }
+}
