@@ -490,16 +490,62 @@ fn store_error(e: impl std::fmt::Display) -> (StatusCode, Json<serde_json::Value
     )
 }
 
-async fn get_record(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> ApiResult {
+/// Longest `wait_ms` a read may ask for: longer waits are the caller's loop to make, so that
+/// no request holds its connection open indefinitely.
+pub const RECORD_WAIT_MS_MAX: u64 = 30_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetParams {
+    /// Wait up to this long for the record to arrive instead of answering 404 at once.
+    wait_ms: Option<u64>,
+}
+
+async fn get_record(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+    UrlQuery(p): UrlQuery<GetParams>,
+) -> ApiResult {
     let rid = RecordId::from_hex(&id)
         .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "record id must be 64 hex digits"))?;
+    let wait = p.wait_ms.unwrap_or(0);
+    if wait > RECORD_WAIT_MS_MAX {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("wait_ms {wait} is over the limit of {RECORD_WAIT_MS_MAX}"),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+    // Subscribed before the first read, so nothing applied in between goes unnoticed.
+    let mut arrivals = api.shared.arrivals.clone();
+    let mut durable = api.shared.appender.durable_head();
+    arrivals.borrow_and_update();
+    durable.borrow_and_update();
+    loop {
+        match read_record(&api, &id, &rid) {
+            Err((StatusCode::NOT_FOUND, _)) if tokio::time::Instant::now() < deadline => {}
+            done => return done,
+        }
+        // Records become readable when a batch from a peer is applied or the local durable
+        // head moves; a closed channel (shutting down) just ends the wait.
+        tokio::select! {
+            r = arrivals.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            r = durable.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// One record as `GET /v1/records/{id}` shows it, or 404 if it is not held (durably) here.
+fn read_record(api: &Api, id: &str, rid: &RecordId) -> ApiResult {
+    let rid = *rid;
     let not_found = || fail(StatusCode::NOT_FOUND, format!("no record {id} here"));
     let store = &api.shared.store;
     let (origin, seq) = store
         .locate(&rid)
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    if !visible(&api, durable_size(&api), &origin, seq.0) {
+    if !visible(api, durable_size(api), &origin, seq.0) {
         return Err(not_found());
     }
     let envelope = store

@@ -198,6 +198,8 @@ pub struct DriverParts {
     pub policy_dir: PathBuf,
     pub ledger: Arc<Ledger>,
     pub status: watch::Sender<SyncStatus>,
+    /// Counts batches of peers' records applied, so the API's waiting reads wake at once.
+    pub arrivals: watch::Sender<u64>,
     /// Bumped with the roster version so the dialer picks up new members.
     pub roster_version: watch::Sender<u64>,
     pub connected: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
@@ -514,6 +516,8 @@ impl Driver {
                 *self.received_records.entry(origin.to_string()).or_insert(0) +=
                     head.size.saturating_sub(before);
                 self.synced_unflushed = true;
+                // Durable already (the batch's value-log frame), so readable at once.
+                self.io.arrivals.send_modify(|n| *n += 1);
             }
             Event::Fork {
                 origin,

@@ -47,6 +47,9 @@ pub struct Shared {
     pub appender: Arc<Appender>,
     pub membership: Arc<Membership>,
     pub status: watch::Receiver<SyncStatus>,
+    /// Changes whenever records from peers have been applied (see `GET /v1/records/{id}`'s
+    /// `wait_ms`).
+    pub arrivals: watch::Receiver<u64>,
     pub ledger: Arc<Ledger>,
     pub policy_dir: PathBuf,
     /// The driver's input queue (the API installs policy versions through it).
@@ -322,6 +325,7 @@ impl Node {
             ..SyncStatus::default()
         });
         let (roster_tx, roster_rx) = watch::channel(roster.version);
+        let (arrivals_tx, arrivals) = watch::channel(0u64);
         let connected = Arc::new(Mutex::new(BTreeSet::new()));
         let (inputs, inputs_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let ledger =
@@ -335,6 +339,7 @@ impl Node {
             policy_dir: config.policy_dir.clone(),
             ledger: ledger.clone(),
             status: status_tx,
+            arrivals: arrivals_tx,
             roster_version: roster_tx,
             connected: connected.clone(),
             retention_sweep: Duration::from_millis(config.retention_sweep_ms),
@@ -349,6 +354,7 @@ impl Node {
             appender,
             membership: membership.clone(),
             status,
+            arrivals,
             ledger,
             policy_dir: config.policy_dir.clone(),
             driver: inputs.clone(),

@@ -14,6 +14,9 @@ use crate::Outcome;
 /// How long one API call may take. Submit waits for a durable append, normally milliseconds.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest wait asked of the node in one `GET /v1/records/{id}` (the node allows 30 s).
+const RECORD_WAIT_PER_CALL: Duration = Duration::from_secs(20);
+
 #[derive(Debug)]
 pub struct NodeClient {
     base: String,
@@ -71,6 +74,20 @@ impl NodeClient {
         self.finish(path, r)
     }
 
+    /// `GET /v1/records/{id}`, waiting up to `wait` for the record to arrive: the node answers
+    /// as soon as it holds it. Long waits are split into calls well inside [`CALL_TIMEOUT`].
+    pub fn get_record(&self, id: &str, wait: Duration) -> anyhow::Result<(u16, Value)> {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let wait_ms = left.min(RECORD_WAIT_PER_CALL).as_millis();
+            let (status, reply) = self.get(&format!("/v1/records/{id}?wait_ms={wait_ms}"))?;
+            if status != 404 || left.is_zero() {
+                return Ok((status, reply));
+            }
+        }
+    }
+
     pub fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
         let r = self
             .agent
@@ -120,9 +137,9 @@ pub fn submit(node: &Path, file: &Path) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-pub fn get(node: &Path, id: &str, json: bool) -> anyhow::Result<Outcome> {
+pub fn get(node: &Path, id: &str, json: bool, wait: Duration) -> anyhow::Result<Outcome> {
     let client = NodeClient::for_node(node)?;
-    let (status, reply) = client.get(&format!("/v1/records/{id}"))?;
+    let (status, reply) = client.get_record(id, wait)?;
     let reply = ok(status, reply)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reply)?);

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -70,12 +71,18 @@ pub enum RecordCommand {
     },
     /// Fetch one record from a running node by id: its fields as this node holds them, after
     /// re-verifying the origin's signature.
-    #[command(after_help = "Example:\n  tfx record get --node members/bank-a 3f2a…")]
+    #[command(
+        after_help = "Examples:\n  tfx record get --node members/bank-a 3f2a…\n  tfx record get --node members/pbc-chengdu --wait 10 3f2a…   # until it has arrived"
+    )]
     Get {
         #[arg(long)]
         node: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Wait up to this many seconds for the record to arrive (from a peer, or the node's
+        /// own durable append) instead of failing at once when the node does not hold it yet.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
         /// Record id (64 hex digits).
         id: String,
     },
@@ -107,7 +114,12 @@ pub fn run(cmd: RecordCommand) -> anyhow::Result<Outcome> {
         } => verify(&public, origin.as_deref(), json, &file),
         RecordCommand::Show { json, file } => show(json, &file),
         RecordCommand::Submit { node, file } => crate::client::submit(&node, &file),
-        RecordCommand::Get { node, json, id } => crate::client::get(&node, &id, json),
+        RecordCommand::Get {
+            node,
+            json,
+            wait,
+            id,
+        } => crate::client::get(&node, &id, json, Duration::from_secs(wait)),
         RecordCommand::Query(a) => crate::client::query(&a),
     }
 }

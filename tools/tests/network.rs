@@ -132,6 +132,35 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
         "{}",
         net.log("science-dept")
     );
+
+    // A waiting read: pbc-chengdu answers as soon as a record submitted at bank-a has arrived,
+    // runs a wait out before a 404, and refuses a wait over the limit.
+    let pbc = Api::new(&net.member("pbc-chengdu"));
+    let unknown = "00".repeat(32);
+    let asked = Instant::now();
+    assert_eq!(
+        pbc.get_code(&format!("/v1/records/{unknown}?wait_ms=300")),
+        404
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        pbc.get_code(&format!("/v1/records/{unknown}?wait_ms=30001")),
+        400
+    );
+    let submitted = bank
+        .submit(&example("credit"))
+        .expect("bank-a takes a record");
+    let id = submitted["id"].as_str().unwrap();
+    let asked = Instant::now();
+    let got = pbc
+        .get(&format!("/v1/records/{id}?wait_ms=20000"))
+        .expect("the record reaches pbc-chengdu within the wait");
+    assert_eq!(got["verified"], true);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "answered only after {:?}",
+        asked.elapsed()
+    );
 }
 
 #[test]

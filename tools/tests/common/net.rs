@@ -246,6 +246,17 @@ impl Api {
         r.body_mut().read_json().ok()
     }
 
+    /// `GET path` with the token; just the status code.
+    pub fn get_code(&self, path: &str) -> u16 {
+        self.agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub fn status(&self) -> Option<Value> {
         let mut r = self
             .agent
