@@ -274,6 +274,7 @@ fn the_replication_bench_runs_and_reports_every_figure() {
     assert!(out.status.success(), "{text}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text);
     assert_eq!(r["records"], 2000);
+    assert!(r["verify_only_per_s"].as_f64().unwrap() > 0.0, "{r}");
     let catch_up = r["catch_up"].as_array().unwrap();
     assert_eq!(
         catch_up

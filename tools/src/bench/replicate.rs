@@ -3,8 +3,10 @@
 //!
 //! 1. The origin (bank-a) writes N synthetic credit records through its own appender while no
 //!    node runs — the same signed records its node would make.
-//! 2. Baseline: the same bytes (envelope + disclosures per record) batch-inserted into a fresh
-//!    sled with a flush per batch, in this run.
+//! 2. Baselines, in this run: the same bytes (envelope + disclosures per record) batch-inserted
+//!    into a fresh sled with a flush per batch; and verify-only — the signature and disclosure
+//!    checks a receiver runs on each record, on every core and nothing else (the ceiling a
+//!    catch-up meets before it stores anything).
 //! 3. Catch-up: fresh members start one at a time — from one peer (the origin), then two, then
 //!    three — each timed from process start until its status shows all N records verified and
 //!    stored. The resolution is the status refresh (200 ms) plus the 50 ms poll.
@@ -29,6 +31,7 @@ use tfx_node::appender::{Appender, AppenderConfig};
 use tfx_node::config::NodeConfig;
 use tfx_node::sled_store::SledStore;
 use tfx_node::synthetic;
+use tfx_protocol::record::{verify_record, KeySet};
 use tfx_protocol::store::Store;
 use tfx_protocol::{LogIndex, MemberId};
 
@@ -85,6 +88,7 @@ struct CatchUp {
 struct Figures {
     origin_appends_per_s: f64,
     sled_raw_per_s: f64,
+    verify_only_per_s: f64,
     catch_up: Vec<CatchUp>,
     latency_ms: Vec<f64>,
     /// Of each probe, the part until A acknowledged it durable.
@@ -130,7 +134,7 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
     )?;
     say("consortium of four built with the onboarding commands".into());
 
-    let (origin_appends_per_s, values) = write_origin(&net.dir(ORIGIN), b.records)?;
+    let (origin_appends_per_s, values, sample) = write_origin(&net.dir(ORIGIN), b.records)?;
     say(format!(
         "{ORIGIN} wrote {} records ({origin_appends_per_s:.0}/s durable)",
         b.records
@@ -139,6 +143,12 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
     drop(values);
     say(format!(
         "raw sled batch insert of the same bytes: {sled_raw_per_s:.0}/s"
+    ));
+    let verify_only_per_s = verify_only(&sample)?;
+    drop(sample);
+    say(format!(
+        "verify-only, {} of the records on every core: {verify_only_per_s:.0}/s",
+        VERIFY_SAMPLE.min(b.records as usize)
     ));
 
     net.start(ORIGIN)?;
@@ -185,6 +195,7 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
         &Figures {
             origin_appends_per_s,
             sled_raw_per_s,
+            verify_only_per_s,
             catch_up,
             latency_ms,
             ack_ms,
@@ -201,9 +212,21 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
 /// Writes `n` synthetic credit records into the origin's store through its appender, as its node
 /// would; returns the append rate and the records' bytes (envelope + disclosures) for the
 /// baseline.
-fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>)> {
+/// Records whose verification is timed for the verify-only baseline: enough for a steady rate.
+const VERIFY_SAMPLE: usize = 20_000;
+
+/// The first records of the origin's log as a peer sends them, and the key they verify under.
+struct Sample {
+    keys: KeySet,
+    records: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+}
+
+/// Writes the origin's log; returns its durable append rate, each record's bytes (envelope then
+/// disclosures, for the raw sled baseline) and the verify-only sample.
+fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>, Sample)> {
     let config = NodeConfig::load(&member_dir.join("node.toml"))?;
     let key = tfx_node::keyfile::load_signing_key(&config.record_signing_key)?;
+    let keys = KeySet(vec![(config.member.clone(), *key.verifying_key())]);
     let pseudonym = tfx_node::node::pseudonym_secret(&config)?;
     std::fs::create_dir_all(&config.data)?;
     let store = Arc::new(SledStore::open(&config.data)?);
@@ -253,6 +276,10 @@ fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>)
         Err(_) => bail!("appender still shared"),
     }
     let mut values = Vec::with_capacity(n as usize);
+    let mut sample = Sample {
+        keys,
+        records: Vec::with_capacity(VERIFY_SAMPLE.min(n as usize)),
+    };
     let origin: &MemberId = &config.member;
     let mut from = 0u64;
     while from < n {
@@ -262,14 +289,33 @@ fn write_origin(member_dir: &Path, n: u64) -> anyhow::Result<(f64, Vec<Vec<u8>>)
         }
         for (_, mut envelope) in page {
             let id = tfx_protocol::RecordId::of_envelope(&envelope);
-            for d in store.disclosures(&id)? {
+            let disclosures = store.disclosures(&id)?;
+            if sample.records.len() < VERIFY_SAMPLE {
+                sample.records.push((envelope.clone(), disclosures.clone()));
+            }
+            for d in disclosures {
                 envelope.extend_from_slice(&d);
             }
             values.push(envelope);
             from += 1;
         }
     }
-    Ok((rate, values))
+    Ok((rate, values, sample))
+}
+
+/// Records per second through `verify_record` — Ed25519 signature, then every disclosure's
+/// digest and value — on every core, as a receiver verifies a message (`protocol::par`).
+fn verify_only(sample: &Sample) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let verified = tfx_protocol::par::map(&sample.records, |(envelope, disclosures)| {
+        verify_record(envelope, disclosures, &sample.keys).is_ok()
+    });
+    let per_s = sample.records.len() as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        verified.iter().all(|ok| *ok),
+        "a record the origin wrote does not verify"
+    );
+    Ok(per_s)
 }
 
 /// The size of `origin`'s log at the node behind `client`.
@@ -470,6 +516,7 @@ fn report(b: &ReplicateBench, f: &Figures) {
             "bench": "replicate", "records": b.records, "cores": threads(),
             "origin_appends_per_s": f.origin_appends_per_s.round(),
             "sled_raw_per_s": f.sled_raw_per_s.round(),
+            "verify_only_per_s": f.verify_only_per_s.round(),
             "catch_up": catch,
             "latency_ms": {
                 "p50": p50, "p99": p99, "probes": lat.len(),
@@ -508,6 +555,11 @@ fn report(b: &ReplicateBench, f: &Figures) {
     println!(
         "  raw sled batch insert + flush, same bytes          {:>10.0} records/s",
         f.sled_raw_per_s
+    );
+    println!(
+        "  verify-only (signature + disclosures), all cores   {:>10.0} records/s  {:>5.2}× sled raw  (catch-up's ceiling)",
+        f.verify_only_per_s,
+        f.verify_only_per_s / f.sled_raw_per_s
     );
     for c in &f.catch_up {
         println!(
