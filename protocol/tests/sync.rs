@@ -116,23 +116,30 @@ fn assert_refused(mutate: impl Fn(&mut Records), roles: impl Fn(usize) -> &'stat
 }
 
 #[test]
-fn valid_records_are_verified_and_applied() {
-    let (store, mut core, source) = setup(|_| "bank");
-    let r = records_of(&source, 1, 0, 3);
-    core.handle_message(&store, &member_id(1), Message::Records(r), T0);
-    let head = source.head(&member_id(1)).unwrap().unwrap();
-    assert_eq!(
-        events(&mut core),
-        vec![Event::Applied {
-            origin: member_id(1),
-            head
-        }]
-    );
-    assert_eq!(store.head(&member_id(1)).unwrap(), Some(head));
-    assert_eq!(
-        store.checkpoint(&member_id(1)).unwrap(),
-        source.checkpoint(&member_id(1)).unwrap()
-    );
+fn valid_records_are_verified_and_applied_whether_or_not_prechecked() {
+    for prechecked in [false, true] {
+        let (store, mut core, source) = setup(|_| "bank");
+        let r = records_of(&source, 1, 0, 3);
+        if prechecked {
+            let r = Prechecked::check(r, core.roster());
+            core.handle_records(&store, &member_id(1), r, T0);
+        } else {
+            core.handle_message(&store, &member_id(1), Message::Records(r), T0);
+        }
+        let head = source.head(&member_id(1)).unwrap().unwrap();
+        assert_eq!(
+            events(&mut core),
+            vec![Event::Applied {
+                origin: member_id(1),
+                head
+            }]
+        );
+        assert_eq!(store.head(&member_id(1)).unwrap(), Some(head));
+        assert_eq!(
+            store.checkpoint(&member_id(1)).unwrap(),
+            source.checkpoint(&member_id(1)).unwrap()
+        );
+    }
 }
 
 #[test]
@@ -158,25 +165,6 @@ fn roster_rotating_member_1() -> tfx_protocol::roster::Roster {
 }
 
 #[test]
-fn prechecked_records_are_applied_as_if_the_core_had_verified_them() {
-    let (store, mut core, source) = setup(|_| "bank");
-    let r = Prechecked::check(records_of(&source, 1, 0, 3), core.roster());
-    core.handle_records(&store, &member_id(1), r, T0);
-    let head = source.head(&member_id(1)).unwrap().unwrap();
-    assert_eq!(
-        events(&mut core),
-        vec![Event::Applied {
-            origin: member_id(1),
-            head
-        }]
-    );
-    assert_eq!(
-        store.checkpoint(&member_id(1)).unwrap(),
-        source.checkpoint(&member_id(1)).unwrap()
-    );
-}
-
-#[test]
 fn a_precheck_that_failed_disconnects_the_sender_and_stores_nothing() {
     let (store, mut core, source) = setup(|_| "bank");
     let mut r = records_of(&source, 1, 0, 3);
@@ -184,10 +172,15 @@ fn a_precheck_that_failed_disconnects_the_sender_and_stores_nothing() {
     let last = e.len() - 1;
     e[last] ^= 1;
     let r = Prechecked::check(r, core.roster());
-    core.handle_records(&store, &member_id(1), r, T0);
-    let ev = events(&mut core);
+    assert_prechecked_refused(&store, &mut core, r, "#2 does not verify");
+}
+
+/// Hands `r` to the core from m01 and expects m01 disconnected with `why` and nothing stored.
+fn assert_prechecked_refused(store: &MemoryStore, core: &mut SyncCore, r: Prechecked, why: &str) {
+    core.handle_records(store, &member_id(1), r, T0);
+    let ev = events(core);
     assert!(
-        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("#2 does not verify")),
+        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains(why)),
         "{ev:?}"
     );
     assert!(store.origins().unwrap().is_empty(), "something was stored");
@@ -213,13 +206,7 @@ fn a_precheck_under_another_roster_version_is_redone_under_the_cores() {
     let forged = MemoryStore::new();
     common::append_as(&forged, 1, &common::member_key(5), &credit_body(), 3, T0, 1);
     let r = Prechecked::check(records_of(&forged, 1, 0, 3), &other);
-    core.handle_records(&store, &member_id(1), r, T0);
-    let ev = events(&mut core);
-    assert!(
-        matches!(&ev[..], [Event::Disconnect { reason, .. }] if reason.contains("does not verify")),
-        "{ev:?}"
-    );
-    assert!(store.origins().unwrap().is_empty(), "something was stored");
+    assert_prechecked_refused(&store, &mut core, r, "does not verify");
 }
 
 #[test]
