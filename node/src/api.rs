@@ -40,6 +40,9 @@ use crate::node::Shared;
 struct Api {
     shared: Shared,
     token: std::sync::Arc<zeroize::Zeroizing<String>>,
+    /// Turns true when the node stops: waiting reads answer at once, so a graceful shutdown
+    /// never waits out a `wait_ms`.
+    shutdown: watch::Receiver<bool>,
 }
 
 type ApiResult = Result<Response, (StatusCode, Json<serde_json::Value>)>;
@@ -72,6 +75,7 @@ pub async fn serve(
     let api = Api {
         shared,
         token: std::sync::Arc::new(token),
+        shutdown: shutdown.clone(),
     };
     let authed = Router::new()
         .route("/v1/status", get(status))
@@ -519,18 +523,23 @@ async fn get_record(
     // Subscribed before the first read, so nothing applied in between goes unnoticed.
     let mut arrivals = api.shared.arrivals.clone();
     let mut durable = api.shared.appender.durable_head();
+    let mut shutdown = api.shutdown.clone();
     arrivals.borrow_and_update();
     durable.borrow_and_update();
     loop {
-        match read_record(&api, &id, &rid) {
-            Err((StatusCode::NOT_FOUND, _)) if tokio::time::Instant::now() < deadline => {}
-            done => return done,
+        let answer = read_record(&api, &id, &rid);
+        let waiting = matches!(&answer, Err((StatusCode::NOT_FOUND, _)))
+            && tokio::time::Instant::now() < deadline
+            && !*shutdown.borrow_and_update();
+        if !waiting {
+            return answer;
         }
         // Records become readable when a batch from a peer is applied or the local durable
-        // head moves; a closed channel (shutting down) just ends the wait.
+        // head moves. A closed channel or the node stopping ends the wait with this answer.
         tokio::select! {
-            r = arrivals.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
-            r = durable.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            r = arrivals.changed() => if r.is_err() { return answer },
+            r = durable.changed() => if r.is_err() { return answer },
+            r = shutdown.changed() => if r.is_err() { return answer },
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

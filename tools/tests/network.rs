@@ -161,6 +161,21 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
         "answered only after {:?}",
         asked.elapsed()
     );
+    // A node stopping answers its waiting reads at once rather than making shutdown wait.
+    let waiter = {
+        let pbc = pbc.clone();
+        std::thread::spawn(move || pbc.get_code(&format!("/v1/records/{unknown}?wait_ms=20000")))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    let status = net.signal("pbc-chengdu", 15);
+    assert!(status.success(), "{}", net.log("pbc-chengdu"));
+    assert_eq!(waiter.join().unwrap(), 404);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?} with a waiting read open",
+        stopping.elapsed()
+    );
 }
 
 #[test]
