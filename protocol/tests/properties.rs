@@ -57,7 +57,86 @@ fn field_value() -> impl Strategy<Value = FieldValue> {
     ]
 }
 
+/// Values shaped roughly like a disclosure — an array of a few items of every CBOR kind our
+/// profile allows, right or wrong for their position — for comparing decoders.
+fn disclosure_like() -> impl Strategy<Value = codec::Value> {
+    use codec::Value as V;
+    let leaf = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..20).prop_map(V::Bytes),
+        Just(V::Bytes(vec![7; 16])),
+        "[a-z_]{0,12}".prop_map(V::Text),
+        any::<u64>().prop_map(|n| V::Integer(n.into())),
+        (1u64..1000).prop_map(|n| V::Integer(-i128::from(n))),
+        any::<bool>().prop_map(V::Bool),
+        Just(V::Null),
+    ];
+    let item = leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(V::Array),
+            inner.clone().prop_map(|v| V::Tag(24, Box::new(v))),
+            prop::collection::vec(("[a-c]{1,2}", inner), 0..3)
+                .prop_map(|kv| V::Map(kv.into_iter().map(|(k, v)| (V::Text(k), v)).collect())),
+        ]
+    });
+    // Mostly a byte-string salt and a text name around any value, so the value's every kind is
+    // reached; sometimes anything in their place, or one element too few or too many.
+    let salt = prop_oneof![
+        3 => any::<[u8; 16]>().prop_map(|s| V::Bytes(s.to_vec())),
+        1 => item.clone(),
+    ];
+    let name = prop_oneof![3 => "[a-z_]{1,12}".prop_map(V::Text), 1 => item.clone()];
+    (salt, item.clone(), name, item, 0u8..10).prop_map(|(salt, value, name, extra, shape)| {
+        let mut items = vec![salt, value, name];
+        match shape {
+            0 => {
+                items.pop();
+            }
+            1 => items.push(extra),
+            _ => {}
+        }
+        V::Array(items)
+    })
+}
+
+/// The disclosure decoder as it was, through a [`codec::Value`] tree: the reference the
+/// head-by-head decoder must agree with.
+fn reference_disclosure(bytes: &[u8]) -> Result<([u8; 16], FieldValue, String), String> {
+    use codec::Value as V;
+    let v = codec::decode("disclosure", bytes, DISCLOSURE_BYTES_MAX).map_err(|e| e.to_string())?;
+    let V::Array(items) = v else {
+        return Err("disclosure: expected an array".into());
+    };
+    let [salt, value, name] = &items[..] else {
+        return Err(format!(
+            "disclosure: has {} elements (expected 3)",
+            items.len()
+        ));
+    };
+    let V::Bytes(salt) = salt else {
+        return Err("disclosure: expected a byte string".into());
+    };
+    let salt: [u8; 16] = salt[..]
+        .try_into()
+        .map_err(|_| format!("disclosure: salt has {} bytes (expected 16)", salt.len()))?;
+    let value = FieldValue::from_cbor(value).ok_or_else(|| {
+        "disclosure: value is not text, an unsigned integer, a bool or a text list".to_string()
+    })?;
+    let V::Text(name) = name else {
+        return Err("disclosure: expected a text string".into());
+    };
+    Ok((salt, value, name.clone()))
+}
+
 proptest! {
+    #[test]
+    fn the_disclosure_decoder_agrees_with_the_value_tree_reference(v in disclosure_like()) {
+        let bytes = codec::encode(&v);
+        let ours = Disclosure::decode(&bytes)
+            .map(|d| (*d.salt(), d.value().clone(), d.name().to_owned()))
+            .map_err(|e| e.to_string());
+        prop_assert_eq!(ours, reference_disclosure(&bytes));
+    }
+
     #[test]
     fn disclosure_round_trip(salt in any::<[u8; 16]>(), name in "[a-z_]{1,30}", value in field_value()) {
         let d = Disclosure::new(salt, &name, &value);
