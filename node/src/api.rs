@@ -499,7 +499,6 @@ fn store_error(e: impl std::fmt::Display) -> (StatusCode, Json<serde_json::Value
 pub const RECORD_WAIT_MS_MAX: u64 = 30_000;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct GetParams {
     /// Wait up to this long for the record to arrive instead of answering 404 at once.
     wait_ms: Option<u64>,

@@ -220,8 +220,15 @@ async fn reader(
                 let roster = membership.roster();
                 let check =
                     tokio::task::spawn_blocking(move || Prechecked::check(records, &roster));
-                let Ok(records) = check.await else {
-                    return; // the runtime is shutting down
+                let records = match check.await {
+                    Ok(records) => records,
+                    Err(e) if e.is_panic() => {
+                        // A bug the peer's bytes reached: drop the peer, keep the node.
+                        tracing::error!(%peer, "verifying a peer's records panicked");
+                        misbehaved(&conn, &peer, "its records could not be verified");
+                        return;
+                    }
+                    Err(_) => return, // the runtime is shutting down
                 };
                 Input::Records {
                     peer: peer.clone(),

@@ -17,6 +17,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait asked of the node in one `GET /v1/records/{id}` (the node allows 30 s).
 const RECORD_WAIT_PER_CALL: Duration = Duration::from_secs(20);
 
+/// Pause before asking again when a node answered 404 without waiting.
+const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 pub struct NodeClient {
     base: String,
@@ -77,13 +80,23 @@ impl NodeClient {
     /// `GET /v1/records/{id}`, waiting up to `wait` for the record to arrive: the node answers
     /// as soon as it holds it. Long waits are split into calls well inside [`CALL_TIMEOUT`].
     pub fn get_record(&self, id: &str, wait: Duration) -> anyhow::Result<(u16, Value)> {
-        let until = std::time::Instant::now() + wait;
+        let start = std::time::Instant::now();
+        let until = start
+            .checked_add(wait)
+            .unwrap_or(start + RECORD_WAIT_PER_CALL);
         loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            let wait_ms = left.min(RECORD_WAIT_PER_CALL).as_millis();
+            let asked = std::time::Instant::now();
+            let left = until.saturating_duration_since(asked);
+            let per_call = left.min(RECORD_WAIT_PER_CALL);
+            let wait_ms = per_call.as_millis();
             let (status, reply) = self.get(&format!("/v1/records/{id}?wait_ms={wait_ms}"))?;
             if status != 404 || left.is_zero() {
                 return Ok((status, reply));
+            }
+            // A 404 well before the wait asked for: a node that does not wait (older, or
+            // stopping). Pause rather than asking again at once.
+            if asked.elapsed() < per_call / 2 {
+                std::thread::sleep(RECORD_RETRY_PAUSE.min(left));
             }
         }
     }

@@ -81,7 +81,8 @@ pub enum RecordCommand {
         json: bool,
         /// Wait up to this many seconds for the record to arrive (from a peer, or the node's
         /// own durable append) instead of failing at once when the node does not hold it yet.
-        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=86_400))]
         wait: u64,
         /// Record id (64 hex digits).
         id: String,

@@ -7,6 +7,10 @@
 //! results if the roster they were checked under is still the core's. Otherwise, or for a plain
 //! [`super::wire::Message::Records`], the core verifies itself, so a stale or skipped precheck
 //! costs time, never a check: the results are exactly what the core would compute.
+//!
+//! The price: a precheck also verifies records the core then drops unverified (a range already
+//! applied, a duplicated push), so a peer resending old ranges costs us verification. That is
+//! bounded by the node's readers — one message at a time per stream, two streams per peer.
 
 use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use crate::record::{verify_record, VerifiedRecord, VerifyError};
