@@ -356,7 +356,7 @@ impl Driver {
                 conn_id,
                 message,
             } => {
-                if self.links.get(&peer).map(|l| l.conn.stable_id()) != Some(conn_id) {
+                if !self.is_current(&peer, conn_id) {
                     return; // from a connection already replaced or closed
                 }
                 self.with_core(|core, store| core.handle_message(store, &peer, message, now_ms()));
@@ -366,13 +366,13 @@ impl Driver {
                 conn_id,
                 records,
             } => {
-                if self.links.get(&peer).map(|l| l.conn.stable_id()) != Some(conn_id) {
+                if !self.is_current(&peer, conn_id) {
                     return;
                 }
                 self.with_core(|core, store| core.handle_records(store, &peer, records, now_ms()));
             }
             Input::Closed { peer, conn_id } => {
-                if self.links.get(&peer).map(|l| l.conn.stable_id()) == Some(conn_id) {
+                if self.is_current(&peer, conn_id) {
                     self.links.remove(&peer);
                     self.set_connected(&peer, false);
                     self.io.core.handle_disconnected(&peer, now_ms());
@@ -388,6 +388,12 @@ impl Driver {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Whether `conn_id` is `peer`'s live connection (inputs from one already replaced or
+    /// closed are dropped).
+    fn is_current(&self, peer: &MemberId, conn_id: usize) -> bool {
+        self.links.get(peer).map(|l| l.conn.stable_id()) == Some(conn_id)
     }
 
     fn set_connected(&self, peer: &MemberId, up: bool) {
