@@ -43,6 +43,10 @@ struct Api {
     /// Turns true when the node stops: waiting reads answer at once, so a graceful shutdown
     /// never waits out a `wait_ms`.
     shutdown: watch::Receiver<bool>,
+    /// One permit per read waiting for a record (`[api] waiting_reads`): each holds a
+    /// connection and a task, so their number is bounded like every other queue.
+    waiting: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting_limit: usize,
 }
 
 type ApiResult = Result<Response, (StatusCode, Json<serde_json::Value>)>;
@@ -68,6 +72,7 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<zeroize::Zeroizing<St
 pub async fn serve(
     addr: SocketAddr,
     token_file: &Path,
+    waiting_reads: usize,
     shared: Shared,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
@@ -76,6 +81,8 @@ pub async fn serve(
         shared,
         token: std::sync::Arc::new(token),
         shutdown: shutdown.clone(),
+        waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(waiting_reads)),
+        waiting_limit: waiting_reads,
     };
     let authed = Router::new()
         .route("/v1/status", get(status))
@@ -525,6 +532,7 @@ async fn get_record(
     let mut shutdown = api.shutdown.clone();
     arrivals.borrow_and_update();
     durable.borrow_and_update();
+    let mut permit = None;
     loop {
         let answer = read_record(&api, &id, &rid);
         let waiting = matches!(&answer, Err((StatusCode::NOT_FOUND, _)))
@@ -532,6 +540,23 @@ async fn get_record(
             && !*shutdown.borrow_and_update();
         if !waiting {
             return answer;
+        }
+        if permit.is_none() {
+            // Taken only once the record is known to be missing: reads that find it at once
+            // never count against the limit.
+            match api.waiting.clone().try_acquire_owned() {
+                Ok(p) => permit = Some(p),
+                Err(_) => {
+                    return Err(fail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "{} reads are already waiting here ([api] waiting_reads); \
+                             try again shortly",
+                            api.waiting_limit
+                        ),
+                    ))
+                }
+            }
         }
         // Records become readable when a batch from a peer is applied or the local durable
         // head moves. A closed channel or the node stopping ends the wait with this answer.

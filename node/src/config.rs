@@ -94,6 +94,7 @@ struct NetworkSection {
 struct ApiSection {
     listen: Option<SocketAddr>,
     token_file: Option<PathBuf>,
+    waiting_reads: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -134,6 +135,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub api_listen: SocketAddr,
     pub api_token: PathBuf,
+    /// Reads waiting for a record (`wait_ms`) at one time at most (`[api] waiting_reads`).
+    pub waiting_reads: usize,
     /// Prometheus metrics and the health check (`[metrics] listen`, loopback).
     pub metrics_listen: SocketAddr,
     /// Unhealthy once no peer has been connected for this long (`[health] no_peer_ms`).
@@ -158,6 +161,7 @@ pub const PIPELINE: (usize, usize) = (1, 64);
 pub const RETENTION_SWEEP_MS: (u64, u64) = (1_000, 86_400_000);
 pub const WARNING_INTERVAL_MS: (u64, u64) = (50, 3_600_000);
 pub const NO_PEER_MS: (u64, u64) = (1_000, 604_800_000);
+pub const WAITING_READS: (u64, u64) = (1, 65_536);
 
 /// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
 pub const API_PORT_OFFSET: u16 = 1000;
@@ -291,6 +295,8 @@ impl NodeConfig {
             300_000,
             NO_PEER_MS,
         )?;
+        let waiting_reads =
+            bounded("api.waiting_reads", f.api.waiting_reads, 256, WAITING_READS)? as usize;
         let recovery_peers = match f.recovery.peers {
             Some(0) => return Err(field(
                 "recovery.peers",
@@ -330,6 +336,7 @@ impl NodeConfig {
             pseudonym_secret: f.paths.pseudonym_secret.as_deref().map(abs),
             listen: f.network.listen,
             api_listen,
+            waiting_reads,
             metrics_listen,
             no_peer_ms,
             recovery_peers,
@@ -386,6 +393,7 @@ listen = "127.0.0.1:7403"
         );
         assert_eq!(c.api_listen.port(), 8403);
         assert_eq!(c.anti_entropy_ms, 5_000);
+        assert_eq!(c.waiting_reads, 256);
         assert_eq!(c.policy_dir, Path::new("/srv/tfx/policy"));
         assert_eq!(c.log_format, LogFormat::Text);
     }
@@ -411,6 +419,7 @@ listen = "127.0.0.1:7403"
         assert_eq!(d.anti_entropy_ms, 5_000);
         assert_eq!(d.fetch_timeout_ms, 30_000);
         assert_eq!(d.pipeline, 8);
+        assert_eq!(d.waiting_reads, 256);
         assert_eq!(d.retention_sweep_ms, 3_600_000);
         assert!(d.warning_rules.is_some());
         assert_eq!(d.warning_interval_ms, 1_000);
@@ -426,6 +435,7 @@ listen = "127.0.0.1:7403"
             ("[api]\nlisten = \"0.0.0.0:9000\"\n", "api.listen"),
             ("[sync]\nanti_entropy_ms = 10\n", "sync.anti_entropy_ms"),
             ("[sync]\npipeline = 65\n", "sync.pipeline"),
+            ("[api]\nwaiting_reads = 0\n", "api.waiting_reads"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[sync]\nanti_entropy = 100\n", "unknown field"),
         ];

@@ -368,6 +368,7 @@ impl Node {
         let (api_addr, api_task) = crate::api::serve(
             config.api_listen,
             &config.api_token,
+            config.waiting_reads,
             shared.clone(),
             shutdown_rx.clone(),
         )

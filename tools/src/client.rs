@@ -90,11 +90,13 @@ impl NodeClient {
             let per_call = left.min(RECORD_WAIT_PER_CALL);
             let wait_ms = per_call.as_millis();
             let (status, reply) = self.get(&format!("/v1/records/{id}?wait_ms={wait_ms}"))?;
-            if status != 404 || left.is_zero() {
+            // 503: the node's limit of waiting reads is reached; its reads free up as records
+            // arrive or waits end, so it is worth asking again within our own wait.
+            if !(status == 404 || status == 503) || left.is_zero() {
                 return Ok((status, reply));
             }
             // A 404 well before the wait asked for: a node that does not wait (older, or
-            // stopping). Pause rather than asking again at once.
+            // stopping), or a 503. Pause rather than asking again at once.
             if asked.elapsed() < per_call / 2 {
                 std::thread::sleep(RECORD_RETRY_PAUSE.min(left));
             }

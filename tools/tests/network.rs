@@ -98,6 +98,11 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
     args.extend(files.iter().map(String::as_str));
     let out = net.tfx(&args);
     assert!(out.status.success(), "{}", common::text(&out));
+    // pbc-chengdu lets two reads wait at a time, so the limit can be reached below.
+    let pbc_toml = net.member("pbc-chengdu").join("node.toml");
+    let mut config = std::fs::read_to_string(&pbc_toml).unwrap();
+    config.push_str("\n[api]\nwaiting_reads = 2\n");
+    std::fs::write(&pbc_toml, config).unwrap();
     for m in MEMBERS {
         net.start(m);
     }
@@ -161,16 +166,32 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
         "answered only after {:?}",
         asked.elapsed()
     );
+    // Two reads waiting fill pbc-chengdu's limit: a third is refused at once, while a read of
+    // a record it holds is still answered.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (pbc, path) = (pbc.clone(), format!("/v1/records/{unknown}?wait_ms=20000"));
+            std::thread::spawn(move || pbc.get_code(&path))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    assert_eq!(
+        pbc.get_code(&format!("/v1/records/{unknown}?wait_ms=20000")),
+        503
+    );
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        pbc.get_code(&format!("/v1/records/{id}?wait_ms=20000")),
+        200
+    );
     // A node stopping answers its waiting reads at once rather than making shutdown wait.
-    let waiter = {
-        let pbc = pbc.clone();
-        std::thread::spawn(move || pbc.get_code(&format!("/v1/records/{unknown}?wait_ms=20000")))
-    };
-    std::thread::sleep(Duration::from_millis(300));
     let stopping = Instant::now();
     let status = net.signal("pbc-chengdu", 15);
     assert!(status.success(), "{}", net.log("pbc-chengdu"));
-    assert_eq!(waiter.join().unwrap(), 404);
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), 404);
+    }
     assert!(
         stopping.elapsed() < Duration::from_secs(10),
         "shutdown took {:?} with a waiting read open",
