@@ -504,12 +504,9 @@ pub fn restore_into<R: Read>(
                         l.batch.nodes.push((origin.clone(), id, hash));
                     }
                 }
-                l.batch.records.push(StoredRecord::new(
-                    v.envelope.id,
-                    h,
-                    envelope,
-                    &v.disclosures,
-                ));
+                l.batch
+                    .records
+                    .push(StoredRecord::new(v.envelope.id, h, envelope, v.disclosures));
                 summary.records += 1;
                 if l.batch.records.len() >= PAGE {
                     l.apply(store)?;

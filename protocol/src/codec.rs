@@ -164,6 +164,19 @@ pub fn decode_with_items(
     bytes_max: usize,
     items_max: usize,
 ) -> Result<Value, DecodeError> {
+    scan_bounded(what, bytes, bytes_max, items_max)?;
+    value_of_scanned(what, bytes)
+}
+
+/// The checks of [`decode_with_items`] without building the [`Value`]: for decoders that read
+/// the bytes with [`Reader`] afterwards, or build the tree only when they must
+/// ([`value_of_scanned`]).
+pub(crate) fn scan_bounded(
+    what: &'static str,
+    bytes: &[u8],
+    bytes_max: usize,
+    items_max: usize,
+) -> Result<(), DecodeError> {
     if bytes.len() > bytes_max {
         return Err(DecodeError::TooLarge {
             what,
@@ -171,7 +184,11 @@ pub fn decode_with_items(
             max: bytes_max,
         });
     }
-    scan_with_items(what, bytes, items_max)?;
+    scan_with_items(what, bytes, items_max)
+}
+
+/// The [`Value`] tree of bytes [`scan`] has accepted.
+pub(crate) fn value_of_scanned(what: &'static str, bytes: &[u8]) -> Result<Value, DecodeError> {
     serde_cbor::from_slice::<Value>(bytes).map_err(|e| DecodeError::Structure {
         what,
         detail: format!("cbor: {e}"),

@@ -71,6 +71,33 @@ impl Disclosure {
     /// and the tree's allocations were most of that cost. The property tests check it against
     /// the encoder and arbitrary bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (salt, name, value) = Self::parts(bytes)?;
+        Ok(Disclosure {
+            digest: sha256(bytes),
+            bytes: bytes.to_vec(),
+            salt,
+            name,
+            value,
+        })
+    }
+
+    /// [`Disclosure::decode`] keeping `bytes` rather than a copy of them; on failure the
+    /// bytes come back with the error.
+    pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, (DecodeError, Vec<u8>)> {
+        match Self::parts(&bytes) {
+            Ok((salt, name, value)) => Ok(Disclosure {
+                digest: sha256(&bytes),
+                bytes,
+                salt,
+                name,
+                value,
+            }),
+            Err(e) => Err((e, bytes)),
+        }
+    }
+
+    /// Salt, field name and value of an encoded disclosure.
+    fn parts(bytes: &[u8]) -> Result<([u8; SALT_BYTES], String, FieldValue), DecodeError> {
         const WHAT: &str = "disclosure";
         if bytes.len() > DISCLOSURE_BYTES_MAX {
             return Err(DecodeError::TooLarge {
@@ -125,13 +152,7 @@ impl Disclosure {
         if !r.at_end() {
             return Err(bad("trailing bytes after the item"));
         }
-        Ok(Disclosure {
-            digest: sha256(bytes),
-            bytes: bytes.to_vec(),
-            salt,
-            name: name.to_owned(),
-            value,
-        })
+        Ok((salt, name.to_owned(), value))
     }
 
     pub fn bytes(&self) -> &[u8] {

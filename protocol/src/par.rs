@@ -1,4 +1,4 @@
-//! Data parallelism without I/O: [`map`] runs a pure function over a slice on every core with
+//! Data parallelism without I/O: [`map`] (and [`map_owned`]) runs a pure function over a slice on every core with
 //! scoped threads and returns the results in input order, so callers stay deterministic. It
 //! exists for one hot spot — verifying the Ed25519 signatures of a chunk of records a peer sent,
 //! which is most of a catch-up's CPU — and is only worth its thread start-up (tens of µs) for
@@ -14,22 +14,36 @@ pub const PAR_THREADS_MAX: usize = 8;
 /// `items.iter().map(f).collect()`, spread over the available cores; same result, same order.
 /// A panic in `f` is resumed on the calling thread.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    map_owned(items.iter().collect(), f)
+}
+
+/// [`map`] taking the items by value, for functions that keep what they are given.
+pub fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(PAR_THREADS_MAX);
     if threads <= 1 || items.len() < PAR_ITEMS_MIN {
-        return items.iter().map(f).collect();
+        return items.into_iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);
+    let mut items = items.into_iter();
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    loop {
+        let part: Vec<T> = items.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
     let f = &f;
     std::thread::scope(|s| {
-        let rest: Vec<_> = items
-            .chunks(chunk)
-            .skip(1)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let rest: Vec<_> = parts
+            .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
         // The calling thread takes the first share instead of idling.
-        let mut out: Vec<R> = items[..chunk].iter().map(f).collect();
+        let mut out: Vec<R> = first.into_iter().map(f).collect();
         for handle in rest {
             match handle.join() {
                 Ok(part) => out.extend(part),
@@ -50,6 +64,7 @@ mod tests {
             let items: Vec<u64> = (0..n as u64).collect();
             let expected: Vec<u64> = items.iter().map(|x| x * x + 1).collect();
             assert_eq!(map(&items, |x| x * x + 1), expected, "n = {n}");
+            assert_eq!(map_owned(items, |x| x * x + 1), expected, "n = {n}");
         }
     }
 }

@@ -338,39 +338,95 @@ pub fn verify_disclosures<B: AsRef<[u8]>>(
     header: &Header,
     disclosures: &[B],
 ) -> Result<Vec<Disclosure>, VerifyError> {
-    if disclosures.len() > DISCLOSURES_PER_RECORD_MAX {
-        return Err(VerifyError::TooManyDisclosures {
-            count: disclosures.len(),
-            max: DISCLOSURES_PER_RECORD_MAX,
-        });
-    }
+    check_disclosure_count(disclosures.len())?;
     let mut out: Vec<Disclosure> = Vec::with_capacity(disclosures.len());
     for (index, bytes) in disclosures.iter().enumerate() {
         let d = Disclosure::decode(bytes.as_ref())
             .map_err(|error| VerifyError::DisclosureDecode { index, error })?;
-        let field = d.name().to_owned();
-        if header.digests.binary_search(d.digest()).is_err() {
-            return Err(VerifyError::DigestNotInHeader { index, field });
-        }
-        let kind = header.kind;
-        let spec = kind
-            .field(&field)
-            .ok_or_else(|| VerifyError::UnknownField {
-                index,
-                field: field.clone(),
-                kind,
-            })?;
-        check_value(spec, d.value()).map_err(|rule| VerifyError::FieldValue {
-            index,
-            field: field.clone(),
-            rule,
-        })?;
-        if out.iter().any(|o| o.name() == field) {
-            return Err(VerifyError::DuplicateField { index, field });
-        }
+        check_disclosure(header, index, &d, &out)?;
         out.push(d);
     }
     Ok(out)
+}
+
+/// [`verify_disclosures`] keeping the given bytes in the [`Disclosure`]s rather than copies
+/// (a catch-up verifies millions). On failure every byte string comes back, in order, with the
+/// error.
+pub fn verify_disclosures_owned(
+    header: &Header,
+    disclosures: Vec<Vec<u8>>,
+) -> Result<Vec<Disclosure>, (VerifyError, Vec<Vec<u8>>)> {
+    if let Err(e) = check_disclosure_count(disclosures.len()) {
+        return Err((e, disclosures));
+    }
+    let mut out: Vec<Disclosure> = Vec::with_capacity(disclosures.len());
+    let mut rest = disclosures.into_iter();
+    while let Some(bytes) = rest.next() {
+        let index = out.len();
+        let (error, bytes) = match Disclosure::decode_owned(bytes) {
+            Ok(d) => match check_disclosure(header, index, &d, &out) {
+                Ok(()) => {
+                    out.push(d);
+                    continue;
+                }
+                Err(e) => (e, d.into_bytes()),
+            },
+            Err((error, bytes)) => (VerifyError::DisclosureDecode { index, error }, bytes),
+        };
+        let back = out
+            .into_iter()
+            .map(Disclosure::into_bytes)
+            .chain(std::iter::once(bytes))
+            .chain(rest)
+            .collect();
+        return Err((error, back));
+    }
+    Ok(out)
+}
+
+fn check_disclosure_count(count: usize) -> Result<(), VerifyError> {
+    if count > DISCLOSURES_PER_RECORD_MAX {
+        return Err(VerifyError::TooManyDisclosures {
+            count,
+            max: DISCLOSURES_PER_RECORD_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// The checks of one decoded disclosure, the `index`th, given those before it (`earlier`).
+fn check_disclosure(
+    header: &Header,
+    index: usize,
+    d: &Disclosure,
+    earlier: &[Disclosure],
+) -> Result<(), VerifyError> {
+    // Field names are copied into errors only: a verified record is most of a catch-up.
+    let field = d.name();
+    if header.digests.binary_search(d.digest()).is_err() {
+        return Err(VerifyError::DigestNotInHeader {
+            index,
+            field: field.to_owned(),
+        });
+    }
+    let kind = header.kind;
+    let spec = kind.field(field).ok_or_else(|| VerifyError::UnknownField {
+        index,
+        field: field.to_owned(),
+        kind,
+    })?;
+    check_value(spec, d.value()).map_err(|rule| VerifyError::FieldValue {
+        index,
+        field: field.to_owned(),
+        rule,
+    })?;
+    if earlier.iter().any(|o| o.name() == field) {
+        return Err(VerifyError::DuplicateField {
+            index,
+            field: field.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A record whose envelope and disclosures all verified.
@@ -387,6 +443,24 @@ pub fn verify_record<B: AsRef<[u8]>>(
 ) -> Result<VerifiedRecord, VerifyError> {
     let envelope = verify_envelope(envelope, keys)?;
     let disclosures = verify_disclosures(&envelope.header, disclosures)?;
+    Ok(VerifiedRecord {
+        envelope,
+        disclosures,
+    })
+}
+
+/// [`verify_record`] keeping the disclosure bytes given rather than copies; on failure they
+/// come back with the error (see [`verify_disclosures_owned`]).
+pub fn verify_record_owned(
+    envelope: &[u8],
+    disclosures: Vec<Vec<u8>>,
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)> {
+    let envelope = match verify_envelope(envelope, keys) {
+        Ok(e) => e,
+        Err(e) => return Err((e, disclosures)),
+    };
+    let disclosures = verify_disclosures_owned(&envelope.header, disclosures)?;
     Ok(VerifiedRecord {
         envelope,
         disclosures,

@@ -11,11 +11,12 @@ use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::entropy::DeterministicEntropy;
 use tfx_protocol::keys::SigningKey;
 use tfx_protocol::limits::{
-    CHECKPOINT_BYTES_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX, RECORD_FILE_BYTES_MAX,
+    CHECKPOINT_BYTES_MAX, DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX,
+    RECORD_FILE_BYTES_MAX,
 };
 use tfx_protocol::record::{
-    seal, verify_disclosures, verify_envelope, verify_record, Header, RecordFile, SealParams,
-    SealedRecord,
+    seal, verify_disclosures, verify_disclosures_owned, verify_envelope, verify_record,
+    verify_record_owned, Header, RecordFile, SealParams, SealedRecord,
 };
 use tfx_protocol::schema::{FieldValue, RecordKind};
 use tfx_protocol::validate::parse_record_json;
@@ -257,6 +258,53 @@ fn every_bit_flip_of_a_disclosure_fails_verification() {
             );
         }
     }
+}
+
+/// The owned verification (what a catch-up uses) answers exactly as the borrowed one, and on
+/// every failure gives back every byte string it was given, in order: a prechecked message
+/// whose check is redone needs them.
+#[test]
+fn owned_verification_agrees_and_gives_every_byte_back() {
+    let r = sealed("credit", 0);
+    let all: Vec<Vec<u8>> = r.disclosures.iter().map(|d| d.bytes().to_vec()).collect();
+    let owned = verify_disclosures_owned(&r.header, all.clone()).unwrap();
+    let borrowed = verify_disclosures(&r.header, &all).unwrap();
+    let bytes = |ds: &[Disclosure]| ds.iter().map(|d| d.bytes().to_vec()).collect::<Vec<_>>();
+    assert_eq!(bytes(&owned), bytes(&borrowed));
+    assert_eq!(bytes(&owned), all);
+
+    let mut cases = Vec::new();
+    for n in 0..all.len() {
+        for bit in (0..all[n].len() * 8).step_by(11) {
+            let mut c = all.clone();
+            c[n][bit / 8] ^= 1 << (bit % 8);
+            cases.push(c);
+        }
+    }
+    let mut duplicated = all.clone();
+    duplicated.insert(4, all[3].clone());
+    cases.push(duplicated);
+    let mut foreign = all.clone();
+    foreign.insert(2, sealed("credit", 5).disclosures[0].bytes().to_vec());
+    cases.push(foreign);
+    let mut too_many = all.clone();
+    while too_many.len() <= DISCLOSURES_PER_RECORD_MAX {
+        too_many.push(all[0].clone());
+    }
+    cases.push(too_many);
+    for c in cases {
+        let want = verify_disclosures(&r.header, &c).unwrap_err().to_string();
+        let (e, back) = verify_disclosures_owned(&r.header, c.clone()).unwrap_err();
+        assert_eq!(e.to_string(), want);
+        assert_eq!(back, c);
+    }
+
+    let ok = verify_record_owned(&r.envelope, all.clone(), key().verifying_key()).unwrap();
+    assert_eq!(bytes(&ok.disclosures), all);
+    let mut envelope = r.envelope.clone();
+    envelope[20] ^= 1;
+    let (_, back) = verify_record_owned(&envelope, all.clone(), key().verifying_key()).unwrap_err();
+    assert_eq!(back, all);
 }
 
 #[test]

@@ -41,7 +41,7 @@ use crate::minimize::{envelope_header, filter};
 use crate::policy::{
     check_current_governors, verify_policy_chain, Policy, PolicyError, SignedPolicy, View,
 };
-use crate::record::verify_record;
+use crate::record::{verify_record_owned, VerifiedRecord, VerifyError};
 use crate::roster::{verify_chain, Roster, RosterError, SignedRoster};
 use crate::schema::RecordKind;
 use crate::store::{
@@ -1193,19 +1193,24 @@ impl SyncCore {
             .member(origin)
             .map(|m| m.roles.clone())
             .unwrap_or_default();
-        let wires: Vec<WireRecord> = r.records.into_iter().skip(skip).collect();
+        let mut wires: Vec<WireRecord> = r.records.into_iter().skip(skip).collect();
         // Signatures and disclosure digests on every core: the costly part of a catch-up, done
         // already when the message came prechecked. The checks after it are cheap and run in
         // order, so the first bad record is the one named.
         let roster = &self.roster;
-        let (verified, checkpoint) = match checks {
+        let (verified, checkpoint): (Vec<Result<VerifiedRecord, VerifyError>>, _) = match checks {
             Some(c) => (c.verified.into_iter().skip(skip).collect(), c.checkpoint),
-            None => (
-                crate::par::map(&wires, |w| {
-                    verify_record(&w.envelope, &w.disclosures, roster)
-                }),
-                None,
-            ),
+            None => {
+                // The verified records keep the disclosure bytes; nothing else needs them.
+                let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = wires
+                    .iter_mut()
+                    .map(|w| (w.envelope.as_slice(), std::mem::take(&mut w.disclosures)))
+                    .collect();
+                let verified = crate::par::map_owned(inputs, |(envelope, disclosures)| {
+                    verify_record_owned(envelope, disclosures, roster).map_err(|(e, _)| e)
+                });
+                (verified, None)
+            }
         };
         let mut records = Vec::with_capacity(wires.len());
         let mut refused = Vec::new();
@@ -1246,7 +1251,7 @@ impl SyncCore {
                 .into_iter()
                 .partition(|d| own || self.view.admits(h.kind, d.name(), h.issued_at, now));
             refused.extend(dropped.iter().map(|d| d.name().to_owned()));
-            records.push(StoredRecord::new(v.envelope.id, h, w.envelope, &kept));
+            records.push(StoredRecord::new(v.envelope.id, h, w.envelope, kept));
         }
         let checkpoint = match r.checkpoint {
             None => None,

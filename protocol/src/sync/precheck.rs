@@ -13,7 +13,7 @@
 //! bounded by the node's readers — one message at a time per stream, two streams per peer.
 
 use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
-use crate::record::{verify_record, VerifiedRecord, VerifyError};
+use crate::record::{verify_record_owned, VerifiedRecord, VerifyError};
 use crate::roster::Roster;
 
 use super::wire::Records;
@@ -35,16 +35,34 @@ impl Prechecked {
     /// checkpoint under `roster`. Nothing here decides whether the records are wanted or fit
     /// the log; the core still does that, and every check that depends on its state.
     pub fn check(mut records: Records, roster: &Roster) -> Self {
-        let verified = crate::par::map(&records.records, |w| {
-            verify_record(&w.envelope, &w.disclosures, roster)
+        // A verified record keeps its disclosures' bytes (moved, not copied), so a queued
+        // message holds them once; those of a record that failed are put back, and
+        // `into_records` puts back the others.
+        let taken: Vec<Vec<Vec<u8>>> = records
+            .records
+            .iter_mut()
+            .map(|w| std::mem::take(&mut w.disclosures))
+            .collect();
+        let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = records
+            .records
+            .iter()
+            .map(|w| w.envelope.as_slice())
+            .zip(taken)
+            .collect();
+        let results = crate::par::map_owned(inputs, |(envelope, disclosures)| {
+            verify_record_owned(envelope, disclosures, roster)
         });
-        // A verified record holds its disclosures' bytes: the wire copies would only double
-        // what a queued message costs in memory. `into_records` puts them back.
-        for (w, v) in records.records.iter_mut().zip(&verified) {
-            if v.is_ok() {
-                w.disclosures = Vec::new();
-            }
-        }
+        let verified = records
+            .records
+            .iter_mut()
+            .zip(results)
+            .map(|(w, r)| {
+                r.map_err(|(e, disclosures)| {
+                    w.disclosures = disclosures;
+                    e
+                })
+            })
+            .collect();
         let checkpoint = records
             .checkpoint
             .as_ref()

@@ -3,7 +3,7 @@
 //! the shared codec's profile checks and then enforces every per-message count limit, so a peer
 //! cannot make the node allocate or loop beyond [`FRAME_BYTES_MAX`] and the counts below.
 
-use crate::codec::{self, DecodeError, Encoder, Value};
+use crate::codec::{self, DecodeError, Encoder, Head, Value};
 use crate::ids::{Hash, MemberId};
 use crate::limits::{
     CHECKPOINT_BYTES_MAX, DISCLOSURES_PER_RECORD_MAX, DISCLOSURE_BYTES_MAX, ENVELOPE_BYTES_MAX,
@@ -237,7 +237,17 @@ impl Message {
     /// Decodes one frame's payload, enforcing the profile and every count limit.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         const W: &str = "sync message";
-        let v = codec::decode_with_items(W, bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX)?;
+        codec::scan_bounded(W, bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX)?;
+        match records_direct(bytes) {
+            Some(records) => Ok(Message::Records(records)),
+            None => Self::decode_tree(bytes),
+        }
+    }
+
+    /// The reference decoder, through a [`Value`] tree, of bytes that passed the frame's scan.
+    fn decode_tree(bytes: &[u8]) -> Result<Message, DecodeError> {
+        const W: &str = "sync message";
+        let v = codec::value_of_scanned(W, bytes)?;
         let m = codec::as_map(W, &v)?;
         let ty = codec::as_u64(W, codec::field(W, m, T)?)?;
         match ty {
@@ -417,6 +427,80 @@ impl Message {
     }
 }
 
+/// A well-formed `Records` message read straight from bytes that passed the frame's `scan`,
+/// without a [`Value`] tree: a catch-up is mostly these, and the tree cost every envelope and
+/// disclosure an allocation and a copy more. `None` for anything else — another message type,
+/// a key or type out of place, a limit exceeded — and [`Message::decode`] then decodes it the
+/// reference way, errors included, so this never accepts what that would refuse (property
+/// test `records_are_decoded_directly_as_the_value_tree_decodes_them`).
+fn records_direct(bytes: &[u8]) -> Option<Records> {
+    let mut r = codec::Reader::new(bytes);
+    let Some(Head::Map(entries)) = r.head() else {
+        return None;
+    };
+    let (mut ty, mut origin, mut from, mut records) = (None, None, None, None);
+    let (mut checkpoint, mut partial) = (None, false);
+    for _ in 0..entries {
+        let Some(Head::Uint(key)) = r.head() else {
+            return None;
+        };
+        match (key, r.head()?) {
+            (0, Head::Uint(t)) if t == TYPE_RECORDS => ty = Some(t), // key 0: `T`
+            (1, Head::Text(t)) => origin = Some(MemberId::new(t).ok()?),
+            (2, Head::Uint(f)) => from = Some(f),
+            (3, Head::Array(n)) if n <= RECORDS_PER_MESSAGE_MAX as u64 => {
+                let mut list = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    list.push(wire_record_direct(&mut r)?);
+                }
+                records = Some(list);
+            }
+            (4, Head::Bytes(c)) if c.len() <= CHECKPOINT_BYTES_MAX => checkpoint = Some(c.to_vec()),
+            (5, Head::Bool(true)) => partial = true,
+            _ => return None,
+        }
+    }
+    let (_, origin, from, records) = (ty?, origin?, from?, records?);
+    if !r.at_end() || from.checked_add(records.len() as u64).is_none() {
+        return None;
+    }
+    Some(Records {
+        origin,
+        from,
+        records,
+        checkpoint,
+        partial,
+    })
+}
+
+/// One `[envelope, [disclosure, ...]]` for [`records_direct`], within the same limits as the
+/// reference decoder.
+fn wire_record_direct(r: &mut codec::Reader<'_>) -> Option<WireRecord> {
+    let (Head::Array(2), Head::Bytes(envelope)) = (r.head()?, r.head()?) else {
+        return None;
+    };
+    if envelope.len() > ENVELOPE_BYTES_MAX {
+        return None;
+    }
+    let Head::Array(n) = r.head()? else {
+        return None;
+    };
+    if n > DISCLOSURES_PER_RECORD_MAX as u64 {
+        return None;
+    }
+    let mut disclosures = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        match r.head()? {
+            Head::Bytes(d) if d.len() <= DISCLOSURE_BYTES_MAX => disclosures.push(d.to_vec()),
+            _ => return None,
+        }
+    }
+    Some(WireRecord {
+        envelope: envelope.to_vec(),
+        disclosures,
+    })
+}
+
 /// Encoded size (an upper bound) of a record inside a `Records` message, for servers filling a
 /// frame.
 pub fn record_len(r: &WireRecord) -> usize {
@@ -476,6 +560,7 @@ pub fn heads_digest<'a>(heads: impl IntoIterator<Item = (&'a MemberId, &'a LogHe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn id(s: &str) -> MemberId {
         MemberId::new(s).unwrap_or_else(|e| panic!("{e}"))
@@ -545,6 +630,135 @@ mod tests {
             let value = codec::decode_with_items("t", &bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(codec::encode(&value), bytes, "{}", m.name());
+        }
+    }
+
+    /// Values shaped like a `Records` message, mostly valid, with a few parts at a time at
+    /// the edges the direct decoder must treat as the reference does: a key absent or extra, a
+    /// value of another type, a length or count at its limit or one over.
+    fn records_like() -> impl Strategy<Value = Value> {
+        use proptest::collection::vec;
+        let bytes_near = |max: usize| {
+            prop_oneof![
+                40 => (0usize..40).prop_map(|n| Value::Bytes(vec![7; n])),
+                1 => Just(Value::Bytes(vec![7; max])),
+                1 => Just(Value::Bytes(vec![7; max + 1])),
+                1 => Just(Value::Text("x".into())),
+            ]
+        };
+        let count_near =
+            |max: usize| prop_oneof![60 => 0usize..4, 1 => Just(max), 1 => Just(max + 1)];
+        let disclosures = count_near(DISCLOSURES_PER_RECORD_MAX).prop_flat_map(move |n| {
+            vec(bytes_near(DISCLOSURE_BYTES_MAX), n).prop_map(Value::Array)
+        });
+        let record = prop_oneof![
+            60 => (bytes_near(ENVELOPE_BYTES_MAX), disclosures)
+                .prop_map(|(e, d)| Value::Array(vec![e, d])),
+            1 => Just(Value::Array(vec![Value::Bytes(vec![1])])),
+            1 => Just(Value::Bytes(vec![1])),
+        ];
+        // At the count limit, with records valid but for the count.
+        let many = |n: usize| {
+            let valid = Value::Array(vec![Value::Bytes(vec![1]), Value::Array(vec![])]);
+            Value::Array(vec![valid; n])
+        };
+        let records = prop_oneof![
+            60 => (0usize..4).prop_flat_map(move |n| vec(record.clone(), n).prop_map(Value::Array)),
+            1 => Just(many(RECORDS_PER_MESSAGE_MAX)),
+            1 => Just(many(RECORDS_PER_MESSAGE_MAX + 1)),
+            1 => Just(Value::Integer(3)),
+        ];
+        let uint = prop_oneof![
+            20 => (0u64..10).prop_map(|n| Value::Integer(n.into())),
+            2 => (u64::MAX - 3..=u64::MAX).prop_map(|n| Value::Integer(n.into())),
+            1 => Just(Value::Integer(-1)),
+            1 => Just(Value::Text("4".into())),
+        ];
+        // Present with the strategy's value, or (seldom) absent.
+        let entry = |k: i64, v: BoxedStrategy<Value>| {
+            prop_oneof![30 => v.prop_map(Some), 1 => Just(None)]
+                .prop_map(move |v| v.map(|v| (codec::key(k), v)))
+        };
+        // Absent mostly, or present with the strategy's value.
+        let optional = |k: i64, v: BoxedStrategy<Value>| prop_oneof![2 => Just(None), 1 => v.prop_map(move |v| Some((codec::key(k), v)))];
+        (
+            entry(
+                0,
+                prop_oneof![30 => Just(Value::Integer(4)), 1 => uint.clone()].boxed(),
+            ),
+            entry(
+                1,
+                prop_oneof![
+                    30 => Just(Value::Text("bank-a".into())),
+                    1 => Just(Value::Text("Bank A".into())),
+                    1 => Just(Value::Bytes(b"bank-a".to_vec())),
+                ]
+                .boxed(),
+            ),
+            entry(2, uint.boxed()),
+            entry(3, records.boxed()),
+            optional(4, bytes_near(CHECKPOINT_BYTES_MAX).boxed()),
+            optional(
+                5,
+                prop_oneof![
+                    10 => Just(Value::Bool(true)),
+                    1 => Just(Value::Bool(false)),
+                    1 => Just(Value::Null)
+                ]
+                .boxed(),
+            ),
+            prop_oneof![
+                30 => Just(None),
+                1 => Just(Some((codec::key(6), Value::Integer(0)))),
+                1 => Just(Some((Value::Text("t".into()), Value::Integer(4)))),
+            ],
+        )
+            .prop_map(|(a, b, c, d, e, f, g)| {
+                Value::Map([a, b, c, d, e, f, g].into_iter().flatten().collect())
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn records_are_decoded_directly_as_the_value_tree_decodes_them(v in records_like()) {
+            let bytes = codec::encode(&v);
+            if codec::scan_bounded("t", &bytes, FRAME_BYTES_MAX, FRAME_ITEMS_MAX).is_ok() {
+                // The direct decoder answers exactly when the reference decodes `Records`,
+                // with the same message; everything else is left to the reference.
+                let reference = match Message::decode_tree(&bytes) {
+                    Ok(Message::Records(r)) => Some(r),
+                    _ => None,
+                };
+                proptest::prop_assert_eq!(records_direct(&bytes), reference);
+            }
+        }
+
+        #[test]
+        fn every_records_message_takes_the_direct_path(
+            from in any::<u32>(),
+            records in proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 0..19),
+                ),
+                0..8,
+            ),
+            checkpoint in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..512)),
+            partial in any::<bool>(),
+        ) {
+            let r = Records {
+                origin: id("pbc-chengdu"),
+                from: u64::from(from),
+                records: records
+                    .into_iter()
+                    .map(|(envelope, disclosures)| WireRecord { envelope, disclosures })
+                    .collect(),
+                checkpoint,
+                partial,
+            };
+            let bytes = Message::Records(r.clone()).encode();
+            proptest::prop_assert_eq!(records_direct(&bytes), Some(r));
         }
     }
 
