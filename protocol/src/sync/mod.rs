@@ -1246,11 +1246,15 @@ impl SyncCore {
             // is a violation like any other) but never stored — except in this node's own
             // records, recovered after a restore: it signed every field.
             let own = origin == &self.config.local;
-            let (kept, dropped): (Vec<_>, Vec<_>) = v
-                .disclosures
-                .into_iter()
-                .partition(|d| own || self.view.admits(h.kind, d.name(), h.issued_at, now));
-            refused.extend(dropped.iter().map(|d| d.name().to_owned()));
+            // In place: a catch-up passes every record through here.
+            let mut kept = v.disclosures;
+            kept.retain(|d| {
+                let admitted = own || self.view.admits(h.kind, d.name(), h.issued_at, now);
+                if !admitted {
+                    refused.push(d.name().to_owned());
+                }
+                admitted
+            });
             records.push(StoredRecord::new(v.envelope.id, h, w.envelope, kept));
         }
         let checkpoint = match r.checkpoint {
