@@ -1,5 +1,6 @@
-//! Data parallelism without I/O: [`map`] (and [`map_owned`]) runs a pure function over a slice on every core with
-//! scoped threads and returns the results in input order, so callers stay deterministic. It
+//! Data parallelism without I/O: [`map`] runs a pure function over a slice ([`map_owned`]: a
+//! vector, by value) on every core with scoped threads and returns the results in input order,
+//! so callers stay deterministic. It
 //! exists for one hot spot — verifying the Ed25519 signatures of a chunk of records a peer sent,
 //! which is most of a catch-up's CPU — and is only worth its thread start-up (tens of µs) for
 //! batches of at least [`PAR_ITEMS_MIN`].

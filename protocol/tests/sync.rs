@@ -142,6 +142,19 @@ fn valid_records_are_verified_and_applied_whether_or_not_prechecked() {
     }
 }
 
+/// A precheck keeps the disclosure bytes of the records it verified and hands back those of
+/// the ones it refused: either way, the message comes back whole for the core to verify again.
+#[test]
+fn a_prechecked_message_comes_back_as_received() {
+    let (_, core, source) = setup(|_| "bank");
+    let mut r = records_of(&source, 1, 0, 4);
+    let last = r.records[1].envelope.len() - 1;
+    r.records[1].envelope[last] ^= 1; // its signature fails
+    r.records[2].disclosures[3][0] ^= 1; // its fourth disclosure fails
+    let checked = Prechecked::check(r.clone(), core.roster());
+    assert_eq!(checked.into_records(), r);
+}
+
 #[test]
 fn a_forged_signature_disconnects_the_sender() {
     assert_refused(

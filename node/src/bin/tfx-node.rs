@@ -132,6 +132,9 @@ fn limit_malloc_arenas() {}
 /// How often the node hands glibc's free heap pages back to the kernel.
 const HEAP_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A trim taking longer than this is logged as a warning: it holds the allocator's lock.
+const HEAP_TRIM_SLOW: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Starts a thread that calls `malloc_trim(0)` every [`HEAP_TRIM_INTERVAL`]. glibc returns
 /// memory to the kernel on its own only from the top of the heap; the pages of freed chunks
 /// in the middle stay resident, and a node that has just verified and stored a catch-up (sled
@@ -152,10 +155,19 @@ fn start_heap_trimmer() -> anyhow::Result<()> {
             // SAFETY: `malloc_trim` only releases free memory inside glibc's allocator, under
             // the allocator's own locks; it touches no memory the program holds.
             let released = unsafe { libc::malloc_trim(0) } != 0;
+            let took = started.elapsed();
+            // Every allocating thread waits for the arena's lock meanwhile.
+            if took > HEAP_TRIM_SLOW {
+                tracing::warn!(
+                    target: "tfx_node::heap_trim",
+                    millis = took.as_millis() as u64,
+                    "returning free heap pages to the kernel took long; allocations waited"
+                );
+            }
             tracing::debug!(
                 target: "tfx_node::heap_trim",
                 released,
-                micros = started.elapsed().as_micros() as u64,
+                micros = took.as_micros() as u64,
                 "free heap pages returned to the kernel"
             );
         })

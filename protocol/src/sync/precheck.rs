@@ -24,7 +24,8 @@ pub struct Prechecked {
     pub(super) records: Records,
     /// The roster version the results hold for.
     pub(super) roster_version: u64,
-    /// `verify_record` of each record, in order.
+    /// `verify_record_owned` of each record, in order; a failed record's disclosure bytes are
+    /// back in `records`.
     pub(super) verified: Vec<Result<VerifiedRecord, VerifyError>>,
     /// `verify_checkpoint` of the message's checkpoint, if it has one.
     pub(super) checkpoint: Option<Result<SignedCheckpoint, VerifyError>>,
@@ -76,7 +77,7 @@ impl Prechecked {
     }
 
     /// The message as received, for verifying again from scratch.
-    pub(super) fn into_records(self) -> Records {
+    pub fn into_records(self) -> Records {
         let mut records = self.records;
         for (w, v) in records.records.iter_mut().zip(self.verified) {
             if let Ok(v) = v {
