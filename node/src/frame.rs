@@ -27,13 +27,14 @@ pub const HEADER_LEN: usize = 4 + 4 + 32;
 pub struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
 impl Writes {
-    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.0
-            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    /// Takes owned keys and values as they are (most are built for the call) and copies
+    /// borrowed ones.
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), Some(value.into())));
     }
 
-    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        self.0.push((key.as_ref().to_vec(), None));
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), None));
     }
 
     pub fn len(&self) -> usize {

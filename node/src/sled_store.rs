@@ -238,13 +238,18 @@ fn origin_seq_at(b: &[u8], at: usize) -> Result<(MemberId, LogIndex), SledStoreE
 /// disclosure length-prefixed.
 fn encode_record(r: &StoredRecord) -> Vec<u8> {
     let mut v = Vec::with_capacity(encoded_len(r));
-    v.extend_from_slice(&(r.envelope.len() as u32).to_be_bytes());
-    v.extend_from_slice(&r.envelope);
-    for d in &r.disclosures {
-        v.extend_from_slice(&(d.len() as u32).to_be_bytes());
-        v.extend_from_slice(d);
-    }
+    write_record(&mut v, r);
     v
+}
+
+/// Appends `r` as [`encode_record`] writes it.
+fn write_record(out: &mut Vec<u8>, r: &StoredRecord) {
+    out.extend_from_slice(&(r.envelope.len() as u32).to_be_bytes());
+    out.extend_from_slice(&r.envelope);
+    for d in &r.disclosures {
+        out.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        out.extend_from_slice(d);
+    }
 }
 
 /// The record at position `index` of a chunk, if the chunk has that many.
@@ -921,9 +926,14 @@ impl Store for SledStore {
             Some(CHUNK_BYTES_MAX),
             false,
         ) {
-            let encoded: Vec<Vec<u8>> = chunk.iter().map(encode_record).collect();
-            let bytes = encoded.iter().map(|r| 4 + r.len()).sum();
-            bodies.push(chunk_value(encoded.iter().map(Vec::as_slice), bytes));
+            // Each record written straight into its chunk: a catch-up stores millions.
+            let bytes = chunk.iter().map(|r| 4 + encoded_len(r)).sum();
+            let mut body = Vec::with_capacity(bytes);
+            for r in chunk {
+                body.extend_from_slice(&(encoded_len(r) as u32).to_be_bytes());
+                write_record(&mut body, r);
+            }
+            bodies.push(body);
             chunk_keys.push(seq_key(E, &chunk[0].origin, chunk[0].seq.0));
         }
         let mut pairs_seen = std::collections::HashSet::new();
