@@ -41,7 +41,7 @@ use crate::minimize::{envelope_header, filter};
 use crate::policy::{
     check_current_governors, verify_policy_chain, Policy, PolicyError, SignedPolicy, View,
 };
-use crate::record::{verify_record_owned, VerifiedRecord, VerifyError};
+use crate::record::{VerifiedRecord, VerifyError};
 use crate::roster::{verify_chain, Roster, RosterError, SignedRoster};
 use crate::schema::RecordKind;
 use crate::store::{
@@ -1200,17 +1200,14 @@ impl SyncCore {
         let roster = &self.roster;
         let (verified, checkpoint): (Vec<Result<VerifiedRecord, VerifyError>>, _) = match checks {
             Some(c) => (c.verified.into_iter().skip(skip).collect(), c.checkpoint),
-            None => {
-                // The verified records keep the disclosure bytes; nothing else needs them.
-                let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = wires
-                    .iter_mut()
-                    .map(|w| (w.envelope.as_slice(), std::mem::take(&mut w.disclosures)))
-                    .collect();
-                let verified = crate::par::map_owned(inputs, |(envelope, disclosures)| {
-                    verify_record_owned(envelope, disclosures, roster).map_err(|(e, _)| e)
-                });
-                (verified, None)
-            }
+            // The verified records keep the disclosure bytes; nothing else needs them.
+            None => (
+                precheck::verify_taking_disclosures(&mut wires, roster)
+                    .into_iter()
+                    .map(|r| r.map_err(|(e, _)| e))
+                    .collect(),
+                None,
+            ),
         };
         let mut records = Vec::with_capacity(wires.len());
         let mut refused = Vec::new();

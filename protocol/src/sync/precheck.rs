@@ -16,7 +16,22 @@ use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use crate::record::{verify_record_owned, VerifiedRecord, VerifyError};
 use crate::roster::Roster;
 
-use super::wire::Records;
+use super::wire::{Records, WireRecord};
+
+/// A record's verification with, on failure, its disclosure bytes back.
+type Taken = Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)>;
+
+/// `verify_record_owned` of every record on every core, moving each record's disclosure bytes
+/// out of `records` into the result (on failure, back with the error).
+pub(super) fn verify_taking_disclosures(records: &mut [WireRecord], roster: &Roster) -> Vec<Taken> {
+    let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = records
+        .iter_mut()
+        .map(|w| (w.envelope.as_slice(), std::mem::take(&mut w.disclosures)))
+        .collect();
+    crate::par::map_owned(inputs, |(envelope, disclosures)| {
+        verify_record_owned(envelope, disclosures, roster)
+    })
+}
 
 /// A `Records` message with its roster-dependent checks done.
 #[derive(Debug)]
@@ -39,20 +54,7 @@ impl Prechecked {
         // A verified record keeps its disclosures' bytes (moved, not copied), so a queued
         // message holds them once; those of a record that failed are put back, and
         // `into_records` puts back the others.
-        let taken: Vec<Vec<Vec<u8>>> = records
-            .records
-            .iter_mut()
-            .map(|w| std::mem::take(&mut w.disclosures))
-            .collect();
-        let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = records
-            .records
-            .iter()
-            .map(|w| w.envelope.as_slice())
-            .zip(taken)
-            .collect();
-        let results = crate::par::map_owned(inputs, |(envelope, disclosures)| {
-            verify_record_owned(envelope, disclosures, roster)
-        });
+        let results = verify_taking_disclosures(&mut records.records, roster);
         let verified = records
             .records
             .iter_mut()
