@@ -15,6 +15,7 @@ use tfx_protocol::sync::Prechecked;
 use tfx_protocol::MemberId;
 use tokio::sync::mpsc;
 
+use crate::sled_store::SledStore;
 use crate::transport::{
     read_frame, write_frame, FrameError, Membership, STREAM_BULK, STREAM_CONTROL, UNI_STREAMS_MAX,
 };
@@ -92,13 +93,20 @@ pub fn misbehaved(conn: &quinn::Connection, peer: &MemberId, reason: &str) {
     );
 }
 
+/// Where a connection's messages go, and what its readers check them against.
+#[derive(Debug, Clone)]
+pub struct Receiving {
+    pub driver: mpsc::Sender<Input>,
+    /// The roster records are prechecked under.
+    pub membership: Arc<Membership>,
+    /// Read by the precheck: records whose envelopes are already held, byte for byte, skip
+    /// their signature check (a back-fill, a resent push).
+    pub store: Arc<SledStore>,
+}
+
 /// Runs a connection until it closes. Returns after the driver has been told.
-pub async fn run(
-    conn: quinn::Connection,
-    peer: MemberId,
-    driver: mpsc::Sender<Input>,
-    membership: Arc<Membership>,
-) {
+pub async fn run(conn: quinn::Connection, peer: MemberId, receiving: Receiving) {
+    let driver = receiving.driver.clone();
     let conn_id = conn.stable_id();
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
@@ -122,7 +130,7 @@ pub async fn run(
         return;
     }
     let accept = {
-        let (conn, peer, driver) = (conn.clone(), peer.clone(), driver.clone());
+        let (conn, peer) = (conn.clone(), peer.clone());
         async move {
             let mut readers = tokio::task::JoinSet::new();
             for _ in 0..UNI_STREAMS_MAX {
@@ -132,9 +140,8 @@ pub async fn run(
                             stream,
                             conn.clone(),
                             peer.clone(),
-                            driver.clone(),
                             traffic.clone(),
-                            membership.clone(),
+                            receiving.clone(),
                         ));
                     }
                     Err(_) => break,
@@ -178,10 +185,14 @@ async fn reader(
     mut stream: quinn::RecvStream,
     conn: quinn::Connection,
     peer: MemberId,
-    driver: mpsc::Sender<Input>,
     traffic: Arc<Traffic>,
-    membership: Arc<Membership>,
+    receiving: Receiving,
 ) {
+    let Receiving {
+        driver,
+        membership,
+        store,
+    } = receiving;
     let conn_id = conn.stable_id();
     let mut tag = [0u8; 1];
     if stream.read_exact(&mut tag).await.is_err() {
@@ -218,8 +229,10 @@ async fn reader(
                 // The roster as the transport holds it, which the driver sets to the core's
                 // on every adoption; the core re-verifies if it has moved on meanwhile.
                 let roster = membership.roster();
-                let check =
-                    tokio::task::spawn_blocking(move || Prechecked::check(records, &roster));
+                let store = store.clone();
+                let check = tokio::task::spawn_blocking(move || {
+                    Prechecked::check(records, &roster, store.as_ref())
+                });
                 let records = match check.await {
                     Ok(records) => records,
                     Err(e) if e.is_panic() => {

@@ -348,6 +348,11 @@ impl Node {
         });
         let driver = tokio::spawn(driver.run(inputs_rx, durable, shutdown_rx.clone()));
 
+        let receiving = connection::Receiving {
+            driver: inputs.clone(),
+            membership: membership.clone(),
+            store: store.clone(),
+        };
         let shared = Shared {
             member: member.clone(),
             store,
@@ -391,16 +396,14 @@ impl Node {
             tokio::spawn(accept_loop(
                 endpoint.clone(),
                 member.clone(),
-                inputs.clone(),
+                receiving.clone(),
                 metrics.clone(),
-                membership.clone(),
             )),
             tokio::spawn(dial_manager(
                 Dialing {
                     endpoint: endpoint.clone(),
-                    membership,
+                    receiving,
                     connected,
-                    inputs,
                     shutdown: shutdown_rx,
                     metrics,
                 },
@@ -455,13 +458,11 @@ impl Node {
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     me: MemberId,
-    inputs: mpsc::Sender<Input>,
+    receiving: connection::Receiving,
     metrics: Arc<crate::metrics::Metrics>,
-    membership: Arc<Membership>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
-        let inputs = inputs.clone();
-        let membership = membership.clone();
+        let receiving = receiving.clone();
         let me = me.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -492,7 +493,7 @@ async fn accept_loop(
                 conn.close(quinn::VarInt::from_u32(connection::CLOSE_POLICY), b"self");
                 return;
             }
-            connection::run(conn, peer, inputs, membership).await;
+            connection::run(conn, peer, receiving).await;
         });
     }
 }
@@ -501,9 +502,8 @@ async fn accept_loop(
 #[derive(Clone)]
 struct Dialing {
     endpoint: quinn::Endpoint,
-    membership: Arc<Membership>,
+    receiving: connection::Receiving,
     connected: Arc<Mutex<BTreeSet<MemberId>>>,
-    inputs: mpsc::Sender<Input>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -513,7 +513,7 @@ async fn dial_manager(d: Dialing, me: MemberId, mut roster: watch::Receiver<u64>
     let mut dialing: BTreeSet<MemberId> = BTreeSet::new();
     let mut loops = tokio::task::JoinSet::new();
     loop {
-        for m in &d.membership.roster().members {
+        for m in &d.receiving.membership.roster().members {
             if m.id > me && !dialing.contains(&m.id) {
                 dialing.insert(m.id.clone());
                 loops.spawn(dial_loop(d.clone(), m.id.clone()));
@@ -529,12 +529,12 @@ async fn dial_manager(d: Dialing, me: MemberId, mut roster: watch::Receiver<u64>
 async fn dial_loop(d: Dialing, peer: MemberId) {
     let Dialing {
         endpoint,
-        membership,
+        receiving,
         connected,
-        inputs,
         shutdown,
         metrics,
     } = d;
+    let membership = receiving.membership.clone();
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u64;
     loop {
@@ -561,7 +561,7 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
                 }
                 backoff = BACKOFF_MIN;
                 failures = 0;
-                connection::run(conn, peer.clone(), inputs.clone(), membership.clone()).await;
+                connection::run(conn, peer.clone(), receiving.clone()).await;
             }
             Err(e) => {
                 failures += 1;

@@ -311,13 +311,7 @@ pub fn verify_envelope(
     envelope: &[u8],
     keys: &dyn KeyResolver,
 ) -> Result<VerifiedEnvelope, VerifyError> {
-    let sign1 = cose::open(
-        "envelope",
-        envelope,
-        ENVELOPE_BYTES_MAX,
-        CONTENT_TYPE_RECORD,
-    )?;
-    let header = Header::decode(&sign1.payload)?;
+    let (sign1, header) = open_envelope(envelope)?;
     check_signature(
         &sign1,
         "record header",
@@ -325,6 +319,45 @@ pub fn verify_envelope(
         header.issued_at,
         keys,
     )?;
+    Ok(VerifiedEnvelope {
+        id: RecordId::of_envelope(envelope),
+        header,
+        kid: sign1.kid,
+    })
+}
+
+/// An envelope's COSE structure and header, signature unchecked.
+fn open_envelope(envelope: &[u8]) -> Result<(cose::Sign1, Header), VerifyError> {
+    let sign1 = cose::open(
+        "envelope",
+        envelope,
+        ENVELOPE_BYTES_MAX,
+        CONTENT_TYPE_RECORD,
+    )?;
+    let header = Header::decode(&sign1.payload)?;
+    Ok((sign1, header))
+}
+
+/// [`verify_envelope`] for an envelope this node may already hold. If `envelope` is byte for
+/// byte `held` — bytes this node verified before it stored them (DESIGN §7: nothing is stored
+/// unverified) — its signature is not checked again: the same bytes under the same key give
+/// the same answer, and the Ed25519 check is most of what verifying a record costs. Its
+/// structure is still read, so the result is exactly what [`verify_envelope`] returned when
+/// the record was stored. Any other envelope, or none held, is verified in full.
+///
+/// This is what makes a back-fill (the same records again, with more fields) and a resent
+/// push cheap. One difference from verifying afresh: a key revoked since the record was
+/// stored does not fail it here — the record is held either way, and what is added to it are
+/// disclosures its signed header commits to.
+pub fn verify_envelope_held(
+    envelope: &[u8],
+    held: Option<&[u8]>,
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedEnvelope, VerifyError> {
+    if held != Some(envelope) {
+        return verify_envelope(envelope, keys);
+    }
+    let (sign1, header) = open_envelope(envelope)?;
     Ok(VerifiedEnvelope {
         id: RecordId::of_envelope(envelope),
         header,
@@ -456,7 +489,18 @@ pub fn verify_record_owned(
     disclosures: Vec<Vec<u8>>,
     keys: &dyn KeyResolver,
 ) -> Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)> {
-    let envelope = match verify_envelope(envelope, keys) {
+    verify_record_owned_held(envelope, None, disclosures, keys)
+}
+
+/// [`verify_record_owned`] with the envelope checked by [`verify_envelope_held`]: the
+/// disclosures are always checked in full.
+pub fn verify_record_owned_held(
+    envelope: &[u8],
+    held: Option<&[u8]>,
+    disclosures: Vec<Vec<u8>>,
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)> {
+    let envelope = match verify_envelope_held(envelope, held, keys) {
         Ok(e) => e,
         Err(e) => return Err((e, disclosures)),
     };

@@ -15,8 +15,8 @@ use tfx_protocol::limits::{
     RECORD_FILE_BYTES_MAX,
 };
 use tfx_protocol::record::{
-    seal, verify_disclosures, verify_disclosures_owned, verify_envelope, verify_record,
-    verify_record_owned, Header, RecordFile, SealParams, SealedRecord,
+    seal, verify_disclosures, verify_disclosures_owned, verify_envelope, verify_envelope_held,
+    verify_record, verify_record_owned, Header, RecordFile, SealParams, SealedRecord,
 };
 use tfx_protocol::schema::{FieldValue, RecordKind};
 use tfx_protocol::validate::parse_record_json;
@@ -305,6 +305,44 @@ fn owned_verification_agrees_and_gives_every_byte_back() {
     envelope[20] ^= 1;
     let (_, back) = verify_record_owned(&envelope, all.clone(), key().verifying_key()).unwrap_err();
     assert_eq!(back, all);
+}
+
+/// `verify_envelope_held` skips the signature only for the very bytes held: under a key set
+/// that resolves nothing, the held envelope still reads back as `verify_envelope` read it
+/// under the right key; every other envelope — a bit flipped anywhere, or none held — gets
+/// exactly `verify_envelope`'s answer.
+#[test]
+fn only_the_held_bytes_skip_the_signature_check() {
+    let r = sealed("credit", 0);
+    let right = key();
+    let nobody = SigningKey::from_seed(&[8; 32]);
+    let fresh = verify_envelope(&r.envelope, right.verifying_key()).unwrap();
+    let held =
+        verify_envelope_held(&r.envelope, Some(&r.envelope), nobody.verifying_key()).unwrap();
+    assert_eq!(
+        (held.id, held.header.encode(), held.kid),
+        (fresh.id, fresh.header.encode(), fresh.kid)
+    );
+    let answer = |e: &[u8], held: Option<&[u8]>| {
+        verify_envelope_held(e, held, right.verifying_key())
+            .map(|v| v.id)
+            .map_err(|e| e.to_string())
+    };
+    let full = |e: &[u8]| {
+        verify_envelope(e, right.verifying_key())
+            .map(|v| v.id)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(answer(&r.envelope, None), full(&r.envelope));
+    for bit in 0..r.envelope.len() * 8 {
+        let mut e = r.envelope.clone();
+        e[bit / 8] ^= 1 << (bit % 8);
+        assert!(full(&e).is_err(), "bit {bit}");
+        assert_eq!(answer(&e, Some(&r.envelope)), full(&e), "bit {bit}");
+    }
+    // Identical bytes that do not parse are refused, held or not.
+    let garbage = vec![0xa0u8; 40];
+    assert!(verify_envelope_held(&garbage, Some(&garbage), nobody.verifying_key()).is_err());
 }
 
 #[test]

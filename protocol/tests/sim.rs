@@ -411,7 +411,7 @@ impl Sim {
                 if let Some(core) = node.core.as_mut() {
                     match m {
                         Message::Records(r) if precheck => {
-                            let p = Prechecked::check(r, core.roster());
+                            let p = Prechecked::check(r, core.roster(), &node.store);
                             core.handle_records(&node.store, &peer, p, now);
                         }
                         m => core.handle_message(&node.store, &peer, m, now),

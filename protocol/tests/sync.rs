@@ -121,7 +121,7 @@ fn valid_records_are_verified_and_applied_whether_or_not_prechecked() {
         let (store, mut core, source) = setup(|_| "bank");
         let r = records_of(&source, 1, 0, 3);
         if prechecked {
-            let r = Prechecked::check(r, core.roster());
+            let r = Prechecked::check(r, core.roster(), &store);
             core.handle_records(&store, &member_id(1), r, T0);
         } else {
             core.handle_message(&store, &member_id(1), Message::Records(r), T0);
@@ -146,12 +146,12 @@ fn valid_records_are_verified_and_applied_whether_or_not_prechecked() {
 /// the ones it refused: either way, the message comes back whole for the core to verify again.
 #[test]
 fn a_prechecked_message_comes_back_as_received() {
-    let (_, core, source) = setup(|_| "bank");
+    let (store, core, source) = setup(|_| "bank");
     let mut r = records_of(&source, 1, 0, 4);
     let last = r.records[1].envelope.len() - 1;
     r.records[1].envelope[last] ^= 1; // its signature fails
     r.records[2].disclosures[3][0] ^= 1; // its fourth disclosure fails
-    let checked = Prechecked::check(r.clone(), core.roster());
+    let checked = Prechecked::check(r.clone(), core.roster(), &store);
     assert_eq!(checked.into_records(), r);
 }
 
@@ -184,7 +184,7 @@ fn a_precheck_that_failed_disconnects_the_sender_and_stores_nothing() {
     let e = &mut r.records[2].envelope;
     let last = e.len() - 1;
     e[last] ^= 1;
-    let r = Prechecked::check(r, core.roster());
+    let r = Prechecked::check(r, core.roster(), &store);
     assert_prechecked_refused(&store, &mut core, r, "#2 does not verify");
 }
 
@@ -205,7 +205,7 @@ fn a_precheck_under_another_roster_version_is_redone_under_the_cores() {
     // core holds version 1, under which they are valid, so it verifies again and applies them.
     let (store, mut core, source) = setup(|_| "bank");
     let other = roster_rotating_member_1();
-    let r = Prechecked::check(records_of(&source, 1, 0, 3), &other);
+    let r = Prechecked::check(records_of(&source, 1, 0, 3), &other, &store);
     core.handle_records(&store, &member_id(1), r, T0);
     assert_eq!(
         store.head(&member_id(1)).unwrap(),
@@ -218,7 +218,7 @@ fn a_precheck_under_another_roster_version_is_redone_under_the_cores() {
     let (store, mut core, _) = setup(|_| "bank");
     let forged = MemoryStore::new();
     common::append_as(&forged, 1, &common::member_key(5), &credit_body(), 3, T0, 1);
-    let r = Prechecked::check(records_of(&forged, 1, 0, 3), &other);
+    let r = Prechecked::check(records_of(&forged, 1, 0, 3), &other, &store);
     assert_prechecked_refused(&store, &mut core, r, "does not verify");
 }
 
@@ -884,8 +884,17 @@ fn a_holder_serves_each_requester_only_its_view_and_reports_it_for_the_ledger() 
     }
 }
 
-#[test]
-fn a_policy_granting_a_field_back_fills_it_and_one_revoking_it_asks_for_a_purge() {
+/// The risk-warning member (m00) holding m01's three records under policy v1, then adopting
+/// v2, which also grants it the lender: returns it with the back-fill fetch it sent m01, and
+/// the answer m01 gives (its records with the fields v2 grants risk-warning).
+fn backfill_setup() -> (
+    MemoryStore,
+    SyncCore,
+    MemoryStore,
+    Policy,
+    Vec<&'static str>,
+    Records,
+) {
     let (store, mut core, source, (p1, _)) = minimized_setup();
     let r = records_of(&source, 1, 0, 3);
     core.handle_message(&store, &member_id(1), Message::Records(r), T0);
@@ -940,6 +949,14 @@ fn a_policy_granting_a_field_back_fills_it_and_one_revoking_it_asks_for_a_purge(
         w.disclosures
             .retain(|d| wider.contains(&Disclosure::decode(d).unwrap().name()));
     }
+    let (p2, _) = (p2, v2);
+    (store, core, source, p2, wider, answer)
+}
+
+#[test]
+fn a_policy_granting_a_field_back_fills_it_and_one_revoking_it_asks_for_a_purge() {
+    let all: &[&str] = &["*"];
+    let (store, mut core, _, p2, _, answer) = backfill_setup();
     core.handle_message(&store, &member_id(1), Message::Records(answer), T0);
     let ev = events(&mut core);
     assert!(
@@ -979,6 +996,81 @@ fn a_policy_granting_a_field_back_fills_it_and_one_revoking_it_asks_for_a_purge(
             !names.contains(&"lender".to_owned()) && !names.contains(&"overdue_days".to_owned())
         );
         assert!(names.contains(&"classification".to_owned()));
+    }
+}
+
+/// m01's key in `roster` replaced by m05's, the version unchanged: records m01 signed do not
+/// verify under it, and a precheck under it is one the core trusts (same version).
+fn with_member_1_key_swapped(
+    roster: &tfx_protocol::roster::Roster,
+) -> tfx_protocol::roster::Roster {
+    let mut r = roster.clone();
+    r.members[1].keys[0].key = *common::member_key(5).verifying_key();
+    r
+}
+
+/// A back-fill answer repeats envelopes the node stored, byte for byte: their signatures were
+/// checked before they were stored and are not checked again — only their disclosures. Shown
+/// with a precheck under a roster (same version, so the core trusts it) in which m01's key is
+/// another: the held records still verify, and their new fields are merged.
+#[test]
+fn a_back_fill_checks_the_disclosures_of_held_records_not_their_signatures_again() {
+    let (store, mut core, _, _, _, mut answer) = backfill_setup();
+    // Without the checkpoint, which is checked like any other (it would fail under `swapped`).
+    answer.checkpoint = None;
+    let swapped = with_member_1_key_swapped(core.roster());
+    let checked = Prechecked::check(answer, &swapped, &store);
+    core.handle_records(&store, &member_id(1), checked, T0);
+    let ev = events(&mut core);
+    assert!(
+        ev.contains(&Event::Backfilled {
+            origin: member_id(1),
+            records: 3
+        }),
+        "{ev:?}"
+    );
+    for h in store.records(&member_id(1), LogIndex(0), 10).unwrap() {
+        assert!(field_names(&h.disclosures).contains(&"lender".to_owned()));
+    }
+}
+
+/// The control: records not held are checked in full by the same precheck, and refused.
+#[test]
+fn records_not_held_are_checked_for_their_signature_in_full() {
+    let (store, mut core, source) = setup(|_| "bank");
+    let swapped = with_member_1_key_swapped(core.roster());
+    let r = Prechecked::check(records_of(&source, 1, 0, 3), &swapped, &store);
+    assert_prechecked_refused(&store, &mut core, r, "#0 does not verify");
+}
+
+/// Held envelopes skip only the signature: a disclosure altered in a back-fill answer is
+/// refused, the sender disconnected, and nothing of the answer merged — prechecked or not.
+#[test]
+fn a_back_fill_with_an_altered_disclosure_is_refused() {
+    for prechecked in [false, true] {
+        let (store, mut core, _, _, _, mut answer) = backfill_setup();
+        let lender = answer.records[1]
+            .disclosures
+            .iter()
+            .position(|d| Disclosure::decode(d).unwrap().name() == "lender")
+            .unwrap();
+        let d = &mut answer.records[1].disclosures[lender];
+        let last = d.len() - 1;
+        d[last] ^= 1;
+        if prechecked {
+            let checked = Prechecked::check(answer, core.roster(), &store);
+            core.handle_records(&store, &member_id(1), checked, T0);
+        } else {
+            core.handle_message(&store, &member_id(1), Message::Records(answer), T0);
+        }
+        let ev = events(&mut core);
+        assert!(
+            matches!(&ev[..], [Event::Disconnect { reason, cause: DisconnectCause::Violation, .. }] if reason.contains("#1 does not verify")),
+            "{ev:?}"
+        );
+        for h in store.records(&member_id(1), LogIndex(0), 10).unwrap() {
+            assert!(!field_names(&h.disclosures).contains(&"lender".to_owned()));
+        }
     }
 }
 

@@ -1140,7 +1140,7 @@ impl SyncCore {
             return;
         }
         let partial = r.partial;
-        let chunk = match self.verify_chunk(&origin, r, checks, skip as usize, now) {
+        let chunk = match self.verify_chunk(store, &origin, r, checks, skip as usize, now) {
             Ok(c) => c,
             Err(reason) => {
                 self.drop_peer(peer, reason, DisconnectCause::Violation);
@@ -1179,8 +1179,9 @@ impl SyncCore {
     /// Verifies records `skip..` of a message and its checkpoint, returning them in stored
     /// form — keeping only the disclosures this node's view admits at `now` — or why the sender
     /// must be disconnected.
-    fn verify_chunk(
+    fn verify_chunk<S: Store>(
         &self,
+        store: &S,
         origin: &MemberId,
         r: Records,
         checks: Option<Checks>,
@@ -1201,13 +1202,17 @@ impl SyncCore {
         let (verified, checkpoint): (Vec<Result<VerifiedRecord, VerifyError>>, _) = match checks {
             Some(c) => (c.verified.into_iter().skip(skip).collect(), c.checkpoint),
             // The verified records keep the disclosure bytes; nothing else needs them.
-            None => (
-                precheck::verify_taking_disclosures(&mut wires, roster)
-                    .into_iter()
-                    .map(|r| r.map_err(|(e, _)| e))
-                    .collect(),
-                None,
-            ),
+            None => {
+                let from = r.from + skip as u64;
+                let held = precheck::Held::read(store, origin, from, wires.len());
+                (
+                    precheck::verify_taking_disclosures(&mut wires, from, &held, roster)
+                        .into_iter()
+                        .map(|r| r.map_err(|(e, _)| e))
+                        .collect(),
+                    None,
+                )
+            }
         };
         let mut records = Vec::with_capacity(wires.len());
         let mut refused = Vec::new();
@@ -1477,7 +1482,7 @@ impl SyncCore {
         let from = r.from;
         let len = r.records.len() as u64;
         let partial = r.partial;
-        let chunk = match self.verify_chunk(&origin, r, checks, 0, now) {
+        let chunk = match self.verify_chunk(store, &origin, r, checks, 0, now) {
             Ok(c) => c,
             Err(reason) => {
                 self.drop_peer(peer, reason, DisconnectCause::Violation);

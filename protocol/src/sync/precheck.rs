@@ -8,28 +8,80 @@
 //! [`super::wire::Message::Records`], the core verifies itself, so a stale or skipped precheck
 //! costs time, never a check: the results are exactly what the core would compute.
 //!
-//! The price: a precheck also verifies records the core then drops unverified (a range already
-//! applied, a duplicated push), so a peer resending old ranges costs us verification. That is
-//! bounded by the node's readers — one message at a time per stream, two streams per peer.
+//! Records whose envelopes the store already holds byte for byte — a back-fill answer (the same
+//! records again, with the fields a narrower relay could not send), a push resent because the
+//! sender's knowledge of us lagged — are not checked for their signature again ([`Held`],
+//! [`crate::record::verify_envelope_held`]): it was checked before they were stored, and the
+//! Ed25519 check is most of what a record costs. Their disclosures are checked in full.
+//! Verifying a resent range therefore costs digests, not signatures; it is still bounded by the
+//! node's readers — one message at a time per stream, two streams per peer.
+
+use std::collections::BTreeMap;
 
 use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
-use crate::record::{verify_record_owned, VerifiedRecord, VerifyError};
+use crate::ids::{LogIndex, MemberId};
+use crate::record::{verify_record_owned_held, VerifiedRecord, VerifyError};
 use crate::roster::Roster;
+use crate::store::Store;
 
 use super::wire::{Records, WireRecord};
 
 /// A record's verification with, on failure, its disclosure bytes back.
 type Taken = Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)>;
 
-/// `verify_record_owned` of every record on every core, moving each record's disclosure bytes
-/// out of `records` into the result (on failure, back with the error).
-pub(super) fn verify_taking_disclosures(records: &mut [WireRecord], roster: &Roster) -> Vec<Taken> {
-    let inputs: Vec<(&[u8], Vec<Vec<u8>>)> = records
+/// The envelopes a store holds in a range of one origin's log, by sequence number: those
+/// whose signature need not be checked again when a peer sends them byte for byte.
+#[derive(Debug, Default)]
+pub(super) struct Held(BTreeMap<u64, Vec<u8>>);
+
+impl Held {
+    /// What `store` holds of `origin` in `from..from + count`. A failed read holds nothing,
+    /// which costs verification, never a check.
+    pub(super) fn read<S: Store>(store: &S, origin: &MemberId, from: u64, count: usize) -> Self {
+        if count == 0 {
+            return Held::default();
+        }
+        let end = from.saturating_add(count as u64);
+        match store.envelopes(origin, LogIndex(from), count) {
+            Ok(envelopes) => Held(
+                envelopes
+                    .into_iter()
+                    .filter(|(seq, _)| (from..end).contains(&seq.0))
+                    .map(|(seq, envelope)| (seq.0, envelope))
+                    .collect(),
+            ),
+            Err(_) => Held::default(),
+        }
+    }
+
+    fn get(&self, seq: u64) -> Option<&[u8]> {
+        self.0.get(&seq).map(Vec::as_slice)
+    }
+}
+
+/// `verify_record_owned` of every record (records `from`, `from + 1`, …) on every core, moving
+/// each record's disclosure bytes out of `records` into the result (on failure, back with the
+/// error). A record whose envelope is `held` byte for byte skips its signature check.
+pub(super) fn verify_taking_disclosures(
+    records: &mut [WireRecord],
+    from: u64,
+    held: &Held,
+    roster: &Roster,
+) -> Vec<Taken> {
+    let inputs: Vec<_> = records
         .iter_mut()
-        .map(|w| (w.envelope.as_slice(), std::mem::take(&mut w.disclosures)))
+        .enumerate()
+        .map(|(i, w)| {
+            let seq = from.saturating_add(i as u64);
+            (
+                w.envelope.as_slice(),
+                held.get(seq),
+                std::mem::take(&mut w.disclosures),
+            )
+        })
         .collect();
-    crate::par::map_owned(inputs, |(envelope, disclosures)| {
-        verify_record_owned(envelope, disclosures, roster)
+    crate::par::map_owned(inputs, |(envelope, held, disclosures)| {
+        verify_record_owned_held(envelope, held, disclosures, roster)
     })
 }
 
@@ -48,13 +100,16 @@ pub struct Prechecked {
 
 impl Prechecked {
     /// Verifies every record of `records` (on every core, like the core does) and the
-    /// checkpoint under `roster`. Nothing here decides whether the records are wanted or fit
-    /// the log; the core still does that, and every check that depends on its state.
-    pub fn check(mut records: Records, roster: &Roster) -> Self {
+    /// checkpoint under `roster`; records whose envelopes `store` already holds byte for byte
+    /// skip their signature check ([`Held`]). Nothing here decides whether the records are
+    /// wanted or fit the log; the core still does that, and every check that depends on its
+    /// state.
+    pub fn check<S: Store>(mut records: Records, roster: &Roster, store: &S) -> Self {
+        let held = Held::read(store, &records.origin, records.from, records.records.len());
         // A verified record keeps its disclosures' bytes (moved, not copied), so a queued
         // message holds them once; those of a record that failed are put back, and
         // `into_records` puts back the others.
-        let results = verify_taking_disclosures(&mut records.records, roster);
+        let results = verify_taking_disclosures(&mut records.records, records.from, &held, roster);
         let verified = records
             .records
             .iter_mut()
