@@ -57,6 +57,9 @@ pub enum Input {
     Connected {
         peer: MemberId,
         conn: quinn::Connection,
+        /// Whether this node dialed it (else the peer did): of two connections to one peer,
+        /// both sides keep the one the lower id dialed.
+        dialed: bool,
         control: mpsc::Sender<Vec<u8>>,
         bulk: mpsc::Sender<Vec<u8>>,
         traffic: Arc<Traffic>,
@@ -104,8 +107,9 @@ pub struct Receiving {
     pub store: Arc<SledStore>,
 }
 
-/// Runs a connection until it closes. Returns after the driver has been told.
-pub async fn run(conn: quinn::Connection, peer: MemberId, receiving: Receiving) {
+/// Runs a connection (`dialed` by this node, or accepted) until it closes. Returns after the
+/// driver has been told.
+pub async fn run(conn: quinn::Connection, peer: MemberId, dialed: bool, receiving: Receiving) {
     let driver = receiving.driver.clone();
     let conn_id = conn.stable_id();
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -122,6 +126,7 @@ pub async fn run(conn: quinn::Connection, peer: MemberId, receiving: Receiving) 
     let connected = Input::Connected {
         peer: peer.clone(),
         conn: conn.clone(),
+        dialed,
         control,
         bulk,
         traffic: traffic.clone(),

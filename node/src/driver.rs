@@ -32,6 +32,12 @@ use tfx_protocol::minimize::purge;
 /// (and QUIC flow control slows their peers) when the driver is busy.
 pub const INPUT_QUEUE: usize = 1024;
 
+/// Two connections to one peer that came up within this of each other were dialed by both
+/// sides at once; longer apart, the newer one means the peer lost the older. Handshakes finish
+/// on the two sides about a round trip apart, so this is ample even across a WAN, and short
+/// enough that a peer restarting right after connecting is refused only briefly (it redials).
+pub const DIAL_RACE_WINDOW: Duration = Duration::from_secs(3);
+
 /// How often the published status is refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -158,6 +164,10 @@ pub struct RecoveryStatus {
 
 struct Link {
     conn: quinn::Connection,
+    /// Dialed by the lower id of the pair: kept over a duplicate the other side dialed.
+    preferred: bool,
+    /// When it came up.
+    since: std::time::Instant,
     control: mpsc::Sender<Vec<u8>>,
     bulk: mpsc::Sender<Vec<u8>>,
     traffic: Arc<Traffic>,
@@ -329,10 +339,27 @@ impl Driver {
             Input::Connected {
                 peer,
                 conn,
+                dialed,
                 control,
                 bulk,
                 traffic,
             } => {
+                // Both members of a pair dial while they are not connected. Two connections
+                // that came up within `DIAL_RACE_WINDOW` of each other are a race: both sides
+                // keep the one the lower id dialed, so they settle on the same one whatever
+                // order they see them in. Otherwise the newer replaces the older: the peer
+                // dialed because it lost the older one (it restarted, say), which this side may
+                // not notice before the idle timeout.
+                let preferred = dialed == (self.io.core.local() < &peer);
+                let race = self
+                    .links
+                    .get(&peer)
+                    .is_some_and(|l| l.preferred && l.since.elapsed() < DIAL_RACE_WINDOW);
+                if !preferred && race {
+                    tracing::debug!(%peer, "closing a duplicate connection");
+                    conn.close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"duplicate");
+                    return;
+                }
                 if let Some(old) = self.links.remove(&peer) {
                     old.conn
                         .close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"replaced");
@@ -343,6 +370,8 @@ impl Driver {
                     peer.clone(),
                     Link {
                         conn,
+                        preferred,
+                        since: std::time::Instant::now(),
                         control,
                         bulk,
                         traffic,

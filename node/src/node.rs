@@ -3,10 +3,13 @@
 //! the store, and starts the appender, the QUIC endpoint, the sync driver, the dialers, the
 //! acceptor and the local API; [`Node::shutdown`] stops them in order and flushes.
 //!
-//! Connections: between two members, the one with the lower id dials and the other accepts, so
-//! each pair has one connection. A dialer retries with exponential backoff (1 s to 60 s, with
-//! jitter) and follows the roster: members added by a newer roster get a dialer, revoked ones
-//! are no longer dialled.
+//! Connections: each member dials every other member it is not connected to, so a member that
+//! comes back reaches everyone at once instead of waiting out their backoff (or their idle
+//! timeout, if they have not noticed it went). When both of a pair dial at once, both sides keep
+//! the connection the lower id dialed and close the other (the driver), so each pair settles on
+//! one connection. A dialer retries with exponential
+//! backoff (1 s to 60 s, with jitter) and follows the roster: members added by a newer roster
+//! get a dialer, revoked ones are no longer dialled.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -493,7 +496,7 @@ async fn accept_loop(
                 conn.close(quinn::VarInt::from_u32(connection::CLOSE_POLICY), b"self");
                 return;
             }
-            connection::run(conn, peer, receiving).await;
+            connection::run(conn, peer, false, receiving).await;
         });
     }
 }
@@ -508,13 +511,13 @@ struct Dialing {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Keeps one dial loop per member with a higher id than ours, following roster changes.
+/// Keeps one dial loop per other member, following roster changes.
 async fn dial_manager(d: Dialing, me: MemberId, mut roster: watch::Receiver<u64>) {
     let mut dialing: BTreeSet<MemberId> = BTreeSet::new();
     let mut loops = tokio::task::JoinSet::new();
     loop {
         for m in &d.receiving.membership.roster().members {
-            if m.id > me && !dialing.contains(&m.id) {
+            if m.id != me && !dialing.contains(&m.id) {
                 dialing.insert(m.id.clone());
                 loops.spawn(dial_loop(d.clone(), m.id.clone()));
             }
@@ -561,7 +564,7 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
                 }
                 backoff = BACKOFF_MIN;
                 failures = 0;
-                connection::run(conn, peer.clone(), receiving.clone()).await;
+                connection::run(conn, peer.clone(), true, receiving.clone()).await;
             }
             Err(e) => {
                 failures += 1;

@@ -42,6 +42,23 @@ fn four_nodes_converge_through_a_sigkill_and_a_revoked_member_is_cut_off() {
     net.signal("pbc-chengdu", 9);
     std::thread::sleep(Duration::from_millis(300));
     net.start("pbc-chengdu");
+    // It dials every peer itself — bank-a too, which used to be the only dialer of the pair and
+    // still held the dead connection (until its 30 s idle timeout): it is back with all three
+    // within seconds.
+    let restarted = Instant::now();
+    let pbc_status = Api::new(&net.member("pbc-chengdu"));
+    loop {
+        let s = pbc_status.status().unwrap();
+        let peers = s["peers"].as_array().unwrap();
+        if peers.len() == 3 && peers.iter().all(|p| p["connected"] == true) {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "pbc-chengdu not reconnected to every peer: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     writers.join().unwrap();
     let expected: BTreeMap<String, u64> = [
         ("bank-a".to_string(), bank_acked.load(Ordering::Relaxed)),
