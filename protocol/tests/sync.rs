@@ -1541,3 +1541,73 @@ fn a_checkpoint_under_a_key_this_roster_does_not_know_yet_is_left_unchecked_with
     assert_eq!(core.connected().count(), 2);
     assert_eq!(core.frozen().count(), 0);
 }
+
+/// m00 (central bank, every field) connected to m02 (science department, a narrower view) and
+/// to m01, the origin of three records, in that order and within the same millisecond.
+fn relay_first_setup() -> (MemoryStore, SyncCore, MemoryStore) {
+    let roles = |i: usize| match i {
+        0 => "central-bank",
+        1 => "bank",
+        _ => "science-dept",
+    };
+    let chain = vec![sign_roster(genesis_roster_with(3, roles))];
+    let genesis = sha256(&SignedRoster::decode(&chain[0]).unwrap().payload);
+    let all: &[&str] = &["*"];
+    let (_, v1) = sign_policy(
+        1,
+        None,
+        1,
+        &[
+            ("credit", "central-bank", all),
+            ("credit", "bank", all),
+            ("credit", "science-dept", &["lender"]),
+        ],
+    );
+    let store = MemoryStore::new();
+    let mut core = SyncCore::new(
+        SyncConfig::new(member_id(0)),
+        &store,
+        genesis,
+        chain,
+        vec![v1],
+        EMPTY,
+    )
+    .unwrap();
+    core.handle_connected(member_id(2), T0);
+    core.handle_connected(member_id(1), T0);
+    sent(&mut core);
+    let source = MemoryStore::new();
+    append(&source, 1, &credit_body(), 3, T0, 1);
+    (store, core, source)
+}
+
+fn fetched_from(out: &[(MemberId, Message)]) -> Vec<MemberId> {
+    out.iter()
+        .filter(|(_, m)| matches!(m, Message::Fetch(_)))
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Records a narrower relay would send must be fetched again from the origin for their other
+/// fields, so while the origin has connected but not yet said what it holds, the relay is not
+/// asked — the origin is, as soon as its heads arrive.
+#[test]
+fn a_relay_is_not_asked_while_the_connected_origin_has_yet_to_send_its_heads() {
+    let (store, mut core, source) = relay_first_setup();
+    core.handle_message(&store, &member_id(2), heads_of(&source, 1, 3), T0);
+    assert_eq!(fetched_from(&sent(&mut core)), Vec::<MemberId>::new());
+    core.handle_message(&store, &member_id(1), heads_of(&source, 1, 3), T0 + 5);
+    assert_eq!(fetched_from(&sent(&mut core)), vec![member_id(1)]);
+}
+
+/// …but only for a while: an origin that never says what it holds does not stop the catch-up.
+#[test]
+fn a_relay_is_asked_once_the_origin_has_been_silent_for_an_anti_entropy_interval() {
+    let (store, mut core, source) = relay_first_setup();
+    core.handle_message(&store, &member_id(2), heads_of(&source, 1, 3), T0);
+    assert_eq!(fetched_from(&sent(&mut core)), Vec::<MemberId>::new());
+    let due = core.poll_timeout().unwrap();
+    assert!(due <= T0 + SyncConfig::new(member_id(0)).anti_entropy_ms);
+    core.handle_timeout(&store, due);
+    assert_eq!(fetched_from(&sent(&mut core)), vec![member_id(2)]);
+}

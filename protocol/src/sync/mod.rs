@@ -196,6 +196,11 @@ struct Peer {
     view: View,
     /// Whether its view covers this node's: records it holds complete are complete for us.
     covers: bool,
+    /// Until its first heads arrive (at most this long after it connected), a narrower relay
+    /// is not asked for records this peer could send complete: members connect within
+    /// milliseconds of each other, and fetching from whichever told us first would mean
+    /// fetching those records again for their other fields.
+    heads_due: Option<u64>,
 }
 
 /// Re-fetching records already held to gain the disclosures a newer policy grants: one range
@@ -469,7 +474,10 @@ impl SyncCore {
 
     /// The next time (ms) at which [`SyncCore::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let hellos = self.peers.values().map(|p| p.next_hello);
+        let hellos = self
+            .peers
+            .values()
+            .flat_map(|p| std::iter::once(p.next_hello).chain(p.heads_due));
         let fetches = self
             .pulls
             .values()
@@ -488,7 +496,7 @@ impl SyncCore {
     }
 
     /// Whether this node starts the anti-entropy rounds with `peer`: the side with the smaller
-    /// member id (the one that dials), so both sides agree without asking. A round between
+    /// member id, so both sides agree without asking. A round between
     /// members in sync is then one Hello and its transport acknowledgement, not a Hello each way:
     /// the receiver compares digests just the same and answers with Heads when they differ.
     pub fn starts_rounds(&self, peer: &MemberId) -> bool {
@@ -587,6 +595,7 @@ impl SyncCore {
                 fetches: 0,
                 view,
                 covers,
+                heads_due: Some(now.saturating_add(self.config.anti_entropy_ms)),
             },
         );
         let hello = self.hello();
@@ -663,6 +672,11 @@ impl SyncCore {
             .filter(|(_, p)| p.next_hello <= now)
             .map(|(id, _)| id.clone())
             .collect();
+        for p in self.peers.values_mut() {
+            if p.heads_due.is_some_and(|t| t <= now) {
+                p.heads_due = None;
+            }
+        }
         let hello = self.hello();
         for peer in due {
             let interval = self.hello_interval(&peer);
@@ -770,6 +784,7 @@ impl SyncCore {
             sizes.insert(self.config.local.clone(), self.local.size);
             if let Some(p) = self.peers.get_mut(peer) {
                 p.sizes = sizes;
+                p.heads_due = None;
             }
             if let Some(r) = &mut self.recovery {
                 r.reported.insert(peer.clone());
@@ -833,6 +848,7 @@ impl SyncCore {
             r.target = r.target.max(theirs_of_ours);
         }
         if let Some(p) = self.peers.get_mut(peer) {
+            p.heads_due = None;
             for (origin, size) in sizes {
                 let known = p.sizes.entry(origin).or_insert(0);
                 *known = (*known).max(size);
@@ -1411,6 +1427,12 @@ impl SyncCore {
             if cursor < target {
                 gaps.push((cursor, target));
             }
+            // A peer that could send these records complete has connected but not yet said
+            // what it holds: relays wait for it (bounded by `Peer::heads_due`).
+            let complete_unheard = self
+                .peers
+                .iter()
+                .any(|(id, p)| (id == &origin || p.covers) && p.heads_due.is_some());
             let mut in_flight = pull.inflight.len();
             let mut requests = Vec::new();
             'gaps: for (mut s, e) in gaps {
@@ -1425,6 +1447,9 @@ impl SyncCore {
                         .filter(|(_, p)| p.fetches < PEER_FETCHES_MAX)
                         .filter_map(|(id, p)| {
                             let relay = id != &origin && !p.covers;
+                            if relay && complete_unheard {
+                                return None;
+                            }
                             p.sizes
                                 .get(&origin)
                                 .filter(|n| **n > s)
