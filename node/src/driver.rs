@@ -466,10 +466,19 @@ impl Driver {
                 Message::Rosters(_) | Message::Policies(_) => &link.bulk,
                 _ => &link.control,
             };
-            if queue.try_send(message.encode()).is_err() {
-                tracing::warn!(%peer, "disconnecting peer: its send queue is full (not reading)");
-                link.conn
-                    .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"send queue full");
+            if let Err(e) = queue.try_send(message.encode()) {
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    tracing::warn!(%peer, "disconnecting peer: its send queue is full (not reading)");
+                    link.conn
+                        .close(quinn::VarInt::from_u32(CLOSE_POLICY), b"send queue full");
+                } else {
+                    tracing::debug!(%peer, "its connection is closing: forgetting it");
+                }
+                // Forgotten now rather than when the close is reported, so that nothing more is
+                // queued for it (each attempt would fail and log again) and the core asks others.
+                self.links.remove(&peer);
+                self.set_connected(&peer, false);
+                self.io.core.handle_disconnected(&peer, now_ms());
             }
         }
         self.flush_synced();

@@ -557,7 +557,14 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
             tokio::time::sleep(BACKOFF_MIN).await;
             continue;
         }
-        match dial(&endpoint, &peer, &entry.endpoint).await {
+        // A handshake with a peer that is down keeps retrying until it times out, and would
+        // complete if the peer came up meanwhile — after the peer has dialed us, replacing
+        // that connection mid-catch-up. Give it up once we are connected.
+        let dialed = tokio::select! {
+            r = dial(&endpoint, &peer, &entry.endpoint) => r,
+            () = connected_meanwhile(&connected, &peer) => continue,
+        };
+        match dialed {
             Ok(conn) => {
                 if failures > 0 {
                     tracing::info!(%peer, failures, "connected after retries");
@@ -603,6 +610,16 @@ pub fn pseudonym_secret(config: &NodeConfig) -> anyhow::Result<Option<PseudonymS
 }
 
 /// Connects to `peer` at `endpoint` (host:port) and completes the mutual-TLS handshake.
+/// Returns once `peer` is connected (checked every 100 ms).
+async fn connected_meanwhile(connected: &Mutex<BTreeSet<MemberId>>, peer: &MemberId) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if connected.lock().map(|s| s.contains(peer)).unwrap_or(false) {
+            return;
+        }
+    }
+}
+
 pub async fn dial(
     endpoint: &quinn::Endpoint,
     peer: &MemberId,
