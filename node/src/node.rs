@@ -472,6 +472,14 @@ async fn accept_loop(
             let remote = incoming.remote_address();
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
                 Ok(Ok(c)) => c,
+                // A member that dialed us while we dialed it gives its handshake up once ours
+                // connects (`dial_loop`): expected at every start, not a failure.
+                Ok(Err(quinn::ConnectionError::ConnectionClosed(c)))
+                    if c.error_code == quinn::TransportErrorCode::APPLICATION_ERROR =>
+                {
+                    tracing::debug!(%remote, "a peer gave up its dial: connected the other way");
+                    return;
+                }
                 Ok(Err(e)) => {
                     if let Some(reason) = crate::metrics::handshake_failure_reason(&e) {
                         metrics.handshake_failed(reason);
