@@ -560,8 +560,7 @@ async fn dial_loop(d: Dialing, peer: MemberId) {
             tracing::info!(%peer, "no longer dialling: revoked in the roster");
             return;
         }
-        let is_connected = connected.lock().map(|s| s.contains(&peer)).unwrap_or(false);
-        if is_connected {
+        if is_connected(&connected, &peer) {
             tokio::time::sleep(BACKOFF_MIN).await;
             continue;
         }
@@ -618,11 +617,16 @@ pub fn pseudonym_secret(config: &NodeConfig) -> anyhow::Result<Option<PseudonymS
 }
 
 /// Connects to `peer` at `endpoint` (host:port) and completes the mutual-TLS handshake.
+/// Whether the driver holds a connection to `peer`.
+fn is_connected(connected: &Mutex<BTreeSet<MemberId>>, peer: &MemberId) -> bool {
+    connected.lock().map(|s| s.contains(peer)).unwrap_or(false)
+}
+
 /// Returns once `peer` is connected (checked every 100 ms).
 async fn connected_meanwhile(connected: &Mutex<BTreeSet<MemberId>>, peer: &MemberId) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if connected.lock().map(|s| s.contains(peer)).unwrap_or(false) {
+        if is_connected(connected, peer) {
             return;
         }
     }
