@@ -37,12 +37,31 @@ impl Writes {
         self.0.push((key.into(), None));
     }
 
+    /// Appends `other`'s writes after these.
+    pub fn extend(&mut self, other: Writes) {
+        self.0.extend(other.0);
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Applies the writes to sled one at a time, in order. Not atomic: a concurrent reader sees
+    /// them land one by one, and a crash keeps a prefix of them (sled recovers a prefix of its
+    /// log); the caller orders them for both, and the frame they came from restores the rest
+    /// ([`crate::vlog`]).
+    pub fn apply_each(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
+        for (k, v) in &self.0 {
+            match v {
+                Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+                None => tree.remove(k.as_slice())?,
+            };
+        }
+        Ok(())
     }
 
     /// The same writes as one atomic sled batch.

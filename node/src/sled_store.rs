@@ -1,7 +1,8 @@
 //! The node's [`Store`] on sled 0.34. Everything lives in one sled tree under one-byte keyspace
-//! prefixes, so that an append — records, id index, Merkle nodes, head, checkpoint, query
-//! indexes — is a single `apply_batch`, which sled makes atomic across crashes. (Separate trees
-//! would need sled's multi-tree transactions, several times slower; see ARCHITECTURE.md.)
+//! prefixes. An append — records, id index, Merkle nodes, head, checkpoint, query indexes — is
+//! one value-log frame, fsynced, which makes it atomic across a crash ([`crate::vlog`]); its
+//! writes then reach sled one by one, ordered so that a concurrent reader never finds an index
+//! entry, head or checkpoint ahead of the records it leads to (`apply_framed`).
 //!
 //! Keys (big-endian integers; origin = length byte + id bytes, so prefixes never collide):
 //!
@@ -562,8 +563,22 @@ impl SledStore {
     }
 
     /// Writes `w` and `bodies` as one value-log frame, `keys[i]` pointing at `bodies[i]`, then
-    /// applies them to sled with the log's new valid length. Durable on return (the frame's
-    /// fsync); sled itself is not flushed.
+    /// applies them to sled: the pointers first, then `w` in its order, then the log's new valid
+    /// length. Durable on return (the frame's fsync); sled itself is not flushed.
+    ///
+    /// One write at a time, not one sled batch: sled 0.34 writes its I/O buffer out twice for
+    /// every `apply_batch` (before and after reserving the batch's manifest: `pin_log`), each a
+    /// `pwrite` and `sync_file_range` on its thread pool, and keeps every other reader and writer
+    /// out meanwhile. At a trickle of small batches — every push a member receives, every ledger
+    /// entry — that was most of the store's cost and a third of the latency from submit to
+    /// verified at a peer (BENCHMARKS.md). The frame makes the writes atomic across a crash
+    /// instead: sled recovers a prefix of its log, so a valid length it recovered means every
+    /// write before it is there, and a frame past the valid length is applied again, whole, on
+    /// open (writes set values: applying some twice changes nothing). Frames reach sled in the
+    /// order they were written (under the value log's lock). A concurrent reader sees a frame
+    /// land write by write, which the order keeps harmless: a chunk's pointer before any index
+    /// entry leading to it, and [`Store::apply`] puts heads and checkpoints after the records
+    /// they cover.
     fn apply_framed(
         &self,
         w: Writes,
@@ -574,16 +589,17 @@ impl SledStore {
         self.vlog.append(
             bodies,
             |pointers| {
-                let mut w = w;
+                let mut all = Writes::default();
                 for (k, p) in keys.into_iter().zip(pointers) {
-                    w.insert(k, p.encode());
+                    all.insert(k, p.encode());
                 }
-                w
+                all.extend(w);
+                all
             },
             |w, end| {
-                let mut b = w.to_batch();
-                b.insert(VLOG_LEN_KEY, &end.to_be_bytes()[..]);
-                Ok::<_, SledStoreError>(self.db.apply_batch(b)?)
+                w.apply_each(&self.db)?;
+                self.db.insert(VLOG_LEN_KEY, &end.to_be_bytes()[..])?;
+                Ok::<_, SledStoreError>(())
             },
         )?;
         reclaim(writes);
@@ -964,14 +980,6 @@ impl Store for SledStore {
         for (origin, id, hash) in &batch.nodes {
             b.insert(node_key(origin, *id), &hash[..]);
         }
-        for (origin, head) in &batch.heads {
-            let mut v = head.size.to_be_bytes().to_vec();
-            v.extend_from_slice(&head.root);
-            b.insert(origin_key(H, origin), v);
-        }
-        for (origin, cp) in &batch.checkpoints {
-            b.insert(origin_key(C, origin), cp.as_slice());
-        }
         for (origin, range) in &batch.backfill {
             match range {
                 Some((next, end)) => {
@@ -992,6 +1000,16 @@ impl Store for SledStore {
             if self.db.get(origin_key(X, origin))?.is_none() {
                 b.insert(origin_key(X, origin), e.as_slice());
             }
+        }
+        // Last, for readers that see the writes land one by one (`apply_framed`): a head or
+        // checkpoint is never ahead of the records and Merkle nodes it covers.
+        for (origin, cp) in &batch.checkpoints {
+            b.insert(origin_key(C, origin), cp.as_slice());
+        }
+        for (origin, head) in &batch.heads {
+            let mut v = head.size.to_be_bytes().to_vec();
+            v.extend_from_slice(&head.root);
+            b.insert(origin_key(H, origin), v);
         }
         self.apply_framed(b, chunk_keys, &bodies)
     }

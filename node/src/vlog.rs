@@ -8,9 +8,10 @@
 //! The value log is also the store's write-ahead log. Every batch is written as one **frame**
 //! ([`crate::frame`]): its chunk bodies and all the sled writes that go with them (pointers to the
 //! bodies, indexes, heads, checkpoints). [`ValueLog::append`] writes the frame at the valid
-//! length, `fdatasync`s it, and only then applies the writes to sled together with the new valid
-//! length (`Mvlog`). The batch is durable from that fsync, and sled flushes in its own time: on
-//! open, every intact frame past the valid length sled recorded is applied again, and the rest of
+//! length, `fdatasync`s it, and only then applies the writes to sled, the new valid length
+//! (`Mvlog`) last. The batch is durable from that fsync, and sled flushes in its own time: sled
+//! recovers a prefix of its log, so on open every write before the valid length it recovered is
+//! there, every intact frame past it is applied again (whole: writes set values), and the rest of
 //! the file is overwritten with zeros. So the rule that matters still holds — **bytes are durable
 //! before sled can point at them** — and an acknowledgement waits for one `fdatasync` instead of
 //! the value log's and then sled's flush (which is only `sync_file_range`: it does not flush a
@@ -251,9 +252,10 @@ impl ValueLog {
 
     /// Writes one frame — `bodies`, then the sled writes `writes_for` returns given the bodies'
     /// pointers — at the valid length and makes it durable; then runs `apply` with the writes and
-    /// the new valid length, which `apply` must record in the same sled batch. From the
-    /// `fdatasync` on the batch survives a crash: sled need not flush. A failure anywhere stops
-    /// further appends until the store is reopened.
+    /// the new valid length, which `apply` must record after every other write of the frame (or
+    /// in the same sled batch). `apply` runs under the append lock, so frames reach sled in the
+    /// order they were written. From the `fdatasync` on the batch survives a crash: sled need not
+    /// flush. A failure anywhere stops further appends until the store is reopened.
     pub fn append<T, E: From<ValueLogError>>(
         &self,
         bodies: &[Vec<u8>],

@@ -201,8 +201,10 @@ pub fn check_append(
     Ok(())
 }
 
-/// Persistent state of a holder. Implementations must make `apply` atomic and `flush` durable,
-/// and refuse a batch whose records do not continue each log ([`check_append`]).
+/// Persistent state of a holder. Implementations must make `apply` atomic across a crash and
+/// `flush` durable, and refuse a batch whose records do not continue each log
+/// ([`check_append`]). A reader running beside `apply` may see part of the batch, but never an
+/// index entry, head or checkpoint ahead of the records it leads to.
 pub trait Store {
     type Error: std::error::Error + Send + Sync + 'static;
 
