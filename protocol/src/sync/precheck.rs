@@ -41,6 +41,14 @@ impl Held {
         if count == 0 {
             return Held::default();
         }
+        // Records past the head — every push, most of a catch-up — are not held: no need to
+        // read (and decode) the chunk before them to find that out.
+        if store
+            .head(origin)
+            .is_ok_and(|h| h.map_or(0, |h| h.size) <= from)
+        {
+            return Held::default();
+        }
         let end = from.saturating_add(count as u64);
         match store.envelopes(origin, LogIndex(from), count) {
             Ok(envelopes) => Held(
