@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod pki;
+pub mod settled;
 pub mod sled_store;
 pub mod synthetic;
 pub mod transport;

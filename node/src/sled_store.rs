@@ -55,6 +55,7 @@ use tfx_protocol::store::{
 };
 
 use crate::frame::Writes;
+use crate::settled::{SettledError, SettledMark};
 use crate::vlog::{Pointer, ValueLog, ValueLogError};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
@@ -71,6 +72,8 @@ pub enum SledStoreError {
     Corrupt(String),
     #[error("store is corrupt: {0}")]
     ValueLog(#[from] ValueLogError),
+    #[error("store is corrupt: {0}")]
+    Settled(#[from] SettledError),
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
     #[error(transparent)]
@@ -86,16 +89,20 @@ pub enum SledStoreError {
 pub struct SledStore {
     db: sled::Db,
     vlog: Arc<ValueLog>,
-    /// sled's log file, fsynced before value-log bytes are zeroed (see `replace_disclosures`).
+    /// sled's log file, fsynced by [`SledStore::settle`].
     sled_file: Arc<std::fs::File>,
-    /// When sled was last flushed by [`Store::commit`]; see [`SLED_FLUSH_INTERVAL`].
-    last_flush: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// How far sled's fsynced state accounts for the value log ([`crate::settled`]).
+    settled: Arc<SettledMark>,
+    /// When the store last settled; see [`SETTLE_INTERVAL`].
+    last_settle: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
-/// How often, at most, committing local appends also flushes sled. Appends are durable through
-/// their value-log frame, so this only bounds the frames an open applies again after a crash
-/// (and sled's memory for unwritten buffers): about a second of appends.
-pub const SLED_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often, at most, committing local appends (or flushing records applied from peers) also
+/// settles the store: flushes sled, fsyncs its file and records the settled mark. Appends are
+/// durable through their value-log frame, so this only bounds the frames an open applies again
+/// after a crash or a power loss (and sled's memory for unwritten buffers): about a second of
+/// appends.
+pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const E: u8 = b'E';
 const I: u8 = b'I';
@@ -446,7 +453,11 @@ impl SledStore {
             None => 0,
             Some(v) => u64_at(&v, 0)?,
         };
-        let (vlog, replay) = ValueLog::open(dir, valid)?;
+        // Frames are applied again from the settled mark when it is below sled's valid length:
+        // writes sled only `sync_file_range`d since may be lost under a later one it kept.
+        let (settled, mark) = SettledMark::open(dir)?;
+        let replay_from = mark.map_or(valid, |m| m.min(valid));
+        let (vlog, replay) = ValueLog::open(dir, replay_from, valid)?;
         let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| {
             SledStoreError::Corrupt(format!("opening sled's file to fsync it: {e}"))
         })?;
@@ -454,22 +465,24 @@ impl SledStore {
             db,
             vlog: Arc::new(vlog),
             sled_file: Arc::new(sled_file),
-            last_flush: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            settled: Arc::new(settled),
+            last_settle: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
-        if !replay.is_empty() {
-            // Batches made durable by their frames whose sled writes the crash lost.
-            let frames = replay.len();
-            for r in replay {
-                let mut b = r.writes.to_batch();
-                b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
-                store.db.apply_batch(b)?;
-                store.vlog.replayed(r.end);
-                reclaim(r.writes.len());
-            }
-            store.sync_sled()?;
+        let frames = replay.len();
+        for r in replay {
+            // Batches made durable by their frames whose sled writes the crash may have lost.
+            let mut b = r.writes.to_batch();
+            b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
+            store.db.apply_batch(b)?;
+            store.vlog.replayed(r.end);
+            reclaim(r.writes.len());
+        }
+        // Also gives a store made before the mark existed its first one.
+        store.settle()?;
+        if frames > 0 {
             tracing::info!(
                 frames,
-                "applied value-log frames sled had not stored before the last stop"
+                "applied value-log frames again that sled may not have held durably"
             );
         }
         store.finish_zeroing()?;
@@ -510,8 +523,7 @@ impl SledStore {
             return Ok(());
         }
         // As in `replace_disclosures`: sled durable past the frames before their bytes go.
-        let settled = self.vlog.settled_len();
-        self.sync_sled()?;
+        let settled = self.settle()?;
         self.vlog.zero(&pending)?;
         self.scrub_frames(settled)?;
         let mut b = sled::Batch::default();
@@ -640,6 +652,27 @@ impl SledStore {
         self.sled_file
             .sync_all()
             .map_err(|e| SledStoreError::Sled(sled::Error::Io(e)))?;
+        Ok(())
+    }
+
+    /// Makes sled's state durable ([`SledStore::sync_sled`]) and records the settled mark
+    /// ([`crate::settled`]): every frame below the returned length has its writes in sled's
+    /// fsynced state, so no open reads those frames again and they may be zeroed or scrubbed.
+    fn settle(&self) -> Result<u64, SledStoreError> {
+        // Taken before the flush: every frame below it is applied to sled by then.
+        let settled = self.vlog.settled_len();
+        self.sync_sled()?;
+        self.settled.record(settled)?;
+        Ok(settled)
+    }
+
+    /// [`SledStore::settle`] when [`SETTLE_INTERVAL`] has passed since the last time.
+    fn settle_if_due(&self) -> Result<(), SledStoreError> {
+        let mut last = self.last_settle.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= SETTLE_INTERVAL {
+            self.settle()?;
+            *last = std::time::Instant::now();
+        }
         Ok(())
     }
 
@@ -1014,21 +1047,19 @@ impl Store for SledStore {
         self.apply_framed(b, chunk_keys, &bodies)
     }
 
+    /// Flushes sled (which bounds its unwritten buffers), and settles about once per
+    /// [`SETTLE_INTERVAL`]: an fsync of sled's file per flush would slow a catch-up, which
+    /// flushes every few milliseconds.
     fn flush(&self) -> Result<(), Self::Error> {
         self.db.flush()?;
-        Ok(())
+        self.settle_if_due()
     }
 
-    /// [`Store::apply`] is durable here already (the value-log frame); sled is flushed about once
-    /// per [`SLED_FLUSH_INTERVAL`] only, to bound what a crash leaves to apply again.
+    /// [`Store::apply`] is durable here already (the value-log frame); the store settles about
+    /// once per [`SETTLE_INTERVAL`] only, to bound what a crash leaves to apply again.
     fn commit(&self, batch: &AppendBatch) -> Result<(), Self::Error> {
         self.apply(batch)?;
-        let mut last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= SLED_FLUSH_INTERVAL {
-            self.db.flush()?;
-            *last = std::time::Instant::now();
-        }
-        Ok(())
+        self.settle_if_due()
     }
 
     fn origins(&self) -> Result<Vec<MemberId>, Self::Error> {
@@ -1225,8 +1256,7 @@ impl Store for SledStore {
         // The frames holding the old bodies must never be applied again once zeroed (their
         // checksums would fail and end the replay early): sled's state past them is made durable
         // first, fsync included.
-        let settled = self.vlog.settled_len();
-        self.sync_sled()?;
+        let settled = self.settle()?;
         self.vlog.zero(&replaced)?;
         self.scrub_frames(settled)?;
         let mut done = sled::Batch::default();

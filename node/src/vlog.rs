@@ -9,10 +9,10 @@
 //! ([`crate::frame`]): its chunk bodies and all the sled writes that go with them (pointers to the
 //! bodies, indexes, heads, checkpoints). [`ValueLog::append`] writes the frame at the valid
 //! length, `fdatasync`s it, and only then applies the writes to sled, the new valid length
-//! (`Mvlog`) last. The batch is durable from that fsync, and sled flushes in its own time: sled
-//! recovers a prefix of its log, so on open every write before the valid length it recovered is
-//! there, every intact frame past it is applied again (whole: writes set values), and the rest of
-//! the file is overwritten with zeros. So the rule that matters still holds — **bytes are durable
+//! (`Mvlog`) last. The batch is durable from that fsync, and sled flushes in its own time: on
+//! open every intact frame from the settled mark ([`crate::settled`]: how far sled's state was
+//! last fsynced) is applied again (whole: writes set values), and the rest of the file is
+//! overwritten with zeros. So the rule that matters still holds — **bytes are durable
 //! before sled can point at them** — and an acknowledgement waits for one `fdatasync` instead of
 //! the value log's and then sled's flush (which is only `sync_file_range`: it does not flush a
 //! disk's volatile write cache, so it was also the weaker of the two).
@@ -151,11 +151,15 @@ pub struct Replay {
 
 impl ValueLog {
     /// Opens (or creates, mode 0600) the value log in `dir`, whose first `valid` bytes sled's
-    /// durable state accounts for. Returns the intact frames written after them, for the caller
-    /// to apply to sled in order; everything past the last one (a torn frame, zeros grown ahead)
+    /// state accounts for, and of which the first `from` (≤ `valid`) sled holds with an fsync
+    /// ([`crate::settled`]). Returns the intact frames written from `from` on, for the caller to
+    /// apply to sled in order; everything past the last one (a torn frame, zeros grown ahead)
     /// is overwritten with zeros, so that no byte a peer supplied, such as the inside of a torn
     /// frame, is ever read as a frame by a later open.
-    pub fn open(dir: &Path, valid: u64) -> Result<(Self, Vec<Replay>), ValueLogError> {
+    ///
+    /// If the frames from `from` end before `valid` — which an fsync kept in order cannot
+    /// cause — nothing below `valid` is touched: it logs that and replays from `valid` only.
+    pub fn open(dir: &Path, from: u64, valid: u64) -> Result<(Self, Vec<Replay>), ValueLogError> {
         let path = dir.join(VLOG_FILE);
         let path_s = path.display().to_string();
         let io = |source| ValueLogError::Io {
@@ -174,36 +178,17 @@ impl ValueLog {
         if found < valid {
             return Err(ValueLogError::Short { found, valid });
         }
-        let mut replay = Vec::new();
-        let mut end = valid;
-        loop {
-            let mut header = [0u8; frame::HEADER_LEN];
-            if end + frame::HEADER_LEN as u64 > found {
-                break;
-            }
-            file.read_exact_at(&mut header, end).map_err(io)?;
-            let Some(len) = frame::payload_len(&header) else {
-                break;
-            };
-            let frame_end = end + frame::HEADER_LEN as u64 + u64::from(len);
-            if frame_end > found {
-                break;
-            }
-            let mut payload = vec![0u8; len as usize];
-            file.read_exact_at(&mut payload, end + frame::HEADER_LEN as u64)
-                .map_err(io)?;
-            if !frame::intact(&header, &payload) {
-                break;
-            }
-            let writes = frame::writes(&payload).map_err(|e| ValueLogError::Frame {
-                offset: end,
-                source: e,
-            })?;
-            replay.push(Replay {
-                writes,
-                end: frame_end,
-            });
-            end = frame_end;
+        let mut start = from.min(valid);
+        let (mut replay, mut end) = intact_frames(&file, start, found, &io)?;
+        if end < valid {
+            tracing::warn!(
+                from,
+                frames_end = end,
+                valid,
+                "value-log frames from the settled mark stop short of sled's valid length; applying frames past the valid length only"
+            );
+            start = valid;
+            (replay, end) = intact_frames(&file, start, found, &io)?;
         }
         if end < found {
             let zeros = vec![0u8; ZERO_STEP];
@@ -222,7 +207,7 @@ impl ValueLog {
                 allocated: found,
                 failed: false,
             }),
-            len: AtomicU64::new(valid),
+            len: AtomicU64::new(start),
             zeroing: RwLock::new(()),
         };
         Ok((log, replay))
@@ -407,6 +392,48 @@ impl ValueLog {
     }
 }
 
+/// The intact frames of `file` from `from` on (which must be a frame boundary), each with its
+/// writes, and where the last one ends (`from` if there is none).
+fn intact_frames(
+    file: &File,
+    from: u64,
+    found: u64,
+    io: &dyn Fn(std::io::Error) -> ValueLogError,
+) -> Result<(Vec<Replay>, u64), ValueLogError> {
+    let mut replay = Vec::new();
+    let mut end = from;
+    loop {
+        let mut header = [0u8; frame::HEADER_LEN];
+        if end + frame::HEADER_LEN as u64 > found {
+            break;
+        }
+        file.read_exact_at(&mut header, end).map_err(io)?;
+        let Some(len) = frame::payload_len(&header) else {
+            break;
+        };
+        let frame_end = end + frame::HEADER_LEN as u64 + u64::from(len);
+        if frame_end > found {
+            break;
+        }
+        let mut payload = vec![0u8; len as usize];
+        file.read_exact_at(&mut payload, end + frame::HEADER_LEN as u64)
+            .map_err(io)?;
+        if !frame::intact(&header, &payload) {
+            break;
+        }
+        let writes = frame::writes(&payload).map_err(|e| ValueLogError::Frame {
+            offset: end,
+            source: e,
+        })?;
+        replay.push(Replay {
+            writes,
+            end: frame_end,
+        });
+        end = frame_end;
+    }
+    Ok((replay, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,7 +479,7 @@ mod tests {
     /// pointers.
     fn log_of(bodies: &[&[u8]]) -> (tempfile::TempDir, ValueLog, Vec<Pointer>) {
         let dir = tempfile::tempdir().unwrap();
-        let (log, replay) = ValueLog::open(dir.path(), 0).unwrap();
+        let (log, replay) = ValueLog::open(dir.path(), 0, 0).unwrap();
         assert!(replay.is_empty());
         let (p, _) = put(&log, bodies, b"k").unwrap();
         (dir, log, p)
@@ -482,7 +509,7 @@ mod tests {
             .write_all_at(&torn, e2)
             .unwrap();
         // sled recorded only the first frame: the second is handed back, the torn one is not.
-        let (log, replay) = ValueLog::open(dir.path(), e1).unwrap();
+        let (log, replay) = ValueLog::open(dir.path(), e1, e1).unwrap();
         assert_eq!(replay.len(), 1);
         assert_eq!(replay[0].end, e2);
         let mut w = Writes::default();
@@ -495,12 +522,12 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes[e2 as usize..].iter().all(|b| *b == 0), "tail zeroed");
         drop(log);
-        let (_log, replay) = ValueLog::open(dir.path(), e2).unwrap();
+        let (_log, replay) = ValueLog::open(dir.path(), e2, e2).unwrap();
         assert!(replay.is_empty());
         // A value log shorter than sled says is refused.
         let found = file_len(&dir);
         assert!(matches!(
-            ValueLog::open(dir.path(), found + 1),
+            ValueLog::open(dir.path(), found + 1, found + 1),
             Err(ValueLogError::Short { found: f, valid: v }) if f == found && v == found + 1
         ));
     }
@@ -523,10 +550,38 @@ mod tests {
         ));
         drop(log);
         // Its frame was durable before sled refused it: the reopen hands it back to apply.
-        let (log, replay) = ValueLog::open(dir.path(), e1).unwrap();
+        let (log, replay) = ValueLog::open(dir.path(), e1, e1).unwrap();
         assert_eq!(replay.len(), 1);
         log.replayed(replay[0].end);
         assert!(put(&log, &[b"more"], b"m").is_ok());
+    }
+
+    #[test]
+    fn frames_from_the_settled_mark_are_replayed_and_nothing_below_the_valid_length_is_lost() {
+        let (dir, log, _) = log_of(&[b"one"]);
+        let e1 = log.len();
+        let (_, e2) = put(&log, &[b"two"], b"b").unwrap();
+        let (c, e3) = put(&log, &[b"three"], b"c").unwrap();
+        drop(log);
+        // sled says all three frames are in, but only the first with an fsync: the second and
+        // third come back to be applied again.
+        let (log, replay) = ValueLog::open(dir.path(), e1, e3).unwrap();
+        assert_eq!(
+            replay.iter().map(|r| r.end).collect::<Vec<_>>(),
+            vec![e2, e3]
+        );
+        assert_eq!(log.len(), e1, "valid as the frames are applied again");
+        log.replayed(e3);
+        assert_eq!(log.read(c[0]).unwrap(), b"three");
+        // A frame between the mark and the valid length no longer intact (cannot happen while
+        // scrubs stay below the mark): frames are applied from the valid length only, and
+        // nothing below it is zeroed.
+        log.scrub_writes(e1, e2).unwrap();
+        drop(log);
+        let (log, replay) = ValueLog::open(dir.path(), e1, e3).unwrap();
+        assert!(replay.is_empty());
+        assert_eq!(log.len(), e3);
+        assert_eq!(log.read(c[0]).unwrap(), b"three");
     }
 
     #[test]
