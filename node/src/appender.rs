@@ -530,9 +530,7 @@ fn seal_all(
             })
             .collect()
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(SEAL_THREADS_MAX);
+    let threads = tfx_protocol::par::cores().min(SEAL_THREADS_MAX);
     if batch.len() < PARALLEL_SEAL_MIN || threads < 2 {
         return seal_range(0, batch);
     }
@@ -541,13 +539,17 @@ fn seal_all(
         let handles: Vec<_> = batch
             .chunks(chunk)
             .enumerate()
+            .skip(1)
             .map(|(n, reqs)| scope.spawn(move || seal_range(n * chunk, reqs)))
             .collect();
+        // The sealer takes the first share itself instead of waiting idle.
+        let first = seal_range(0, &batch[..chunk.min(batch.len())]);
         // Join every helper before looking at results, so an early error never leaves a panicked
         // helper for the scope to re-raise. A panic while sealing is a bug, not bad input: it
         // fails the batch.
         let parts: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out = first?;
+        out.reserve(batch.len() - out.len());
         for part in parts {
             out.extend(part.map_err(|_| AppendError::Store("sealing thread panicked".into()))??);
         }

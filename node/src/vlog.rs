@@ -56,6 +56,12 @@ pub const GROW_BYTES: u64 = 4 * 1024 * 1024;
 /// Zeros written at a time when clearing the tail on open.
 const ZERO_STEP: usize = 1024 * 1024;
 
+/// The zeros a growth writes, [`GROW_BYTES`] in steps of this: one static buffer rather than a
+/// fresh 4 MiB allocation per growth, whose page faults and clearing were ~5% of the writer
+/// thread's time in `tfx bench append` (perf, 2026-12-02).
+static ZEROS: [u8; ZERO_STEP] = [0u8; ZERO_STEP];
+const _: () = assert!(GROW_BYTES.is_multiple_of(ZERO_STEP as u64));
+
 /// Where one chunk body lies in the value log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pointer {
@@ -271,10 +277,11 @@ impl ValueLog {
                 let end = start + f.len() as u64;
                 self.file.write_all_at(&f, start).map_err(|e| self.io(e))?;
                 if end > state.allocated {
-                    let zeros = vec![0u8; GROW_BYTES as usize];
-                    self.file
-                        .write_all_at(&zeros, end)
-                        .map_err(|e| self.io(e))?;
+                    let mut at = end;
+                    while at < end + GROW_BYTES {
+                        self.file.write_all_at(&ZEROS, at).map_err(|e| self.io(e))?;
+                        at += ZEROS.len() as u64;
+                    }
                     state.allocated = end + GROW_BYTES;
                 }
                 self.file.sync_data().map_err(|e| self.io(e))?;

@@ -12,6 +12,15 @@ pub const PAR_ITEMS_MIN: usize = 16;
 /// records, and more threads than that would each get too little work.
 pub const PAR_THREADS_MAX: usize = 8;
 
+/// The cores this process may use, looked up once: `available_parallelism` reads the cgroup's
+/// CPU quota from `/proc` and `/sys` on every call, which showed in profiles of the sealer and of
+/// catch-up verification, both of which ask once per batch. A quota changed while the process
+/// runs is not seen until it restarts.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `items.iter().map(f).collect()`, spread over the available cores; same result, same order.
 /// A panic in `f` is resumed on the calling thread.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -20,9 +29,7 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 
 /// [`map`] taking the items by value, for functions that keep what they are given.
 pub fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(PAR_THREADS_MAX);
+    let threads = cores().min(PAR_THREADS_MAX);
     if threads <= 1 || items.len() < PAR_ITEMS_MIN {
         return items.into_iter().map(f).collect();
     }

@@ -727,6 +727,70 @@ fn a_purged_uscc_is_left_in_no_value_log_frame() {
 }
 
 #[test]
+fn a_pseudonym_whose_uscc_was_purged_is_mapped_again_by_a_later_append() {
+    // A purge removes pseudonym → USCC (`P`) entries; the next record that carries the pair
+    // must put its entry back (an append writes it only when missing, so anything that
+    // remembers which entries exist must forget on a purge), or a query by pseudonym would
+    // miss records indexed under the USCC.
+    use tfx_protocol::disclosure::Disclosure;
+    use tfx_protocol::store::StoredRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, full) = store_of_40(dir.path());
+    let pairs = |store: &SledStore| store.db().scan_prefix(b"P").count();
+    assert_eq!(pairs(&store), 40);
+    let narrow: Vec<StoredRecord> = full
+        .iter()
+        .map(|r| {
+            let disclosures = r
+                .disclosures
+                .iter()
+                .filter(|d| Disclosure::decode(d).unwrap().name() != "subject_uscc")
+                .cloned()
+                .collect();
+            with_disclosures(r, disclosures)
+        })
+        .collect();
+    store.replace_disclosures(&narrow).unwrap();
+    assert_eq!(pairs(&store), 0, "the purge dropped every pair");
+    // Another issuer records the same enterprises, USCC included.
+    let other = MemberId::new("bank-b").unwrap();
+    let (k, pk) = (key(), pseudonym_key());
+    let mut entropy = DeterministicEntropy::new(b"other issuer");
+    let records: Vec<_> = (0..40)
+        .map(|seq| {
+            let body = tfx_node::synthetic::credit(seq).unwrap();
+            let params = SealParams {
+                origin: &other,
+                seq: LogIndex(seq),
+                issued_at: Timestamp(9000 + seq),
+                pseudonym: Some(&pk),
+            };
+            seal(&body, params, &k, &mut entropy).unwrap()
+        })
+        .collect();
+    store.apply(&batch_of(records)).unwrap();
+    assert_eq!(pairs(&store), 40);
+    let pseudonym = full[3]
+        .subjects
+        .iter()
+        .find(|s| tfx_protocol::derive::is_pseudonym(s))
+        .unwrap()
+        .clone();
+    let found = store
+        .query(&Query {
+            subject: Some(pseudonym),
+            ..Query::default()
+        })
+        .unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|r| r.origin == other && r.seq == LogIndex(3)),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn a_value_log_tail_no_batch_points_at_is_ignored_and_overwritten() {
     // Bodies written for a batch that never became durable (a crash between the value log's
     // fsync and sled's) are never served after a reopen and are overwritten by the next append;

@@ -121,7 +121,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    tfx_protocol::par::cores()
 }
 
 /// The pseudonym secret every bench record is sealed under.
