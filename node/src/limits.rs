@@ -30,9 +30,11 @@ pub const SEAL_THREADS_MAX: usize = 8;
 /// — charged at their serialized size, less than they take decoded (heaptrack, 200k records at
 /// 32 MiB: ~80 MB of sled nodes at the peak) — the size shows:
 /// members held 118–144 / 85–94 / 61–76 MiB after a 200k-record bench at 32 / 16 / 8 MiB, with
-/// catch-up rates within the run-to-run spread (BENCHMARKS.md); 16 MiB halves the excess
-/// without starving the hot keys every append reads (heads, pseudonym pairs).
-pub const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// catch-up rates within the run-to-run spread, and the bench's member 157 MiB at 1M records
+/// with 16 MiB against 132 with 8 (BENCHMARKS.md, "sled's cache at 8 MiB"): at 16 MiB it
+/// was over DESIGN's 150. The price: under load an append more often reads back and decodes
+/// the index leaves it inserts into (origin acknowledgement p50 8.6 → 12.5 ms in that run).
+pub const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
 pub const KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
