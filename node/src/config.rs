@@ -32,6 +32,14 @@ struct File {
     recovery: RecoverySection,
     #[serde(default)]
     risk_warning: RiskWarningSection,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    cache_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -152,6 +160,8 @@ pub struct NodeConfig {
     /// Risk-warning rules file (`[risk_warning] rules`); the rule runner starts only with one.
     pub warning_rules: Option<PathBuf>,
     pub warning_interval_ms: u64,
+    /// sled's page cache in bytes (`[store] cache_mib`).
+    pub store_cache_bytes: u64,
 }
 
 /// Bounds: (min, max) for each tunable, with the reason in `deploy/node.example.toml`.
@@ -162,6 +172,9 @@ pub const RETENTION_SWEEP_MS: (u64, u64) = (1_000, 86_400_000);
 pub const WARNING_INTERVAL_MS: (u64, u64) = (50, 3_600_000);
 pub const NO_PEER_MS: (u64, u64) = (1_000, 604_800_000);
 pub const WAITING_READS: (u64, u64) = (1, 65_536);
+/// `[store] cache_mib`: below 4 MiB sled would re-read the heads every append needs; 4 GiB is
+/// far past any use (the cache holds index pages only).
+pub const STORE_CACHE_MIB: (u64, u64) = (4, 4_096);
 
 /// The API port when `[api] listen` is absent: the QUIC port + 1000 on loopback.
 pub const API_PORT_OFFSET: u16 = 1000;
@@ -297,6 +310,12 @@ impl NodeConfig {
         )?;
         let waiting_reads =
             bounded("api.waiting_reads", f.api.waiting_reads, 256, WAITING_READS)? as usize;
+        let store_cache_mib = bounded(
+            "store.cache_mib",
+            f.store.cache_mib,
+            crate::limits::STORE_CACHE_BYTES >> 20,
+            STORE_CACHE_MIB,
+        )?;
         let recovery_peers = match f.recovery.peers {
             Some(0) => return Err(field(
                 "recovery.peers",
@@ -347,6 +366,7 @@ impl NodeConfig {
             log_format,
             warning_rules: f.risk_warning.rules.as_deref().map(abs),
             warning_interval_ms,
+            store_cache_bytes: store_cache_mib << 20,
         })
     }
 }
@@ -396,6 +416,7 @@ listen = "127.0.0.1:7403"
         assert_eq!(c.waiting_reads, 256);
         assert_eq!(c.policy_dir, Path::new("/srv/tfx/policy"));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.store_cache_bytes, crate::limits::STORE_CACHE_BYTES);
     }
 
     #[test]
@@ -423,6 +444,7 @@ listen = "127.0.0.1:7403"
         assert_eq!(d.retention_sweep_ms, 3_600_000);
         assert!(d.warning_rules.is_some());
         assert_eq!(d.warning_interval_ms, 1_000);
+        assert_eq!(d.store_cache_bytes, crate::limits::STORE_CACHE_BYTES);
         assert_eq!(d.policy_dir, c.policy_dir);
         assert_eq!(d.api_listen, c.api_listen);
         assert_eq!(d.api_token, c.api_token);
@@ -436,6 +458,7 @@ listen = "127.0.0.1:7403"
             ("[sync]\nanti_entropy_ms = 10\n", "sync.anti_entropy_ms"),
             ("[sync]\npipeline = 65\n", "sync.pipeline"),
             ("[api]\nwaiting_reads = 0\n", "api.waiting_reads"),
+            ("[store]\ncache_mib = 2\n", "store.cache_mib"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[sync]\nanti_entropy = 100\n", "unknown field"),
         ];

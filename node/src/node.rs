@@ -257,8 +257,10 @@ impl Node {
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
         let store = Arc::new(
-            tokio::task::block_in_place(|| SledStore::open(&config.data))
-                .with_context(|| format!("opening the store in {}", config.data.display()))?,
+            tokio::task::block_in_place(|| {
+                SledStore::open_with_cache(&config.data, config.store_cache_bytes)
+            })
+            .with_context(|| format!("opening the store in {}", config.data.display()))?,
         );
         let appender = Arc::new(
             Appender::start(

@@ -404,9 +404,14 @@ fn runs(
 /// would only add fsyncs. High-throughput mode trades some space for fewer page rewrites. The cache
 /// is bounded by [`STORE_CACHE_BYTES`](crate::limits::STORE_CACHE_BYTES).
 pub fn sled_config(dir: &Path) -> sled::Config {
+    sled_config_with_cache(dir, crate::limits::STORE_CACHE_BYTES)
+}
+
+/// [`sled_config`] with a cache of `cache_bytes` (a node's `[store] cache_mib`).
+pub fn sled_config_with_cache(dir: &Path, cache_bytes: u64) -> sled::Config {
     sled::Config::new()
         .path(dir)
-        .cache_capacity(crate::limits::STORE_CACHE_BYTES)
+        .cache_capacity(cache_bytes)
         .flush_every_ms(None)
         .mode(sled::Mode::HighThroughput)
 }
@@ -414,9 +419,13 @@ pub fn sled_config(dir: &Path) -> sled::Config {
 /// Opens the sled database in `dir` with [`sled_config`], waiting up to
 /// [`STORE_LOCK_WAIT`](crate::limits::STORE_LOCK_WAIT) for its directory lock.
 pub fn open_db(dir: &Path) -> Result<sled::Db, SledStoreError> {
+    open_db_with_cache(dir, crate::limits::STORE_CACHE_BYTES)
+}
+
+fn open_db_with_cache(dir: &Path, cache_bytes: u64) -> Result<sled::Db, SledStoreError> {
     let deadline = std::time::Instant::now() + crate::limits::STORE_LOCK_WAIT;
     loop {
-        match sled_config(dir).open() {
+        match sled_config_with_cache(dir, cache_bytes).open() {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
@@ -436,7 +445,13 @@ impl SledStore {
     /// never became durable), finishes zeroing chunks rewritten before a crash, and moves the
     /// inline chunks of a format-1 store into the value log.
     pub fn open(dir: &Path) -> Result<Self, SledStoreError> {
-        let db = open_db(dir)?;
+        Self::open_with_cache(dir, crate::limits::STORE_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's cache at `cache_bytes` (the node's `[store] cache_mib`;
+    /// offline tools use the default).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, SledStoreError> {
+        let db = open_db_with_cache(dir, cache_bytes)?;
         let found = match db.get(FORMAT_KEY)? {
             None => None,
             Some(v) => {
