@@ -840,12 +840,7 @@ impl SledStore {
             let uscc = std::str::from_utf8(uscc).map_err(|_| corrupt("pseudonym map"))?;
             // Other epochs give the same USCC other pseudonyms: keep only records signed with this one.
             for r in self.scan_subject(uscc, q, limit)? {
-                let carries = self.disclosures(&r.id)?.iter().any(|d| {
-                    tfx_protocol::disclosure::Disclosure::decode(d).is_ok_and(|d| {
-                        d.name() == "subject_pseudonym" && d.value().as_text() == Some(pseudonym)
-                    })
-                });
-                if carries {
+                if carries_pseudonym(&self.disclosures(&r.id)?, pseudonym) {
                     out.push(r);
                 }
             }
@@ -876,6 +871,40 @@ impl SledStore {
     }
 
     /// Scans the subject index `S‖subject` from `q.since` on.
+    /// Whether a record indexed under `uscc`, other than those under the `leaving` keys,
+    /// carries `pseudonym` (of the first [`PAIR_CHECK_MAX`] examined).
+    fn still_paired(
+        &self,
+        uscc: &str,
+        pseudonym: &str,
+        leaving: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<bool, SledStoreError> {
+        if uscc.len() > usize::from(u8::MAX) {
+            return Ok(false); // never indexed
+        }
+        let prefix = short_key(S, uscc);
+        let others = self
+            .db
+            .scan_prefix(&prefix)
+            .keys()
+            .filter(|k| k.as_ref().map_or(true, |k| !leaving.contains(k.as_ref())))
+            .take(PAIR_CHECK_MAX);
+        for k in others {
+            let k = k?;
+            let (origin, seq) = origin_seq_at(&k, prefix.len() + 8)?;
+            let carries = self.with_record(&origin, seq, |r| {
+                Ok(carries_pseudonym(
+                    &decode_disclosures(split_record(r)?.1)?,
+                    pseudonym,
+                ))
+            })?;
+            if carries == Some(true) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn scan_subject(
         &self,
         subject: &str,
@@ -937,9 +966,13 @@ impl SledStore {
 }
 
 /// Moves a record's subject index entry from what `old` held to what `new` holds (USCC when
-/// held, else pseudonym), and drops the pseudonym → USCC map entry when the USCC is purged so no
-/// identity outlives its disclosure in the index.
-fn reindex_subjects(b: &mut Writes, old: &StoredRecord, new: &StoredRecord) {
+/// held, else pseudonym), and notes in `pairs` how its pseudonym → USCC map entry changes.
+fn reindex_subjects(
+    b: &mut Writes,
+    pairs: &mut PairChanges,
+    old: &StoredRecord,
+    new: &StoredRecord,
+) {
     let (old_uscc, old_pseudonym) = subjects(old);
     let (new_uscc, new_pseudonym) = subjects(new);
     let fits = |s: &&str| s.len() <= usize::from(u8::MAX);
@@ -955,15 +988,59 @@ fn reindex_subjects(b: &mut Writes, old: &StoredRecord, new: &StoredRecord) {
     }
     if let (Some(u), Some(p)) = (old_uscc, old_pseudonym) {
         if new_uscc.is_none() {
-            b.remove([short_key(P, p), short_key(0, u)[1..].to_vec()].concat());
+            let dropped = pairs
+                .dropped
+                .entry(pair_key(p, u))
+                .or_insert_with(|| DroppedPair {
+                    uscc: u.to_string(),
+                    pseudonym: p.to_string(),
+                    leaving: Default::default(),
+                });
+            if fits(&u) {
+                dropped.leaving.insert(subject_key(u, old));
+            }
         }
     }
     if let (Some(u), Some(p)) = (new_uscc, new_pseudonym) {
-        b.insert(
-            [short_key(P, p), short_key(0, u)[1..].to_vec()].concat(),
-            &[][..],
-        );
+        let key = pair_key(p, u);
+        b.insert(key.clone(), &[][..]);
+        pairs.kept.insert(key);
     }
+}
+
+/// The pseudonym → USCC (`P`) entries a rewrite touches: those some record no longer carries
+/// a USCC for (with the USCC, the pseudonym and the subject index keys of those records), and
+/// those some record carries.
+#[derive(Default)]
+struct PairChanges {
+    dropped: std::collections::BTreeMap<Vec<u8>, DroppedPair>,
+    kept: std::collections::HashSet<Vec<u8>>,
+}
+
+/// A pair some record of a rewrite no longer carries a USCC for.
+struct DroppedPair {
+    uscc: String,
+    pseudonym: String,
+    /// The subject index keys of those records, which the rewrite removes.
+    leaving: std::collections::HashSet<Vec<u8>>,
+}
+
+/// Records under one USCC a purge examines at most when deciding whether its pseudonym pair is
+/// still carried; past them the pair goes (a query by pseudonym may then miss records indexed
+/// under the USCC, never the other way round).
+const PAIR_CHECK_MAX: usize = 64;
+
+/// Whether `disclosures` include the subject pseudonym `pseudonym`.
+fn carries_pseudonym(disclosures: &[Vec<u8>], pseudonym: &str) -> bool {
+    disclosures.iter().any(|d| {
+        tfx_protocol::disclosure::Disclosure::decode(d).is_ok_and(|d| {
+            d.name() == "subject_pseudonym" && d.value().as_text() == Some(pseudonym)
+        })
+    })
+}
+
+fn pair_key(pseudonym: &str, uscc: &str) -> Vec<u8> {
+    [short_key(P, pseudonym), short_key(0, uscc)[1..].to_vec()].concat()
 }
 
 impl Store for SledStore {
@@ -1011,7 +1088,7 @@ impl Store for SledStore {
                 b.insert(subject_key(subject, r), &[kind_byte(r.kind)][..]);
             }
             if let (Some(u), Some(p)) = (uscc, pseudonym) {
-                let key = [short_key(P, p), short_key(0, u)[1..].to_vec()].concat();
+                let key = pair_key(p, u);
                 if pairs_seen.insert((p, u)) && self.db.get(&key)?.is_none() {
                     b.insert(key, &[][..]);
                 }
@@ -1181,6 +1258,7 @@ impl Store for SledStore {
         // The value-log bodies being replaced, zeroed once the new pointers are durable.
         let mut replaced = Vec::new();
         let mut b = Writes::default();
+        let mut pairs = PairChanges::default();
         let reading = self.vlog.reading();
         for r in records {
             let prefix = origin_key(E, &r.origin);
@@ -1230,12 +1308,23 @@ impl Store for SledStore {
                 disclosures: old,
                 ..r.clone()
             };
-            reindex_subjects(&mut b, &old, r);
+            reindex_subjects(&mut b, &mut pairs, &old, r);
             let mut updated = r.clone();
             updated.envelope = envelope.to_vec();
             *slot = encode_record(&updated);
         }
         drop(reading);
+        // A pair goes unless a record outside this rewrite still carries both its USCC and its
+        // pseudonym — so no identity outlives its disclosures in the index, yet purging one
+        // origin's copy keeps the pair of another record that holds both (this member's own,
+        // say), which queries by pseudonym need.
+        for (key, d) in pairs.dropped {
+            if !pairs.kept.contains(&key)
+                && !self.still_paired(&d.uscc, &d.pseudonym, &d.leaving)?
+            {
+                b.remove(key);
+            }
+        }
         let mut part_keys = Vec::new();
         let mut bodies = Vec::new();
         for (key, (first, list)) in chunks {

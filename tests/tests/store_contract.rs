@@ -726,19 +726,12 @@ fn a_purged_uscc_is_left_in_no_value_log_frame() {
     }
 }
 
-#[test]
-fn a_pseudonym_whose_uscc_was_purged_is_mapped_again_by_a_later_append() {
-    // A purge removes pseudonym → USCC (`P`) entries; the next record that carries the pair
-    // must put its entry back (an append writes it only when missing, so anything that
-    // remembers which entries exist must forget on a purge), or a query by pseudonym would
-    // miss records indexed under the USCC.
+/// `records` as a purge of their USCC disclosure leaves them.
+fn without_uscc(
+    records: &[tfx_protocol::store::StoredRecord],
+) -> Vec<tfx_protocol::store::StoredRecord> {
     use tfx_protocol::disclosure::Disclosure;
-    use tfx_protocol::store::StoredRecord;
-    let dir = tempfile::tempdir().unwrap();
-    let (store, full) = store_of_40(dir.path());
-    let pairs = |store: &SledStore| store.db().scan_prefix(b"P").count();
-    assert_eq!(pairs(&store), 40);
-    let narrow: Vec<StoredRecord> = full
+    records
         .iter()
         .map(|r| {
             let disclosures = r
@@ -749,14 +742,15 @@ fn a_pseudonym_whose_uscc_was_purged_is_mapped_again_by_a_later_append() {
                 .collect();
             with_disclosures(r, disclosures)
         })
-        .collect();
-    store.replace_disclosures(&narrow).unwrap();
-    assert_eq!(pairs(&store), 0, "the purge dropped every pair");
-    // Another issuer records the same enterprises, USCC included.
+        .collect()
+}
+
+/// Records 0..40 of `bank-b` about the same enterprises as [`store_of_40`]'s, USCC included.
+fn bank_b_records() -> Vec<tfx_protocol::store::StoredRecord> {
     let other = MemberId::new("bank-b").unwrap();
     let (k, pk) = (key(), pseudonym_key());
     let mut entropy = DeterministicEntropy::new(b"other issuer");
-    let records: Vec<_> = (0..40)
+    (0..40)
         .map(|seq| {
             let body = tfx_node::synthetic::credit(seq).unwrap();
             let params = SealParams {
@@ -765,29 +759,82 @@ fn a_pseudonym_whose_uscc_was_purged_is_mapped_again_by_a_later_append() {
                 issued_at: Timestamp(9000 + seq),
                 pseudonym: Some(&pk),
             };
-            seal(&body, params, &k, &mut entropy).unwrap()
+            tfx_protocol::store::StoredRecord::from_sealed(
+                seal(&body, params, &k, &mut entropy).unwrap(),
+            )
         })
-        .collect();
-    store.apply(&batch_of(records)).unwrap();
-    assert_eq!(pairs(&store), 40);
-    let pseudonym = full[3]
-        .subjects
+        .collect()
+}
+
+fn pseudonym_of(r: &tfx_protocol::store::StoredRecord) -> String {
+    r.subjects
         .iter()
         .find(|s| tfx_protocol::derive::is_pseudonym(s))
         .unwrap()
-        .clone();
-    let found = store
+        .clone()
+}
+
+fn by_subject(store: &SledStore, subject: String) -> Vec<tfx_protocol::store::RecordRef> {
+    store
         .query(&Query {
-            subject: Some(pseudonym),
+            subject: Some(subject),
             ..Query::default()
         })
+        .unwrap()
+}
+
+#[test]
+fn a_pseudonym_whose_uscc_was_purged_is_mapped_again_by_a_later_append() {
+    // A purge removes pseudonym → USCC (`P`) entries; the next record that carries the pair
+    // must put its entry back (an append writes it only when missing, so anything that
+    // remembers which entries exist must forget on a purge), or a query by pseudonym would
+    // miss records indexed under the USCC.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, full) = store_of_40(dir.path());
+    let pairs = |store: &SledStore| store.db().scan_prefix(b"P").count();
+    assert_eq!(pairs(&store), 40);
+    store.replace_disclosures(&without_uscc(&full)).unwrap();
+    assert_eq!(pairs(&store), 0, "the purge dropped every pair");
+    store
+        .apply(&AppendBatch {
+            records: bank_b_records(),
+            ..Default::default()
+        })
         .unwrap();
+    assert_eq!(pairs(&store), 40);
+    let found = by_subject(&store, pseudonym_of(&full[3]));
     assert!(
         found
             .iter()
-            .any(|r| r.origin == other && r.seq == LogIndex(3)),
+            .any(|r| r.origin.as_str() == "bank-b" && r.seq == LogIndex(3)),
         "{found:?}"
     );
+}
+
+#[test]
+fn a_purge_keeps_a_pseudonym_pair_another_held_record_still_carries() {
+    // Two origins recorded the same enterprises; this member's view loses one origin's USCCs.
+    // The other origin's records still carry USCC and pseudonym together, so the pair stays and
+    // a query by pseudonym still finds them; once no record carries both, the pair goes.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, full) = store_of_40(dir.path());
+    let b = bank_b_records();
+    store
+        .apply(&AppendBatch {
+            records: b.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    let pairs = |store: &SledStore| store.db().scan_prefix(b"P").count();
+    assert_eq!(pairs(&store), 40);
+    store.replace_disclosures(&without_uscc(&b)).unwrap();
+    assert_eq!(pairs(&store), 40, "bank-a's records still carry every pair");
+    let found = by_subject(&store, pseudonym_of(&full[3]));
+    let seen: Vec<(&str, u64)> = found.iter().map(|r| (r.origin.as_str(), r.seq.0)).collect();
+    assert!(seen.contains(&("bank-a", 3)), "{seen:?}");
+    assert!(seen.contains(&("bank-b", 3)), "{seen:?}");
+    store.replace_disclosures(&without_uscc(&full)).unwrap();
+    assert_eq!(pairs(&store), 0, "no record carries a USCC any more");
 }
 
 #[test]
