@@ -33,7 +33,8 @@ pub const SEAL_THREADS_MAX: usize = 8;
 /// catch-up rates within the run-to-run spread, and the bench's member 157 MiB at 1M records
 /// with 16 MiB against 132 with 8 (BENCHMARKS.md, "sled's cache at 8 MiB"): at 16 MiB it
 /// was over DESIGN's 150. The price: under load an append more often reads back and decodes
-/// the index leaves it inserts into (origin acknowledgement p50 8.6 → 12.5 ms in that run).
+/// the index leaves it inserts into (origin acknowledgement p50 8.6 → 12.5 ms in that run, not
+/// a clean A/B: BENCHMARKS.md says why).
 pub const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Largest key or secret file we read (a PEM Ed25519 key is ~120 bytes).
