@@ -1,6 +1,7 @@
 //! Crash-safe file writes shared by the node (adopted rosters) and the CLI (records, bundles,
 //! configs): a temporary file in the same directory, fsync, rename, fsync of the directory.
-//! Readers see the old or the new content, never a mix, and a crash loses nothing.
+//! Readers see the old or the new content, never a mix, and a crash loses nothing. Also how the
+//! store opens its own files (owner-only).
 
 use std::io;
 use std::path::Path;
@@ -30,4 +31,17 @@ fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> io::Result<()
     };
     persisted.map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Opens `path` for reading and writing, creating it with mode 0600 if it does not exist; an
+/// existing file keeps its contents. For the store's own files, which may hold field values.
+pub fn open_private_rw(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }

@@ -14,8 +14,8 @@
 //! still holds the previous mark. Reading takes the intact slot with the higher sequence number.
 //! A store without the file (made before it existed) falls back to sled's valid length alone.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -57,14 +57,7 @@ impl SettledMark {
             path: path_s.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        let file = crate::fsutil::open_private_rw(&path).map_err(io)?;
         let mut bytes = [0u8; 2 * SLOT_LEN];
         let found = file.metadata().map_err(io)?.len();
         let n = (found as usize).min(bytes.len());

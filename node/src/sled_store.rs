@@ -492,8 +492,12 @@ impl SledStore {
             store.vlog.replayed(r.end);
             reclaim(r.writes.len());
         }
-        // Also gives a store made before the mark existed its first one.
-        store.settle()?;
+        // Settled unless the mark already covers everything (a clean stop after a settle): a
+        // store made before the mark existed gets its first one, and an offline tool opening a
+        // settled store writes nothing.
+        if frames > 0 || mark != Some(valid) {
+            store.settle()?;
+        }
         if frames > 0 {
             tracing::info!(
                 frames,

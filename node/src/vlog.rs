@@ -29,8 +29,8 @@
 //! linger in the file; the space is not reused. A purge also zeroes the sled writes of the frames
 //! sled holds durably ([`ValueLog::scrub_writes`]): they repeat index keys, which can hold a USCC.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -172,14 +172,7 @@ impl ValueLog {
             path: path_s.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        let file = crate::fsutil::open_private_rw(&path).map_err(io)?;
         let found = file.metadata().map_err(io)?.len();
         if found < valid {
             return Err(ValueLogError::Short { found, valid });

@@ -1001,21 +1001,32 @@ fn sled_contents(dir: &std::path::Path) -> std::collections::BTreeMap<Vec<u8>, V
         .collect()
 }
 
-#[test]
-fn a_frame_sled_kept_only_part_of_is_applied_again_in_full() {
-    // The sled store applies a frame's writes one at a time, the value log's valid length last,
-    // and sled recovers a prefix of its log: a crash can leave some of a frame's writes in sled
-    // without the valid length that covers it. Opening applies the whole frame again. Here sled
-    // is put back to such states — every subset tried, not only prefixes — by hand.
-    let dir = tempfile::tempdir().unwrap();
+type Contents = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// sled's key holding the value log's valid length.
+const VALID_LEN_KEY: &[u8] = b"Mvlog";
+
+/// Appends 40 records (flushed) to a new store in `dir`, then `more` with `append_more`, and
+/// returns sled's contents before and after the second step, the keys it changed besides the
+/// valid length, and the head and record ids the store then had.
+fn before_and_after(
+    dir: &std::path::Path,
+    append_more: impl FnOnce(&SledStore),
+) -> (
+    Contents,
+    Contents,
+    Vec<Vec<u8>>,
+    tfx_protocol::store::LogHead,
+    Vec<tfx_protocol::RecordId>,
+) {
     {
-        let store = SledStore::open(dir.path()).unwrap();
-        append(&store, 40, 10);
+        let store = SledStore::open(dir).unwrap();
+        append(&store, 40, 10); // flushed, and the open settled
     }
-    let before = sled_contents(dir.path());
+    let before = sled_contents(dir);
     let (head, ids) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        append(&store, 12, 12);
+        let store = SledStore::open(dir).unwrap();
+        append_more(&store);
         let ids: Vec<_> = store
             .records(&origin(), LogIndex(0), 100)
             .unwrap()
@@ -1024,43 +1035,76 @@ fn a_frame_sled_kept_only_part_of_is_applied_again_in_full() {
             .collect();
         (store.head(&origin()).unwrap().unwrap(), ids)
     };
-    let after = sled_contents(dir.path());
-    let valid_len = b"Mvlog".to_vec();
-    let frame: Vec<&Vec<u8>> = after
+    let after = sled_contents(dir);
+    let changed = after
         .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v) && **k != valid_len)
-        .map(|(k, _)| k)
+        .filter(|(k, v)| before.get(*k) != Some(*v) && k.as_slice() != VALID_LEN_KEY)
+        .map(|(k, _)| k.clone())
         .collect();
+    (before, after, changed, head, ids)
+}
+
+/// A copy of the store in `dir` with sled's `keys` put back to what `before` held, as a crash
+/// or a power loss may leave them.
+fn copy_with_reverted<'a>(
+    dir: &std::path::Path,
+    before: &Contents,
+    keys: impl IntoIterator<Item = &'a [u8]>,
+) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_sled_files(dir, copy.path());
+    std::fs::copy(dir.join(VLOG_FILE), copy.path().join(VLOG_FILE)).unwrap();
+    let db = tfx_node::sled_store::open_db(copy.path()).unwrap();
+    for k in keys {
+        match before.get(k) {
+            Some(v) => db.insert(k, v.as_slice()).unwrap(),
+            None => db.remove(k).unwrap(),
+        };
+    }
+    db.flush().unwrap();
+    copy
+}
+
+/// Opens the store in `dir` and checks it holds the log `head` and `ids` describe, and exactly
+/// sled's `after` contents.
+fn assert_repaired(
+    dir: &std::path::Path,
+    head: tfx_protocol::store::LogHead,
+    ids: &[tfx_protocol::RecordId],
+    after: &Contents,
+    what: &str,
+) {
+    let store = SledStore::open(dir).unwrap();
+    assert_eq!(store.head(&origin()).unwrap(), Some(head), "{what}");
+    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    for (seq, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.locate(id).unwrap(),
+            Some((origin(), LogIndex(seq as u64)))
+        );
+    }
+    drop(store);
+    assert_eq!(&sled_contents(dir), after, "{what}");
+}
+
+#[test]
+fn a_frame_sled_kept_only_part_of_is_applied_again_in_full() {
+    // The sled store applies a frame's writes one at a time, the value log's valid length last,
+    // and sled recovers a prefix of its log: a crash can leave some of a frame's writes in sled
+    // without the valid length that covers it. Opening applies the whole frame again. Here sled
+    // is put back to such states — every subset tried, not only prefixes — by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after, frame, head, ids) =
+        before_and_after(dir.path(), |store| append(store, 12, 12));
     assert!(
         frame.len() > 12,
         "the last append wrote {} keys",
         frame.len()
     );
     for kept in [0, 1, frame.len() / 2, frame.len() - 1] {
-        let copy = tempfile::tempdir().unwrap();
-        copy_sled_files(dir.path(), copy.path());
-        std::fs::copy(dir.path().join(VLOG_FILE), copy.path().join(VLOG_FILE)).unwrap();
-        {
-            let db = tfx_node::sled_store::open_db(copy.path()).unwrap();
-            for k in frame.iter().skip(kept).copied().chain([&valid_len]) {
-                match before.get(k) {
-                    Some(v) => db.insert(k.as_slice(), v.as_slice()).unwrap(),
-                    None => db.remove(k.as_slice()).unwrap(),
-                };
-            }
-            db.flush().unwrap();
-        }
-        let store = SledStore::open(copy.path()).unwrap();
-        assert_eq!(store.head(&origin()).unwrap(), Some(head), "kept {kept}");
-        verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
-        for (seq, id) in ids.iter().enumerate() {
-            assert_eq!(
-                store.locate(id).unwrap(),
-                Some((origin(), LogIndex(seq as u64)))
-            );
-        }
-        drop(store);
-        assert_eq!(sled_contents(copy.path()), after, "kept {kept}");
+        let reverted = frame.iter().skip(kept).map(Vec::as_slice);
+        let copy = copy_with_reverted(dir.path(), &before, reverted.chain([VALID_LEN_KEY]));
+        assert_repaired(copy.path(), head, &ids, &after, &format!("kept {kept}"));
     }
 }
 
@@ -1072,57 +1116,15 @@ fn a_power_loss_that_kept_sleds_valid_length_but_lost_earlier_writes_is_repaired
     // disk lost after it comes back. Here sled is put back to such a state by hand: every key the
     // unsettled appends wrote reverted, the valid length kept.
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open(dir.path()).unwrap();
-        append(&store, 40, 10); // flushed, and the open settled
-    }
-    let before = sled_contents(dir.path());
-    let (head, ids) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        // Three frames, not flushed: nothing settles them (settling is at most once a second,
-        // and the open just did).
-        append_with(&store, 12, 4, false);
-        let ids: Vec<_> = store
-            .records(&origin(), LogIndex(0), 100)
-            .unwrap()
-            .iter()
-            .map(|h| tfx_protocol::RecordId::of_envelope(&h.envelope))
-            .collect();
-        (store.head(&origin()).unwrap().unwrap(), ids)
-    };
-    let after = sled_contents(dir.path());
-    let valid_len = b"Mvlog".to_vec();
-    let lost: Vec<&Vec<u8>> = after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v) && **k != valid_len)
-        .map(|(k, _)| k)
-        .collect();
+    // Three frames, not flushed: nothing settles them (settling is at most once a second, and
+    // the open just did).
+    let (before, after, lost, head, ids) =
+        before_and_after(dir.path(), |store| append_with(store, 12, 4, false));
     assert!(lost.len() > 12, "the appends wrote {} keys", lost.len());
-    let copy = tempfile::tempdir().unwrap();
-    copy_sled_files(dir.path(), copy.path());
-    std::fs::copy(dir.path().join(VLOG_FILE), copy.path().join(VLOG_FILE)).unwrap();
-    {
-        let db = tfx_node::sled_store::open_db(copy.path()).unwrap();
-        assert_eq!(db.get(&valid_len).unwrap().unwrap(), after[&valid_len]);
-        for k in &lost {
-            match before.get(*k) {
-                Some(v) => db.insert(k.as_slice(), v.as_slice()).unwrap(),
-                None => db.remove(k.as_slice()).unwrap(),
-            };
-        }
-        db.flush().unwrap();
-    }
-    let store = SledStore::open(copy.path()).unwrap();
-    assert_eq!(store.head(&origin()).unwrap(), Some(head));
-    verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
-    for (seq, id) in ids.iter().enumerate() {
-        assert_eq!(
-            store.locate(id).unwrap(),
-            Some((origin(), LogIndex(seq as u64)))
-        );
-    }
-    drop(store);
-    assert_eq!(sled_contents(copy.path()), after);
+    let copy = copy_with_reverted(dir.path(), &before, lost.iter().map(Vec::as_slice));
+    let kept = sled_contents(copy.path());
+    assert_eq!(kept[VALID_LEN_KEY], after[VALID_LEN_KEY]);
+    assert_repaired(copy.path(), head, &ids, &after, "valid length kept");
 }
 
 #[test]
