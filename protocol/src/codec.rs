@@ -6,8 +6,9 @@
 //! [`CBOR_DEPTH_MAX`], more than [`CBOR_ITEMS_MAX`] items, lengths past the end of input, map keys
 //! other than integers and text — allocating only one map's key list at a time. Only then does serde_cbor build a [`Value`]. Duplicate keys matter: serde_cbor keeps
 //! the last one, another decoder might keep the first, and a signed document must mean one thing.
-//! The hottest decoder (disclosures) skips the [`Value`] tree and reads the scanned bytes head
-//! by head with [`Reader`].
+//! The hot decoders (disclosures, record headers, COSE envelopes, sync record messages) skip the
+//! [`Value`] tree and read the scanned bytes head by head with [`Reader`] and the `item_*`
+//! helpers; a test keeps the tree-based header and envelope decoders as an oracle.
 //!
 //! Encoding writes bytes directly with [`Encoder`] (preferred serialization: shortest heads,
 //! definite lengths, map keys in ascending order) — several times faster than building a
@@ -360,8 +361,8 @@ pub type Map = BTreeMap<Value, Value>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Head<'a> {
     Uint(u64),
-    /// A negative integer (its value is never needed where `Reader` is used).
-    Negative,
+    /// The negative integer `-1 - n`.
+    Negative(u64),
     Bytes(&'a [u8]),
     Text(&'a str),
     Array(u64),
@@ -398,6 +399,23 @@ impl<'a> Reader<'a> {
         Some(s)
     }
 
+    /// The bytes of the next complete item, with everything nested in it, moving past them.
+    /// Iterative, and bounded by the input: every head read consumes at least one byte.
+    pub(crate) fn item(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos;
+        let mut pending: u64 = 1;
+        while pending > 0 {
+            pending -= 1;
+            match self.head()? {
+                Head::Array(n) => pending = pending.checked_add(n)?,
+                Head::Map(n) => pending = pending.checked_add(n.checked_mul(2)?)?,
+                Head::Tag(_) => pending += 1,
+                _ => {}
+            }
+        }
+        self.bytes.get(start..self.pos)
+    }
+
     pub(crate) fn head(&mut self) -> Option<Head<'a>> {
         let initial = *self.take(1)?.first()?;
         let (major, info) = (initial >> 5, initial & 0x1f);
@@ -413,7 +431,7 @@ impl<'a> Reader<'a> {
         };
         Some(match major {
             0 => Head::Uint(arg),
-            1 => Head::Negative,
+            1 => Head::Negative(arg),
             2 => Head::Bytes(self.take(arg)?),
             3 => Head::Text(std::str::from_utf8(self.take(arg)?).ok()?),
             4 => Head::Array(arg),
@@ -427,6 +445,133 @@ impl<'a> Reader<'a> {
             },
         })
     }
+}
+
+/// The values of an integer-keyed map that [`scan`] accepted, in the order of `keys`, each as
+/// the bytes of one complete item (read them with [`item_text`], [`item_u64`], …). A key not in
+/// `keys` is refused, so a signed document cannot carry fields a verifier ignores; `scan` has
+/// refused duplicates already. The counterpart of [`as_map`] + [`only_keys`] + [`field`] for hot
+/// decoders, without a [`Value`] tree.
+pub(crate) fn int_map<'a, const N: usize>(
+    what: &'static str,
+    item: &'a [u8],
+    keys: [i64; N],
+) -> Result<[Option<&'a [u8]>; N], DecodeError> {
+    let unreadable = || DecodeError::structure(what, "unreadable CBOR");
+    let mut r = Reader::new(item);
+    let Some(Head::Map(entries)) = r.head() else {
+        return Err(DecodeError::structure(what, "expected a map"));
+    };
+    let mut values = [None; N];
+    for _ in 0..entries {
+        let key = match r.head().ok_or_else(unreadable)? {
+            Head::Uint(k) => i128::from(k),
+            Head::Negative(n) => -1 - i128::from(n),
+            Head::Text(t) => {
+                let k = Value::Text(t.to_owned());
+                return Err(DecodeError::structure(
+                    what,
+                    format!("unexpected key {k:?}"),
+                ));
+            }
+            _ => return Err(unreadable()),
+        };
+        let Some(slot) = keys.iter().position(|k| i128::from(*k) == key) else {
+            let k = Value::Integer(key);
+            return Err(DecodeError::structure(
+                what,
+                format!("unexpected key {k:?}"),
+            ));
+        };
+        values[slot] = Some(r.item().ok_or_else(unreadable)?);
+    }
+    if !r.at_end() {
+        return Err(unreadable());
+    }
+    Ok(values)
+}
+
+/// A value [`int_map`] found under `key`, or an error naming the key.
+pub(crate) fn required<'a>(
+    what: &'static str,
+    value: Option<&'a [u8]>,
+    key: i64,
+) -> Result<&'a [u8], DecodeError> {
+    value.ok_or_else(|| DecodeError::structure(what, format!("missing key {key}")))
+}
+
+/// The single head of a scalar or string item, which must make up all of `item`.
+fn item_head<'a>(item: &'a [u8]) -> Option<Head<'a>> {
+    let mut r = Reader::new(item);
+    let h = r.head()?;
+    r.at_end().then_some(h)
+}
+
+/// An integer item's value, if `item` is one integer.
+pub(crate) fn item_int(item: &[u8]) -> Option<i128> {
+    match item_head(item)? {
+        Head::Uint(n) => Some(i128::from(n)),
+        Head::Negative(n) => Some(-1 - i128::from(n)),
+        _ => None,
+    }
+}
+
+/// The entry count of a map item (its entries follow its head).
+pub(crate) fn item_map_len(what: &'static str, item: &[u8]) -> Result<u64, DecodeError> {
+    match Reader::new(item).head() {
+        Some(Head::Map(n)) => Ok(n),
+        _ => Err(DecodeError::structure(what, "expected a map")),
+    }
+}
+
+pub(crate) fn item_text<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a str, DecodeError> {
+    match item_head(item) {
+        Some(Head::Text(t)) => Ok(t),
+        _ => Err(DecodeError::structure(what, "expected a text string")),
+    }
+}
+
+pub(crate) fn item_bytes<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    match item_head(item) {
+        Some(Head::Bytes(b)) => Ok(b),
+        _ => Err(DecodeError::structure(what, "expected a byte string")),
+    }
+}
+
+pub(crate) fn item_u64(what: &'static str, item: &[u8]) -> Result<u64, DecodeError> {
+    match item_head(item) {
+        Some(Head::Uint(n)) => Ok(n),
+        _ => Err(DecodeError::structure(what, "expected an unsigned integer")),
+    }
+}
+
+pub(crate) fn item_hash(what: &'static str, item: &[u8]) -> Result<[u8; 32], DecodeError> {
+    let b = item_bytes(what, item)?;
+    b.try_into()
+        .map_err(|_| DecodeError::structure(what, format!("expected 32 bytes, got {}", b.len())))
+}
+
+/// The elements of an array item, each as the bytes of one complete item.
+pub(crate) fn item_array<'a>(
+    what: &'static str,
+    item: &'a [u8],
+) -> Result<Vec<&'a [u8]>, DecodeError> {
+    let mut r = Reader::new(item);
+    let Some(Head::Array(n)) = r.head() else {
+        return Err(DecodeError::structure(what, "expected an array"));
+    };
+    // `scan` bounded the count by the items present; the cap only guards unscanned input.
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(CBOR_ITEMS_MAX));
+    for _ in 0..n {
+        out.push(
+            r.item()
+                .ok_or_else(|| DecodeError::structure(what, "unreadable CBOR"))?,
+        );
+    }
+    if !r.at_end() {
+        return Err(DecodeError::structure(what, "unreadable CBOR"));
+    }
+    Ok(out)
 }
 
 pub(crate) fn as_array<'a>(what: &'static str, v: &'a Value) -> Result<&'a [Value], DecodeError> {

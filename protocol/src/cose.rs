@@ -6,7 +6,7 @@
 //! checkpoint signature, or the reverse. Verification rebuilds `Sig_structure` from the bytes
 //! received — it never re-encodes the payload.
 
-use crate::codec::{self, DecodeError, Value};
+use crate::codec::{self, DecodeError};
 use crate::keys::{KeyId, SigningKey};
 
 pub const COSE_SIGN1_TAG: u64 = 18;
@@ -67,62 +67,68 @@ pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
 }
 
 /// Decodes a COSE_Sign1 and checks its structure, algorithm and content type (not the signature).
+///
+/// Read head by head after the profile scan ([`codec::Reader`]), not through a [`codec::Value`] tree,
+/// which copied every payload once more: each record a member receives or serves is opened.
 pub fn open(
     what: &'static str,
     bytes: &[u8],
     bytes_max: usize,
     content_type: &str,
 ) -> Result<Sign1, DecodeError> {
-    let value = codec::decode(what, bytes, bytes_max)?;
-    let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
+    codec::scan_bounded(what, bytes, bytes_max, crate::limits::CBOR_ITEMS_MAX)?;
+    let mut r = codec::Reader::new(bytes);
+    let Some(codec::Head::Tag(COSE_SIGN1_TAG)) = r.head() else {
         return Err(DecodeError::structure(
             what,
             "not a COSE_Sign1 (CBOR tag 18)",
         ));
     };
-    let parts = codec::as_array(what, &inner)?;
-    let [protected, unprotected, payload, signature] = parts else {
+    let inner = r
+        .item()
+        .ok_or_else(|| DecodeError::structure(what, "unreadable CBOR"))?;
+    let parts = codec::item_array(what, inner)?;
+    let [protected, unprotected, payload, signature] = parts[..] else {
         return Err(DecodeError::structure(
             what,
             format!("COSE_Sign1 has {} elements (expected 4)", parts.len()),
         ));
     };
-    if !codec::as_map(what, unprotected)?.is_empty() {
+    if codec::item_map_len(what, unprotected)? != 0 {
         return Err(DecodeError::structure(
             what,
             "unprotected header must be empty",
         ));
     }
-    let protected = codec::as_bytes(what, protected)?.to_vec();
-    let hdr_value = codec::decode(what, &protected, bytes_max)?;
-    let hdr = codec::as_map(what, &hdr_value)?;
-    codec::only_keys(what, hdr, &[HDR_ALG, HDR_CONTENT_TYPE, HDR_KID])?;
-    let alg = match codec::field(what, hdr, HDR_ALG)? {
-        Value::Integer(a) if *a == i128::from(ALG_EDDSA) || *a == i128::from(ALG_ED25519) => {
-            *a as i64
-        }
-        other => {
+    let protected = codec::item_bytes(what, protected)?.to_vec();
+    codec::scan_bounded(what, &protected, bytes_max, crate::limits::CBOR_ITEMS_MAX)?;
+    let [alg, ct, kid] = codec::int_map(what, &protected, [HDR_ALG, HDR_CONTENT_TYPE, HDR_KID])?;
+    let alg = codec::required(what, alg, HDR_ALG)?;
+    let alg = match codec::item_int(alg) {
+        Some(a) if a == i128::from(ALG_EDDSA) || a == i128::from(ALG_ED25519) => a as i64,
+        _ => {
+            let other = codec::value_of_scanned(what, alg)?;
             return Err(DecodeError::structure(
                 what,
                 format!("unsupported algorithm {other:?} (expected EdDSA: -8 or -19)"),
-            ))
+            ));
         }
     };
-    let ct = codec::as_text(what, codec::field(what, hdr, HDR_CONTENT_TYPE)?)?;
+    let ct = codec::item_text(what, codec::required(what, ct, HDR_CONTENT_TYPE)?)?;
     if ct != content_type {
         return Err(DecodeError::structure(
             what,
             format!("content type {ct:?} (expected {content_type:?})"),
         ));
     }
-    let kid_bytes = codec::as_bytes(what, codec::field(what, hdr, HDR_KID)?)?;
+    let kid_bytes = codec::item_bytes(what, codec::required(what, kid, HDR_KID)?)?;
     let kid = KeyId(kid_bytes.try_into().map_err(|_| {
         DecodeError::structure(
             what,
             format!("kid has {} bytes (expected 16)", kid_bytes.len()),
         )
     })?);
-    let signature = codec::as_bytes(what, signature)?.to_vec();
+    let signature = codec::item_bytes(what, signature)?.to_vec();
     if signature.len() != 64 {
         return Err(DecodeError::structure(
             what,
@@ -131,7 +137,7 @@ pub fn open(
     }
     Ok(Sign1 {
         protected,
-        payload: codec::as_bytes(what, payload)?.to_vec(),
+        payload: codec::item_bytes(what, payload)?.to_vec(),
         signature,
         alg,
         kid,

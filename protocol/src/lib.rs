@@ -14,6 +14,8 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod codec;
 pub mod cose;
+#[cfg(test)]
+mod decode_oracle;
 pub mod derive;
 pub mod disclosure;
 pub mod domain;

@@ -1,0 +1,74 @@
+//! What receiving or serving one record costs in decoding and verification, split out: decoding
+//! the header of a stored envelope (what a member does for every record it serves, to filter it
+//! for the peer's view), opening the COSE envelope, verifying the envelope (structure, header,
+//! Ed25519 signature) and verifying the whole record (envelope plus each disclosure). Single
+//! thread, release build; medians of `ROUNDS` passes over 20,000 synthetic credit records:
+//! `cargo run --release -p tfx-tools --example verify_cost`. Cited in BENCHMARKS.md.
+#![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
+
+use std::time::Instant;
+
+use tfx_protocol::cose::{self, CONTENT_TYPE_RECORD};
+use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
+use tfx_protocol::keys::SigningKey;
+use tfx_protocol::limits::ENVELOPE_BYTES_MAX;
+use tfx_protocol::minimize::envelope_header;
+use tfx_protocol::record::{seal, verify_envelope, verify_record, SealParams};
+use tfx_protocol::{LogIndex, MemberId, Timestamp};
+
+const RECORDS: u64 = 20_000;
+const ROUNDS: usize = 5;
+
+/// Median µs per record of `f` applied to every record, over [`ROUNDS`] passes.
+fn per_record(label: &str, mut f: impl FnMut(usize)) {
+    let mut times: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            for i in 0..RECORDS as usize {
+                f(i);
+            }
+            t.elapsed().as_secs_f64() * 1e6 / RECORDS as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!("{label:<44} {:7.2} µs", times[ROUNDS / 2]);
+}
+
+fn main() {
+    let key = SigningKey::from_seed(&[1; 32]);
+    let pk = PseudonymKey::derive(&[2; 32], PURPOSE_RISK_WARNING, 2026).unwrap();
+    let origin = MemberId::new("bank-a").unwrap();
+    let mut entropy = tfx_protocol::entropy::DeterministicEntropy::new(b"verify_cost");
+    let records: Vec<_> = (0..RECORDS)
+        .map(|i| {
+            let body = tfx_node::synthetic::credit(i).unwrap();
+            let p = SealParams {
+                origin: &origin,
+                seq: LogIndex(i),
+                issued_at: Timestamp(1_764_000_000_000 + i),
+                pseudonym: Some(&pk),
+            };
+            let r = seal(&body, p, &key, &mut entropy).unwrap();
+            let disclosures: Vec<Vec<u8>> =
+                r.disclosures.iter().map(|d| d.bytes().to_vec()).collect();
+            (r.envelope, disclosures)
+        })
+        .collect();
+    let vk = *key.verifying_key();
+    per_record("header of a stored envelope (serving)", |i| {
+        std::hint::black_box(envelope_header(&records[i].0).unwrap());
+    });
+    per_record("COSE_Sign1 open", |i| {
+        let env = &records[i].0;
+        std::hint::black_box(
+            cose::open("envelope", env, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD).unwrap(),
+        );
+    });
+    per_record("verify envelope (open, header, Ed25519)", |i| {
+        std::hint::black_box(verify_envelope(&records[i].0, &vk).unwrap());
+    });
+    per_record("verify record (envelope + 18 disclosures)", |i| {
+        let (env, ds) = &records[i];
+        std::hint::black_box(verify_record(env, ds, &vk).unwrap());
+    });
+}
