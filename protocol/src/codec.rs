@@ -188,6 +188,16 @@ pub(crate) fn scan_bounded(
     scan_with_items(what, bytes, items_max)
 }
 
+/// [`scan_bounded`] with the item limit of one record ([`CBOR_ITEMS_MAX`]): the check before
+/// a head-by-head decoder reads the bytes with [`Reader`].
+pub(crate) fn scan_within(
+    what: &'static str,
+    bytes: &[u8],
+    bytes_max: usize,
+) -> Result<(), DecodeError> {
+    scan_bounded(what, bytes, bytes_max, CBOR_ITEMS_MAX)
+}
+
 /// The [`Value`] tree of bytes [`scan`] has accepted.
 pub(crate) fn value_of_scanned(what: &'static str, bytes: &[u8]) -> Result<Value, DecodeError> {
     serde_cbor::from_slice::<Value>(bytes).map_err(|e| DecodeError::Structure {
@@ -409,7 +419,8 @@ impl<'a> Reader<'a> {
             match self.head()? {
                 Head::Array(n) => pending = pending.checked_add(n)?,
                 Head::Map(n) => pending = pending.checked_add(n.checked_mul(2)?)?,
-                Head::Tag(_) => pending += 1,
+                // Cannot overflow (one was just taken off), but checked like the others.
+                Head::Tag(_) => pending = pending.checked_add(1)?,
                 _ => {}
             }
         }
@@ -465,30 +476,36 @@ pub(crate) fn int_map<'a, const N: usize>(
     let mut values = [None; N];
     for _ in 0..entries {
         let key = match r.head().ok_or_else(unreadable)? {
-            Head::Uint(k) => i128::from(k),
-            Head::Negative(n) => -1 - i128::from(n),
-            Head::Text(t) => {
-                let k = Value::Text(t.to_owned());
-                return Err(DecodeError::structure(
-                    what,
-                    format!("unexpected key {k:?}"),
-                ));
-            }
+            Head::Uint(k) => Some(i128::from(k)),
+            Head::Negative(n) => Some(-1 - i128::from(n)),
+            Head::Text(_) => None,
             _ => return Err(unreadable()),
         };
-        let Some(slot) = keys.iter().position(|k| i128::from(*k) == key) else {
-            let k = Value::Integer(key);
-            return Err(DecodeError::structure(
-                what,
-                format!("unexpected key {k:?}"),
-            ));
+        let Some(slot) = key.and_then(|key| keys.iter().position(|k| i128::from(*k) == key)) else {
+            return Err(unexpected_key(what, item, &keys));
         };
+        if values[slot].is_some() {
+            // `scan` refuses duplicates already; kept for bytes that did not pass it.
+            return Err(DecodeError::structure(what, "duplicate map key"));
+        }
         values[slot] = Some(r.item().ok_or_else(unreadable)?);
     }
     if !r.at_end() {
         return Err(unreadable());
     }
     Ok(values)
+}
+
+/// The error for a map with a key outside `keys`, worded as [`only_keys`] words it — which names
+/// the smallest such key in `Value` order, not the first in the bytes — so both decoders give a
+/// map with several unexpected keys the same message. Error path only: the tree is built here.
+fn unexpected_key(what: &'static str, item: &[u8], keys: &[i64]) -> DecodeError {
+    let worded =
+        value_of_scanned(what, item).and_then(|v| only_keys(what, as_map(what, &v)?, keys));
+    match worded {
+        Err(e) => e,
+        Ok(()) => DecodeError::structure(what, "unexpected key"),
+    }
 }
 
 /// A value [`int_map`] found under `key`, or an error naming the key.
@@ -524,6 +541,7 @@ pub(crate) fn item_map_len(what: &'static str, item: &[u8]) -> Result<u64, Decod
     }
 }
 
+/// The text of a text-string item.
 pub(crate) fn item_text<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a str, DecodeError> {
     match item_head(item) {
         Some(Head::Text(t)) => Ok(t),
@@ -531,6 +549,7 @@ pub(crate) fn item_text<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a st
     }
 }
 
+/// The content of a byte-string item.
 pub(crate) fn item_bytes<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a [u8], DecodeError> {
     match item_head(item) {
         Some(Head::Bytes(b)) => Ok(b),
@@ -538,6 +557,7 @@ pub(crate) fn item_bytes<'a>(what: &'static str, item: &'a [u8]) -> Result<&'a [
     }
 }
 
+/// The value of an unsigned-integer item.
 pub(crate) fn item_u64(what: &'static str, item: &[u8]) -> Result<u64, DecodeError> {
     match item_head(item) {
         Some(Head::Uint(n)) => Ok(n),
@@ -545,6 +565,7 @@ pub(crate) fn item_u64(what: &'static str, item: &[u8]) -> Result<u64, DecodeErr
     }
 }
 
+/// A 32-byte byte-string item (a digest or record id).
 pub(crate) fn item_hash(what: &'static str, item: &[u8]) -> Result<[u8; 32], DecodeError> {
     let b = item_bytes(what, item)?;
     b.try_into()
@@ -748,6 +769,51 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn reader_helpers_refuse_unscanned_input_without_panicking() {
+        // Counts past the input, overflowing map counts, runs of tags, truncations: `item`
+        // answers None rather than looping or panicking.
+        let mut tags = vec![0xc1u8; 10_000];
+        for h in [
+            "9bffffffffffffffff",
+            "bbffffffffffffffff",
+            "8201",
+            "a1",
+            "d2",
+            "",
+        ] {
+            assert_eq!(Reader::new(&hex(h)).item(), None, "{h}");
+        }
+        assert_eq!(Reader::new(&tags).item(), None);
+        tags.push(0);
+        assert_eq!(Reader::new(&tags).item().map(<[u8]>::len), Some(10_001));
+        // A duplicate key that skipped `scan` is refused, not decided by the last one.
+        assert_eq!(
+            int_map("t", &hex("a201000101"), [1]),
+            Err(DecodeError::structure("t", "duplicate map key"))
+        );
+        // Several unexpected keys: the smallest in `Value` order is named, as `only_keys` does.
+        let e = int_map("t", &hex("a3090008000100"), [1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("unexpected key Integer(8)"), "{e}");
+        for h in ["", "ff", "5f", "7801", "1b00", "c1", "a1"] {
+            let b = hex(h);
+            assert!(
+                item_text("t", &b).is_err() && item_bytes("t", &b).is_err(),
+                "{h}"
+            );
+            assert!(
+                item_u64("t", &b).is_err() && item_hash("t", &b).is_err(),
+                "{h}"
+            );
+            assert!(item_int(&b).is_none() && item_map_len("t", &b).is_err() || h == "a1");
+            assert!(item_array("t", &b).is_err(), "{h}");
+        }
+        // Trailing bytes after a scalar item are not part of it.
+        assert!(item_u64("t", &hex("0101")).is_err());
     }
 
     #[test]

@@ -17,9 +17,9 @@ pub const ALG_ED25519: i64 = -19;
 pub const CONTENT_TYPE_RECORD: &str = "application/tfx-record+cbor";
 pub const CONTENT_TYPE_CHECKPOINT: &str = "application/tfx-checkpoint+cbor";
 
-const HDR_ALG: i64 = 1;
-const HDR_CONTENT_TYPE: i64 = 3;
-const HDR_KID: i64 = 4;
+pub(crate) const HDR_ALG: i64 = 1;
+pub(crate) const HDR_CONTENT_TYPE: i64 = 3;
+pub(crate) const HDR_KID: i64 = 4;
 
 /// A structurally valid COSE_Sign1 whose signature has not been checked yet.
 #[derive(Debug)]
@@ -68,15 +68,16 @@ pub fn sign(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Vec<u8> {
 
 /// Decodes a COSE_Sign1 and checks its structure, algorithm and content type (not the signature).
 ///
-/// Read head by head after the profile scan ([`codec::Reader`]), not through a [`codec::Value`] tree,
-/// which copied every payload once more: each record a member receives or serves is opened.
+/// Read head by head after the profile scan ([`codec::Reader`]), not through a
+/// [`codec::Value`] tree, which copied every payload once more: each record a member receives
+/// or serves is opened.
 pub fn open(
     what: &'static str,
     bytes: &[u8],
     bytes_max: usize,
     content_type: &str,
 ) -> Result<Sign1, DecodeError> {
-    codec::scan_bounded(what, bytes, bytes_max, crate::limits::CBOR_ITEMS_MAX)?;
+    codec::scan_within(what, bytes, bytes_max)?;
     let mut r = codec::Reader::new(bytes);
     let Some(codec::Head::Tag(COSE_SIGN1_TAG)) = r.head() else {
         return Err(DecodeError::structure(
@@ -101,7 +102,7 @@ pub fn open(
         ));
     }
     let protected = codec::item_bytes(what, protected)?.to_vec();
-    codec::scan_bounded(what, &protected, bytes_max, crate::limits::CBOR_ITEMS_MAX)?;
+    codec::scan_within(what, &protected, bytes_max)?;
     let [alg, ct, kid] = codec::int_map(what, &protected, [HDR_ALG, HDR_CONTENT_TYPE, HDR_KID])?;
     let alg = codec::required(what, alg, HDR_ALG)?;
     let alg = match codec::item_int(alg) {

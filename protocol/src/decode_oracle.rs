@@ -1,28 +1,24 @@
 //! Test oracle for the head-by-head decoders of [`crate::record::Header::decode`] and
 //! [`crate::cose::open`]: their earlier versions, which built a [`Value`] tree and read it with
 //! the `codec::as_*` helpers, kept verbatim. Every input the tests make — valid envelopes of each
-//! kind, every single-byte change and truncation of them, and hand-made headers with extra,
-//! missing or mistyped keys — must get the same result from both, errors included: the rewrite
-//! was for speed and must not change what a verifier accepts or what it says.
+//! kind, every single-byte change and truncation of them, hand-made headers with extra, missing
+//! or mistyped keys, and hand-written encodings the `Value` encoder cannot produce (keys out of
+//! order, several unexpected keys, tagged or extreme algorithm values, tags inside the COSE
+//! structure) — must get the same result from both, errors included: the rewrite was for speed
+//! and must not change what a verifier accepts or what it says.
 
 use crate::codec::{self, DecodeError, Value};
-use crate::cose::{self, Sign1, ALG_ED25519, ALG_EDDSA, CONTENT_TYPE_RECORD, COSE_SIGN1_TAG};
+use crate::cose::{
+    self, Sign1, ALG_ED25519, ALG_EDDSA, CONTENT_TYPE_RECORD, COSE_SIGN1_TAG, HDR_ALG,
+    HDR_CONTENT_TYPE, HDR_KID,
+};
 use crate::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use crate::keys::{KeyId, SigningKey};
 use crate::limits::ENVELOPE_BYTES_MAX;
-use crate::record::Header;
+use crate::record::{
+    Header, H_DIGESTS, H_ISSUED_AT, H_KIND, H_ORIGIN, H_SCHEMA, H_SEQ, H_SUPERSEDES,
+};
 use crate::schema::{RecordKind, SCHEMA_VERSION};
-
-const H_ORIGIN: i64 = 1;
-const H_SEQ: i64 = 2;
-const H_KIND: i64 = 3;
-const H_SCHEMA: i64 = 4;
-const H_ISSUED_AT: i64 = 5;
-const H_SUPERSEDES: i64 = 6;
-const H_DIGESTS: i64 = 7;
-const HDR_ALG: i64 = 1;
-const HDR_CONTENT_TYPE: i64 = 3;
-const HDR_KID: i64 = 4;
 
 fn header_via_value(bytes: &[u8]) -> Result<Header, DecodeError> {
     const W: &str = "record header";
@@ -348,4 +344,178 @@ fn envelope_opening_matches_the_value_tree_decoder() {
     }
     let refused = cases.len() - accepted;
     assert!(accepted > 1_000 && refused > 1_000, "{accepted} {refused}");
+}
+
+/// A map written entry by entry in the order given (the `Value` encoder would sort them).
+fn raw_map(entries: &[(Value, Value)]) -> Vec<u8> {
+    let mut e = codec::Encoder::with_capacity(16);
+    e.map(entries.len());
+    let mut out = e.finish();
+    for (k, v) in entries {
+        out.extend(codec::encode(k));
+        out.extend(codec::encode(v));
+    }
+    out
+}
+
+fn int(k: i64) -> Value {
+    Value::Integer(i128::from(k))
+}
+
+fn text(t: &str) -> Value {
+    Value::Text(t.into())
+}
+
+/// A header's entries in canonical order, for the hand-written cases to rearrange.
+fn header_entries() -> Vec<(Value, Value)> {
+    let h = header(RecordKind::ALL[0], None);
+    vec![
+        (int(H_ORIGIN), text(h.origin.as_str())),
+        (int(H_SEQ), int(7)),
+        (int(H_KIND), text(h.kind.name())),
+        (int(H_SCHEMA), int(SCHEMA_VERSION as i64)),
+        (int(H_ISSUED_AT), int(1)),
+        (
+            int(H_DIGESTS),
+            Value::Array(h.digests.iter().map(|d| Value::Bytes(d.to_vec())).collect()),
+        ),
+    ]
+}
+
+/// Hand-written encodings the generated cases cannot reach: keys out of order, several
+/// unexpected keys (whose error must name the same one), extreme and tagged algorithm values,
+/// tags inside the COSE structure, and nested values under keys that are not last.
+#[test]
+fn hand_written_encodings_match_the_value_tree_decoder() {
+    let mut headers = Vec::new();
+    let mut reversed = header_entries();
+    reversed.reverse();
+    headers.push(raw_map(&reversed));
+    for extra in [
+        [int(9), int(8)],
+        [int(-1), int(8)],
+        [text("a"), int(8)],
+        [text("bb"), text("a")],
+    ] {
+        for order in [[0, 1], [1, 0]] {
+            let mut m = header_entries();
+            m.insert(2, (extra[order[0]].clone(), int(0)));
+            m.push((extra[order[1]].clone(), int(0)));
+            headers.push(raw_map(&m));
+        }
+    }
+    // Nested values under keys that are not last: the reader must skip them whole.
+    let nested = Value::Map(
+        [(
+            int(1),
+            Value::Array(vec![int(2), Value::Tag(3, Box::new(int(4)))]),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    for slot in [1, 3, 4] {
+        let mut m = header_entries();
+        m[slot].1 = nested.clone();
+        headers.push(raw_map(&m));
+    }
+    let mut m = header_entries();
+    m.insert(5, (int(H_SUPERSEDES), nested.clone()));
+    headers.push(raw_map(&m));
+    let mut m = header_entries();
+    m.insert(5, (int(H_SUPERSEDES), Value::Bytes(vec![3; 32])));
+    m.swap(0, 6);
+    headers.push(raw_map(&m));
+    for c in &headers {
+        assert_eq!(Header::decode(c), header_via_value(c), "{}", hex::encode(c));
+    }
+    assert!(
+        Header::decode(&headers[0]).is_ok(),
+        "keys out of order are accepted"
+    );
+
+    let key = SigningKey::from_seed(&[5; 32]);
+    let kid = Value::Bytes(key.key_id().0.to_vec());
+    let ct = text(CONTENT_TYPE_RECORD);
+    let protected_with = |alg: Vec<u8>| {
+        let mut p = codec::Encoder::with_capacity(4);
+        p.map(3).uint(HDR_ALG as u64);
+        let mut p = p.finish();
+        p.extend(alg);
+        p.extend(codec::encode(&int(HDR_CONTENT_TYPE)));
+        p.extend(codec::encode(&ct));
+        p.extend(codec::encode(&int(HDR_KID)));
+        p.extend(codec::encode(&kid));
+        p
+    };
+    let hex_of = |h: &str| hex::decode(h).unwrap();
+    let mut protecteds: Vec<Vec<u8>> = [
+        "27",
+        "32",
+        "3bffffffffffffffff",
+        "1b8000000000000000",
+        "d81827",
+        "80",
+        "a0",
+    ]
+    .iter()
+    .map(|a| protected_with(hex_of(a)))
+    .collect();
+    let valid = [
+        (int(HDR_ALG), int(ALG_EDDSA)),
+        (int(HDR_CONTENT_TYPE), ct.clone()),
+        (int(HDR_KID), kid.clone()),
+    ];
+    let mut backwards = valid.to_vec();
+    backwards.reverse();
+    protecteds.push(raw_map(&backwards));
+    for extra in [[int(9), int(8)], [text("a"), int(-1)]] {
+        for order in [[0, 1], [1, 0]] {
+            let mut m = valid.to_vec();
+            m.insert(1, (extra[order[0]].clone(), int(0)));
+            m.push((extra[order[1]].clone(), int(0)));
+            protecteds.push(raw_map(&m));
+        }
+    }
+    // tag(18, [protected, unprotected, payload, signature]) from raw parts.
+    let envelope = |tags: &str, protected: Vec<u8>, unprotected: Vec<u8>| {
+        let mut out = hex_of(tags);
+        out.push(0x84);
+        out.extend(protected);
+        out.extend(unprotected);
+        out.extend(codec::encode(&Value::Bytes(
+            header(RecordKind::ALL[0], None).encode(),
+        )));
+        out.extend(codec::encode(&Value::Bytes(vec![0; 64])));
+        out
+    };
+    let bstr = |b: &[u8]| codec::encode(&Value::Bytes(b.to_vec()));
+    let empty = hex_of("a0");
+    let mut cases: Vec<Vec<u8>> = protecteds
+        .iter()
+        .map(|p| envelope("d2", bstr(p), empty.clone()))
+        .collect();
+    let good = bstr(&protected_with(hex_of("27")));
+    cases.push(envelope("d2d2", good.clone(), empty.clone()));
+    cases.push(envelope(
+        "d2",
+        [hex_of("d818"), good.clone()].concat(),
+        empty.clone(),
+    ));
+    cases.push(envelope("d2", good.clone(), hex_of("d818a0")));
+    cases.push(envelope("d2", good.clone(), hex_of("a10100")));
+    let mut accepted = 0;
+    for c in &cases {
+        let new = cose::open("envelope", c, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD);
+        let old = open_via_value("envelope", c, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD);
+        assert!(
+            same_sign1(&new, &old),
+            "{}: {:?} vs {:?}",
+            hex::encode(c),
+            new.err(),
+            old.err()
+        );
+        accepted += usize::from(new.is_ok());
+    }
+    // EdDSA (-8), Ed25519 (-19), and the valid keys written backwards.
+    assert_eq!(accepted, 3);
 }

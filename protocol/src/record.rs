@@ -22,13 +22,13 @@ use crate::limits::{
 use crate::schema::{RecordKind, SCHEMA_VERSION};
 use crate::validate::{check_value, RecordBody};
 
-const H_ORIGIN: i64 = 1;
-const H_SEQ: i64 = 2;
-const H_KIND: i64 = 3;
-const H_SCHEMA: i64 = 4;
-const H_ISSUED_AT: i64 = 5;
-const H_SUPERSEDES: i64 = 6;
-const H_DIGESTS: i64 = 7;
+pub(crate) const H_ORIGIN: i64 = 1;
+pub(crate) const H_SEQ: i64 = 2;
+pub(crate) const H_KIND: i64 = 3;
+pub(crate) const H_SCHEMA: i64 = 4;
+pub(crate) const H_ISSUED_AT: i64 = 5;
+pub(crate) const H_SUPERSEDES: i64 = 6;
+pub(crate) const H_DIGESTS: i64 = 7;
 
 /// The signed payload of a record envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Header {
             H_SUPERSEDES,
             H_DIGESTS,
         ];
-        codec::scan_bounded(W, bytes, ENVELOPE_BYTES_MAX, crate::limits::CBOR_ITEMS_MAX)?;
+        codec::scan_within(W, bytes, ENVELOPE_BYTES_MAX)?;
         let [origin, seq, kind, schema, issued_at, supersedes, digests] =
             codec::int_map(W, bytes, KEYS)?;
         let field = |v, key| codec::required(W, v, key);
