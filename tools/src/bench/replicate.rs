@@ -83,6 +83,10 @@ struct CatchUp {
     peers: usize,
     seconds: f64,
     per_s: f64,
+    /// CPU time per record caught up, µs: the fresh member's, and its running peers' together
+    /// (what serving cost them in that time).
+    receiver_cpu_us: f64,
+    senders_cpu_us: f64,
 }
 
 struct Figures {
@@ -154,6 +158,8 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
     net.start(ORIGIN)?;
     let mut catch_up = Vec::new();
     for (i, m) in JOINERS.iter().enumerate() {
+        let senders = running_pids(&net);
+        let senders_before = cpu_seconds_of(&senders)?;
         let started = Instant::now();
         let client = net.start(m)?;
         wait_until(
@@ -163,14 +169,19 @@ pub fn run(b: &ReplicateBench) -> anyhow::Result<Outcome> {
             || Ok(size_of(&client, ORIGIN)? >= b.records),
         )?;
         let seconds = started.elapsed().as_secs_f64();
+        let receiver = net.pid(m).context("the fresh member is not running")?;
+        let per_record = |cpu_s: f64| cpu_s * 1e6 / b.records as f64;
         let c = CatchUp {
             peers: i + 1,
             seconds,
             per_s: b.records as f64 / seconds,
+            receiver_cpu_us: per_record(cpu_seconds_of(&[receiver])?),
+            senders_cpu_us: per_record(cpu_seconds_of(&senders)? - senders_before),
         };
         say(format!(
-            "{m} caught up from {} peer(s) in {seconds:.1} s ({:.0}/s)",
-            c.peers, c.per_s
+            "{m} caught up from {} peer(s) in {seconds:.1} s ({:.0}/s; CPU per record {:.0} µs \
+             receiving, {:.0} µs serving)",
+            c.peers, c.per_s, c.receiver_cpu_us, c.senders_cpu_us
         ));
         catch_up.push(c);
     }
@@ -473,6 +484,37 @@ fn round_bytes(net: &LocalNet, interval_ms: u64) -> anyhow::Result<(f64, f64)> {
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS:` now, `VmHWM:` peak).
+/// The pids of the nodes running now.
+fn running_pids(net: &LocalNet) -> Vec<u32> {
+    crate::localnet::MEMBERS
+        .iter()
+        .filter_map(|(id, _, _)| net.pid(id))
+        .collect()
+}
+
+/// Clock ticks per second in `/proc/PID/stat`: the kernel's USER_HZ, 100 on Linux.
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) the processes have used so far, in seconds, from `/proc/PID/stat`.
+fn cpu_seconds_of(pids: &[u32]) -> anyhow::Result<f64> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // The command name is in parentheses and may hold spaces: count fields after it, from
+        // the state (field 3); utime and stime are fields 14 and 15.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .with_context(|| format!("no CPU time in /proc/{pid}/stat"))?;
+        }
+    }
+    Ok(ticks as f64 / USER_HZ)
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status (Linux only)"))?;
@@ -502,6 +544,10 @@ fn report(b: &ReplicateBench, f: &Figures) {
                 "peers": c.peers, "seconds": (c.seconds * 10.0).round() / 10.0,
                 "records_per_s": c.per_s.round(),
                 "vs_sled_raw": ((c.per_s / f.sled_raw_per_s) * 1000.0).round() / 1000.0,
+                "cpu_us_per_record": {
+                    "receiver": c.receiver_cpu_us.round(),
+                    "senders": c.senders_cpu_us.round(),
+                },
             })
         })
         .collect();
@@ -563,11 +609,13 @@ fn report(b: &ReplicateBench, f: &Figures) {
     );
     for c in &f.catch_up {
         println!(
-            "  fresh member catch-up from {} peer(s)              {:>10.0} records/s  {:>5.2}× sled raw  ({:.1} s)",
+            "  fresh member catch-up from {} peer(s)              {:>10.0} records/s  {:>5.2}× sled raw  ({:.1} s; CPU per record: {:.0} µs receiving, {:.0} µs serving)",
             c.peers,
             c.per_s,
             c.per_s / f.sled_raw_per_s,
-            c.seconds
+            c.seconds,
+            c.receiver_cpu_us,
+            c.senders_cpu_us
         );
     }
     println!(
