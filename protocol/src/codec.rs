@@ -382,6 +382,17 @@ pub(crate) enum Head<'a> {
     Null,
 }
 
+impl Head<'_> {
+    /// The value of an integer head, unsigned or negative.
+    fn int(&self) -> Option<i128> {
+        match *self {
+            Head::Uint(n) => Some(i128::from(n)),
+            Head::Negative(n) => Some(-1 - i128::from(n)),
+            _ => None,
+        }
+    }
+}
+
 /// Reads bytes that passed [`scan`] head by head, borrowing strings from the input, for the hot
 /// decoders that would otherwise build a [`Value`] tree per item (disclosures: 18 per record in a
 /// catch-up). Every read is bounds-checked all the same: `None` means the bytes were not what
@@ -468,18 +479,15 @@ pub(crate) fn int_map<'a, const N: usize>(
     item: &'a [u8],
     keys: [i64; N],
 ) -> Result<[Option<&'a [u8]>; N], DecodeError> {
-    let unreadable = || DecodeError::structure(what, "unreadable CBOR");
     let mut r = Reader::new(item);
     let Some(Head::Map(entries)) = r.head() else {
         return Err(DecodeError::structure(what, "expected a map"));
     };
     let mut values = [None; N];
     for _ in 0..entries {
-        let key = match r.head().ok_or_else(unreadable)? {
-            Head::Uint(k) => Some(i128::from(k)),
-            Head::Negative(n) => Some(-1 - i128::from(n)),
+        let key = match r.head().ok_or_else(|| unreadable(what))? {
             Head::Text(_) => None,
-            _ => return Err(unreadable()),
+            h => Some(h.int().ok_or_else(|| unreadable(what))?),
         };
         let Some(slot) = key.and_then(|key| keys.iter().position(|k| i128::from(*k) == key)) else {
             return Err(unexpected_key(what, item, &keys));
@@ -488,12 +496,17 @@ pub(crate) fn int_map<'a, const N: usize>(
             // `scan` refuses duplicates already; kept for bytes that did not pass it.
             return Err(DecodeError::structure(what, "duplicate map key"));
         }
-        values[slot] = Some(r.item().ok_or_else(unreadable)?);
+        values[slot] = Some(r.item().ok_or_else(|| unreadable(what))?);
     }
     if !r.at_end() {
-        return Err(unreadable());
+        return Err(unreadable(what));
     }
     Ok(values)
+}
+
+/// Bytes the `Reader` cannot follow: only possible for input that did not pass [`scan`].
+pub(crate) fn unreadable(what: &'static str) -> DecodeError {
+    DecodeError::structure(what, "unreadable CBOR")
 }
 
 /// The error for a map with a key outside `keys`, worded as [`only_keys`] words it — which names
@@ -526,11 +539,7 @@ fn item_head<'a>(item: &'a [u8]) -> Option<Head<'a>> {
 
 /// An integer item's value, if `item` is one integer.
 pub(crate) fn item_int(item: &[u8]) -> Option<i128> {
-    match item_head(item)? {
-        Head::Uint(n) => Some(i128::from(n)),
-        Head::Negative(n) => Some(-1 - i128::from(n)),
-        _ => None,
-    }
+    item_head(item)?.int()
 }
 
 /// The entry count of a map item (its entries follow its head).
@@ -584,13 +593,10 @@ pub(crate) fn item_array<'a>(
     // `scan` bounded the count by the items present; the cap only guards unscanned input.
     let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(CBOR_ITEMS_MAX));
     for _ in 0..n {
-        out.push(
-            r.item()
-                .ok_or_else(|| DecodeError::structure(what, "unreadable CBOR"))?,
-        );
+        out.push(r.item().ok_or_else(|| unreadable(what))?);
     }
     if !r.at_end() {
-        return Err(DecodeError::structure(what, "unreadable CBOR"));
+        return Err(unreadable(what));
     }
     Ok(out)
 }

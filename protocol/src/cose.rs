@@ -85,9 +85,7 @@ pub fn open(
             "not a COSE_Sign1 (CBOR tag 18)",
         ));
     };
-    let inner = r
-        .item()
-        .ok_or_else(|| DecodeError::structure(what, "unreadable CBOR"))?;
+    let inner = r.item().ok_or_else(|| codec::unreadable(what))?;
     let parts = codec::item_array(what, inner)?;
     let [protected, unprotected, payload, signature] = parts[..] else {
         return Err(DecodeError::structure(

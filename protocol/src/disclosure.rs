@@ -99,14 +99,7 @@ impl Disclosure {
     /// Salt, field name and value of an encoded disclosure.
     fn parts(bytes: &[u8]) -> Result<([u8; SALT_BYTES], String, FieldValue), DecodeError> {
         const WHAT: &str = "disclosure";
-        if bytes.len() > DISCLOSURE_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                what: WHAT,
-                len: bytes.len(),
-                max: DISCLOSURE_BYTES_MAX,
-            });
-        }
-        codec::scan(WHAT, bytes)?;
+        codec::scan_within(WHAT, bytes, DISCLOSURE_BYTES_MAX)?;
         let bad = |detail: &'static str| DecodeError::structure(WHAT, detail);
         let not_value = || bad("value is not text, an unsigned integer, a bool or a text list");
         let mut r = codec::Reader::new(bytes);
