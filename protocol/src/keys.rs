@@ -1,12 +1,19 @@
-//! Record-signing keys (Ed25519 via ring). A member's signing key signs its records and log
-//! checkpoints; verifiers identify it by [`KeyId`], the first 16 bytes of SHA-256 over the raw
-//! 32-byte public key, carried as the COSE `kid`.
+//! Record-signing keys (Ed25519). A member's signing key signs its records and log checkpoints;
+//! verifiers identify it by [`KeyId`], the first 16 bytes of SHA-256 over the raw 32-byte public
+//! key, carried as the COSE `kid`.
+//!
+//! ring signs. ed25519-dalek verifies, because verification is most of a catch-up's CPU and
+//! dalek's is about 1.5x ring's speed on these machines; a [`VerifyingKey`] also decodes its
+//! curve point once, not once per signature. Both libraries run the same cofactorless check
+//! (`[s]B - [k]A` re-encoded must equal `R` byte for byte, `s < l`), so they accept the same
+//! signatures: the `ed25519_agreement` test checks that against ring, edge cases included.
 //!
 //! Key generation needs randomness and so lives in `tfx-node`; this module only loads keys.
 
 use std::fmt;
 
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use ed25519_dalek::Verifier;
+use ring::signature::{Ed25519KeyPair, KeyPair};
 
 /// Identifies a record-signing public key: SHA-256(raw public key)[..16].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,17 +110,29 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 ];
 
 /// An Ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct VerifyingKey {
     raw: [u8; 32],
     id: KeyId,
+    /// The decoded point, kept so verifying does not decode it again for every signature.
+    /// `None` when `raw` is not a point on the curve: then no signature verifies, as with ring.
+    point: Option<ed25519_dalek::VerifyingKey>,
 }
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
     pub fn from_raw(raw: [u8; 32]) -> Self {
         VerifyingKey {
             raw,
             id: KeyId::of_public_key(&raw),
+            point: ed25519_dalek::VerifyingKey::from_bytes(&raw).ok(),
         }
     }
 
@@ -146,11 +165,14 @@ impl VerifyingKey {
         self.id
     }
 
-    /// Verifies an Ed25519 signature. `true` only for a valid signature by this key.
+    /// Verifies an Ed25519 signature (RFC 8032, cofactorless, `s` canonical). `true` only for a
+    /// valid signature by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.raw)
-            .verify(msg, sig)
-            .is_ok()
+        let (Some(point), Ok(sig)) = (&self.point, ed25519_dalek::Signature::from_slice(sig))
+        else {
+            return false;
+        };
+        point.verify(msg, &sig).is_ok()
     }
 }
 

@@ -1,0 +1,228 @@
+//! tfx verifies Ed25519 signatures with ed25519-dalek (`keys::VerifyingKey::verify`), chosen for
+//! speed. Signatures were verified by ring before, and ring is what the independent COSE test
+//! and most other tools use. If the two libraries ever disagreed, members running different
+//! versions of tfx could disagree about which records are valid. These tests feed both the same
+//! inputs and require the same answer: valid signatures, every bit flipped, non-canonical
+//! scalars and encodings, small-order keys and nonces, and keys with a small-order component.
+//! The last of these tells a cofactorless verifier from a cofactored one (the batch form).
+
+use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
+use ring::signature::{UnparsedPublicKey, ED25519};
+use sha2::{Digest, Sha512};
+use tfx_protocol::keys::{SigningKey, VerifyingKey};
+
+/// The group order l, little-endian.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+#[derive(Default, Debug)]
+struct Tally {
+    accepted: usize,
+    refused: usize,
+}
+
+impl Tally {
+    /// Both verifiers' answer for one input; panics, naming the input, if they differ.
+    fn check(&mut self, public: &[u8; 32], msg: &[u8], sig: &[u8]) -> bool {
+        let ring = UnparsedPublicKey::new(&ED25519, public)
+            .verify(msg, sig)
+            .is_ok();
+        let ours = VerifyingKey::from_raw(*public).verify(msg, sig);
+        assert_eq!(
+            ours,
+            ring,
+            "tfx and ring disagree: key {} message {} signature {}",
+            hex::encode(public),
+            hex::encode(msg),
+            hex::encode(sig)
+        );
+        if ours {
+            self.accepted += 1;
+        } else {
+            self.refused += 1;
+        }
+        ours
+    }
+}
+
+/// `a + b` over 256-bit little-endian integers (no overflow for the values used here).
+fn add_le(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = v as u8;
+        carry = v >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+fn message(i: usize) -> Vec<u8> {
+    (0..(i * 7) % 300).map(|j| (i * 31 + j) as u8).collect()
+}
+
+fn signature(r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
+    [&r[..], &s[..]].concat()
+}
+
+/// Every encoding of a small-order point: each of the eight canonically, with the sign bit
+/// flipped, and the non-canonical y + p forms of y = 0 and y = 1 (the only small-order y
+/// values below 19), each with either sign bit.
+fn small_order_encodings() -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    for t in EIGHT_TORSION {
+        let enc = t.compress().to_bytes();
+        out.push(enc);
+        let mut flipped = enc;
+        flipped[31] ^= 0x80;
+        out.push(flipped);
+    }
+    // p = 2^255 - 19, little-endian.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    for y in [0u8, 1] {
+        let mut small = [0u8; 32];
+        small[0] = y;
+        let enc = add_le(&p, &small);
+        out.push(enc);
+        let mut flipped = enc;
+        flipped[31] ^= 0x80;
+        out.push(flipped);
+    }
+    out
+}
+
+#[test]
+fn valid_signatures_and_every_bit_flip_get_the_same_answer() {
+    let mut tally = Tally::default();
+    for i in 0..200 {
+        let key = SigningKey::from_seed(&[i as u8; 32]);
+        let public = *key.verifying_key().raw();
+        let msg = message(i);
+        let sig = key.sign(&msg);
+        assert!(
+            tally.check(&public, &msg, &sig),
+            "a valid signature was refused"
+        );
+        if i < 4 {
+            for bit in 0..512 {
+                let mut bad = sig;
+                bad[bit / 8] ^= 1 << (bit % 8);
+                tally.check(&public, &msg, &bad);
+            }
+            for bit in 0..256 {
+                let mut other = public;
+                other[bit / 8] ^= 1 << (bit % 8);
+                tally.check(&other, &msg, &sig);
+            }
+            for len in [0, 1, 63, 65, 128] {
+                tally.check(&public, &msg, &vec![0x5a; len]);
+            }
+        }
+    }
+    assert_eq!(tally.accepted, 200);
+    assert!(tally.refused > 4 * 768, "{tally:?}");
+}
+
+#[test]
+fn non_canonical_scalars_are_refused_by_both() {
+    assert!(bool::from(Scalar::from_canonical_bytes(L).is_none()));
+    let mut tally = Tally::default();
+    for i in 0..50 {
+        let key = SigningKey::from_seed(&[0x80 | i as u8; 32]);
+        let public = *key.verifying_key().raw();
+        let msg = message(i);
+        let sig = key.sign(&msg);
+        let (r, s): ([u8; 32], [u8; 32]) =
+            (sig[..32].try_into().unwrap(), sig[32..].try_into().unwrap());
+        // s + l is the same scalar mod l: an equation check alone would accept it.
+        tally.check(&public, &msg, &signature(&r, &add_le(&s, &L)));
+        let mut high = s;
+        high[31] |= 0xe0;
+        tally.check(&public, &msg, &signature(&r, &high));
+        tally.check(&public, &msg, &signature(&r, &L));
+    }
+    assert_eq!(tally.accepted, 0, "{tally:?}");
+}
+
+#[test]
+fn small_order_keys_and_nonces_get_the_same_answer() {
+    let encodings = small_order_encodings();
+    let mut nonces = encodings.clone();
+    nonces.push(ED25519_BASEPOINT_POINT.compress().to_bytes());
+    let mut s_one = [0u8; 32];
+    s_one[0] = 1;
+    let mut tally = Tally::default();
+    for public in &encodings {
+        for i in 0..16 {
+            let msg = message(i);
+            for r in &nonces {
+                for s in [[0u8; 32], s_one] {
+                    tally.check(public, &msg, &signature(r, &s));
+                }
+            }
+        }
+    }
+    // With the identity as key, (R = B, s = 1) verifies under any cofactorless check, so both
+    // sides of the comparison are exercised.
+    assert!(tally.accepted > 0 && tally.refused > 0, "{tally:?}");
+}
+
+/// A key `A + T` with T of small order, and signatures made honestly with A's secret over the
+/// key `A + T`. A cofactorless check accepts exactly when `[k]T` is the identity (k the challenge
+/// hash); a cofactored check would accept all of them.
+#[test]
+fn keys_with_a_small_order_component_tell_cofactorless_from_cofactored() {
+    let mut tally = Tally::default();
+    let mut expected_accepts = 0;
+    for (t_index, torsion) in EIGHT_TORSION.iter().enumerate().skip(1) {
+        for i in 0..64 {
+            let seed = [(t_index * 64 + i) as u8; 32];
+            let h = Sha512::digest(seed);
+            let mut a_bytes: [u8; 32] = h[..32].try_into().unwrap();
+            a_bytes[0] &= 248;
+            a_bytes[31] &= 127;
+            a_bytes[31] |= 64;
+            let a = Scalar::from_bytes_mod_order(a_bytes);
+            let mixed: EdwardsPoint = EdwardsPoint::mul_base(&a) + torsion;
+            let public = mixed.compress().to_bytes();
+            let msg = message(i);
+            let r = Scalar::from_bytes_mod_order_wide(
+                &Sha512::new()
+                    .chain_update(&h[32..])
+                    .chain_update(&msg)
+                    .finalize()
+                    .into(),
+            );
+            let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+            let k = Scalar::from_bytes_mod_order_wide(
+                &Sha512::new()
+                    .chain_update(big_r)
+                    .chain_update(public)
+                    .chain_update(&msg)
+                    .finalize()
+                    .into(),
+            );
+            let s = r + k * a;
+            let expected = (torsion * k).is_identity();
+            expected_accepts += usize::from(expected);
+            assert_eq!(
+                tally.check(&public, &msg, &signature(&big_r, &s.to_bytes())),
+                expected,
+                "not the cofactorless answer for torsion point {t_index}, message {i}"
+            );
+        }
+    }
+    assert_eq!(tally.accepted, expected_accepts);
+    assert!(
+        tally.accepted > 0 && tally.refused > tally.accepted,
+        "{tally:?}"
+    );
+}
