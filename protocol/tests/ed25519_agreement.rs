@@ -5,12 +5,14 @@
 //! inputs and require the same answer: valid signatures, every bit flipped, non-canonical
 //! scalars and encodings, small-order keys and nonces, and keys with a small-order component.
 //! The last of these tells a cofactorless verifier from a cofactored one (the batch form).
+//! tfx also signs with dalek: the signatures must be ring's, byte for byte, and a key file must
+//! load to the key ring loads from it.
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
-use ring::signature::{UnparsedPublicKey, ED25519};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use sha2::{Digest, Sha512};
 use tfx_protocol::keys::{SigningKey, VerifyingKey};
 
@@ -225,4 +227,48 @@ fn keys_with_a_small_order_component_tell_cofactorless_from_cofactored() {
         tally.accepted > 0 && tally.refused > tally.accepted,
         "{tally:?}"
     );
+}
+
+#[test]
+fn signatures_are_rings_byte_for_byte() {
+    for i in 0..300 {
+        let seed: [u8; 32] = Sha512::digest((i as u32).to_le_bytes())[..32]
+            .try_into()
+            .unwrap();
+        let ring = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        let ours = SigningKey::from_seed(&seed);
+        assert_eq!(ours.verifying_key().raw()[..], *ring.public_key().as_ref());
+        let msg = message(i);
+        assert_eq!(ours.sign(&msg)[..], *ring.sign(&msg).as_ref(), "seed {i}");
+    }
+}
+
+#[test]
+fn key_files_load_to_the_key_ring_loads() {
+    let rng = ring::rand::SystemRandom::new();
+    for _ in 0..20 {
+        // ring writes PKCS#8 v2 (seed and public key).
+        let v2 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ring = Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+        let ours = SigningKey::from_pkcs8(v2.as_ref()).unwrap();
+        assert_eq!(ours.verifying_key().raw()[..], *ring.public_key().as_ref());
+        assert_eq!(ours.sign(b"m")[..], *ring.sign(b"m").as_ref());
+        // The same seed as PKCS#8 v1 (RFC 8410 section 7's example layout, no public key).
+        let seed = &v2.as_ref()[16..48];
+        let mut v1 = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        v1.extend_from_slice(seed);
+        assert_eq!(
+            SigningKey::from_pkcs8(&v1).unwrap().verifying_key(),
+            ours.verifying_key()
+        );
+        // A v2 file whose public key is not the seed's is refused (by ring's check).
+        let mut wrong = v2.as_ref().to_vec();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1;
+        assert!(SigningKey::from_pkcs8(&wrong).is_err());
+        assert!(SigningKey::from_pkcs8(&v1[..v1.len() - 1]).is_err());
+    }
 }

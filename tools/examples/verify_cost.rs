@@ -1,8 +1,10 @@
 //! What receiving or serving one record costs in decoding and verification, split out: decoding
 //! the header of a stored envelope (what a member does for every record it serves, to filter it
 //! for the peer's view), opening the COSE envelope, verifying the envelope (structure, header,
-//! Ed25519 signature) and verifying the whole record (envelope plus each disclosure). Single
-//! thread, release build; medians of `ROUNDS` passes over 20,000 synthetic credit records:
+//! Ed25519 signature) and verifying the whole record (envelope plus each disclosure); then
+//! Ed25519 alone, signing and verifying, with tfx's keys (ed25519-dalek) against ring's, passes
+//! alternating, with the median of the per-pass ratios. Single thread, release build; medians of
+//! `ROUNDS` passes over 20,000 synthetic credit records:
 //! `cargo run --release -p tfx-tools --example verify_cost`. Cited in BENCHMARKS.md.
 #![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
 
@@ -19,19 +21,41 @@ use tfx_protocol::{LogIndex, MemberId, Timestamp};
 const RECORDS: u64 = 20_000;
 const ROUNDS: usize = 5;
 
+/// µs per record of one pass of `f` over every record.
+fn pass(f: &mut impl FnMut(usize)) -> f64 {
+    let t = Instant::now();
+    for i in 0..RECORDS as usize {
+        f(i);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / RECORDS as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Median µs per record of `f` applied to every record, over [`ROUNDS`] passes.
 fn per_record(label: &str, mut f: impl FnMut(usize)) {
-    let mut times: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            for i in 0..RECORDS as usize {
-                f(i);
-            }
-            t.elapsed().as_secs_f64() * 1e6 / RECORDS as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    println!("{label:<44} {:7.2} µs", times[ROUNDS / 2]);
+    let times = (0..ROUNDS).map(|_| pass(&mut f)).collect();
+    println!("{label:<44} {:7.2} µs", median(times));
+}
+
+/// [`per_record`] for two ways of doing one thing, passes alternating so drift hits both alike;
+/// also prints the median of the per-pass ratios.
+fn compare(what: &str, mut ring: impl FnMut(usize), mut tfx: impl FnMut(usize)) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        a.push(pass(&mut ring));
+        b.push(pass(&mut tfx));
+    }
+    let ratio = median(a.iter().zip(&b).map(|(x, y)| x / y).collect());
+    println!("{:<44} {:7.2} µs", format!("{what}, ring"), median(a));
+    println!(
+        "{:<44} {:7.2} µs   ring/tfx {ratio:.2}",
+        format!("{what}, tfx (ed25519-dalek)"),
+        median(b)
+    );
 }
 
 fn main() {
@@ -71,4 +95,29 @@ fn main() {
         let (env, ds) = &records[i];
         std::hint::black_box(verify_record(env, ds, &vk).unwrap());
     });
+
+    // The signed bytes and signature of each envelope, for Ed25519 alone.
+    let signed: Vec<(Vec<u8>, Vec<u8>)> = records
+        .iter()
+        .map(|(env, _)| {
+            let s = cose::open("envelope", env, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD).unwrap();
+            (s.to_be_signed(), s.signature)
+        })
+        .collect();
+    let ring_pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+    let ring_public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, vk.raw());
+    compare(
+        "Ed25519 sign",
+        |i| {
+            std::hint::black_box(ring_pair.sign(&signed[i].0));
+        },
+        |i| {
+            std::hint::black_box(key.sign(&signed[i].0));
+        },
+    );
+    compare(
+        "Ed25519 verify",
+        |i| ring_public.verify(&signed[i].0, &signed[i].1).unwrap(),
+        |i| assert!(vk.verify(&signed[i].0, &signed[i].1)),
+    );
 }
