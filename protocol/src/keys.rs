@@ -4,7 +4,7 @@
 //!
 //! ed25519-dalek signs and verifies; ring parses PKCS#8 key files and generates keys (in
 //! tfx-node). dalek, because verification is most of a catch-up's CPU and signing a third of an
-//! append's, and dalek verifies about 1.5x and signs about 1.2x as fast as ring on these
+//! append's, and dalek verifies about 1.3x and signs about 1.2x as fast as ring on these
 //! machines. A [`VerifyingKey`] also decodes its curve point once, not once per signature. Both
 //! libraries run the same cofactorless check (`[s]B - [k]A` re-encoded must equal `R` byte for
 //! byte, `s < l`), so they accept the same signatures: the `ed25519_agreement` test checks that
@@ -51,8 +51,9 @@ pub enum KeyError {
     NotEd25519Spki,
 }
 
-/// An Ed25519 private key. `Debug` never prints key material, and the key is zeroized on drop.
-/// The PKCS#8 bytes it was loaded from are the caller's to zeroize (tfx-node's key loader does).
+/// An Ed25519 private key. `Debug` never prints key material, and the seed is zeroized on drop
+/// (best effort: signing's stack temporaries and ring's copy made while loading are not). The
+/// PKCS#8 bytes it was loaded from are the caller's to zeroize (tfx-node's key loader does).
 ///
 /// ed25519-dalek signs: RFC 8032 signatures are deterministic, so its bytes are ring's bytes (the
 /// SPEC vectors and the `ed25519_agreement` test pin them), and it signs about 1.2x faster here.
@@ -75,15 +76,23 @@ impl SigningKey {
         // seed is then read from its fixed place, and the key derived from it must be ring's.
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
             .map_err(|e| KeyError::Pkcs8(e.to_string()))?;
-        let seed = match der {
-            [0x30, _, 0x02, 0x01, 0 | 1, rest @ ..] => rest
+        // The outer SEQUENCE's length is short-form unless attributes make the document 128
+        // bytes or longer; DER (which ring enforces) allows no other header.
+        let body = match der {
+            [0x30, 0x81, _, rest @ ..] | [0x30, 0x82, _, _, rest @ ..] => rest,
+            [0x30, len, rest @ ..] if *len < 0x80 => rest,
+            _ => &[],
+        };
+        let seed = match body {
+            [0x02, 0x01, 0 | 1, rest @ ..] => rest
                 .strip_prefix(&PKCS8_BEFORE_SEED[..])
                 .and_then(|r| r.get(..32))
                 .and_then(|s| <&[u8; 32]>::try_from(s).ok()),
             _ => None,
         };
-        let key = seed.map(Self::from_seed);
-        match key {
+        // Defensive: every document ring accepts has this layout (and the test loads v1, v2
+        // and attribute-carrying files), but a wrong guess must refuse, never sign as another key.
+        match seed.map(Self::from_seed) {
             Some(key) if key.public.raw[..] == *pair.public_key().as_ref() => Ok(key),
             _ => Err(KeyError::Pkcs8(
                 "the private key is not laid out as RFC 8410 section 7 gives it".into(),
@@ -94,7 +103,13 @@ impl SigningKey {
     /// Builds a key from a 32-byte seed (every 32-byte string is one).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let secret = ed25519_dalek::SigningKey::from_bytes(seed);
-        let public = VerifyingKey::from_raw(secret.verifying_key().to_bytes());
+        let point = secret.verifying_key();
+        let raw = point.to_bytes();
+        let public = VerifyingKey {
+            raw,
+            id: KeyId::of_public_key(&raw),
+            point: Some(point),
+        };
         SigningKey { secret, public }
     }
 

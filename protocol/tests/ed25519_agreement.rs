@@ -163,6 +163,7 @@ fn small_order_keys_and_nonces_get_the_same_answer() {
     s_one[0] = 1;
     let mut tally = Tally::default();
     for public in &encodings {
+        let accepted_before = tally.accepted;
         for i in 0..16 {
             let msg = message(i);
             for r in &nonces {
@@ -171,10 +172,25 @@ fn small_order_keys_and_nonces_get_the_same_answer() {
                 }
             }
         }
+        // Every encoding here decodes (non-canonical ones too), and for s = 0 the check wants
+        // R = -[k]A, a small-order point among the nonces: each key must see an acceptance, so
+        // the non-canonical encodings are compared where it matters, with k hashed over the
+        // key's bytes as given.
+        assert!(
+            tally.accepted > accepted_before,
+            "nothing accepted under key {}",
+            hex::encode(public)
+        );
     }
-    // With the identity as key, (R = B, s = 1) verifies under any cofactorless check, so both
-    // sides of the comparison are exercised.
-    assert!(tally.accepted > 0 && tally.refused > 0, "{tally:?}");
+    assert!(tally.refused > 0, "{tally:?}");
+    // The largest canonical s: with the identity as key, (R = [l - 1]B, s = l - 1) verifies.
+    let mut l_minus_one = L;
+    l_minus_one[0] -= 1;
+    let big_r = EdwardsPoint::mul_base(&Scalar::from_canonical_bytes(l_minus_one).unwrap())
+        .compress()
+        .to_bytes();
+    let identity = EIGHT_TORSION[0].compress().to_bytes();
+    assert!(tally.check(&identity, b"any", &signature(&big_r, &l_minus_one)));
 }
 
 /// A key `A + T` with T of small order, and signatures made honestly with A's secret over the
@@ -186,8 +202,7 @@ fn keys_with_a_small_order_component_tell_cofactorless_from_cofactored() {
     let mut expected_accepts = 0;
     for (t_index, torsion) in EIGHT_TORSION.iter().enumerate().skip(1) {
         for i in 0..64 {
-            let seed = [(t_index * 64 + i) as u8; 32];
-            let h = Sha512::digest(seed);
+            let h = Sha512::digest([t_index as u8, i as u8]);
             let mut a_bytes: [u8; 32] = h[..32].try_into().unwrap();
             a_bytes[0] &= 248;
             a_bytes[31] &= 127;
@@ -270,5 +285,27 @@ fn key_files_load_to_the_key_ring_loads() {
         wrong[last] ^= 1;
         assert!(SigningKey::from_pkcs8(&wrong).is_err());
         assert!(SigningKey::from_pkcs8(&v1[..v1.len() - 1]).is_err());
+        // Attributes (`[0]`, which ring skips) long enough for a long-form outer length.
+        for attributes in [60usize, 300] {
+            let mut inner = v1[2..].to_vec();
+            inner.push(0xa0);
+            inner.extend_from_slice(&der_len(attributes));
+            inner.extend(std::iter::repeat_n(0x31, attributes));
+            let mut doc = vec![0x30];
+            doc.extend_from_slice(&der_len(inner.len()));
+            doc.extend_from_slice(&inner);
+            let ring = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&doc).unwrap();
+            let key = SigningKey::from_pkcs8(&doc).unwrap();
+            assert_eq!(key.verifying_key().raw()[..], *ring.public_key().as_ref());
+        }
+    }
+}
+
+/// A DER length.
+fn der_len(n: usize) -> Vec<u8> {
+    match n {
+        0..0x80 => vec![n as u8],
+        0x80..0x100 => vec![0x81, n as u8],
+        _ => vec![0x82, (n >> 8) as u8, n as u8],
     }
 }
