@@ -4,7 +4,7 @@
 //! cache) and a flush every 1,000 inserts; and random keys held back and inserted sorted, 32,768
 //! at a time (a deferred, merged index). Prints µs per insert over each fifth of a million.
 //! Release build: `cargo run --release -p tfx-tools --example sled_growth`. Cited in
-//! BENCHMARKS.md ("1,000,000 records at `f794be3`").
+//! BENCHMARKS.md ("1,000,000 records at `f794be3` and `32c7ab7`").
 #![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
 
 use std::time::Instant;
