@@ -104,12 +104,7 @@ impl SigningKey {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let secret = ed25519_dalek::SigningKey::from_bytes(seed);
         let point = secret.verifying_key();
-        let raw = point.to_bytes();
-        let public = VerifyingKey {
-            raw,
-            id: KeyId::of_public_key(&raw),
-            point: Some(point),
-        };
+        let public = VerifyingKey::with_point(point.to_bytes(), Some(point));
         SigningKey { secret, public }
     }
 
@@ -158,10 +153,15 @@ impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
     pub fn from_raw(raw: [u8; 32]) -> Self {
+        Self::with_point(raw, ed25519_dalek::VerifyingKey::from_bytes(&raw).ok())
+    }
+
+    /// `raw` with its decoded point (a signing key has it already; decoding costs a square root).
+    fn with_point(raw: [u8; 32], point: Option<ed25519_dalek::VerifyingKey>) -> Self {
         VerifyingKey {
             raw,
             id: KeyId::of_public_key(&raw),
-            point: ed25519_dalek::VerifyingKey::from_bytes(&raw).ok(),
+            point,
         }
     }
 
