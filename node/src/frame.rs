@@ -50,18 +50,9 @@ impl Writes {
         self.0.is_empty()
     }
 
-    /// Applies the writes to sled one at a time, in order. Not atomic: a concurrent reader sees
-    /// them land one by one, and a crash keeps a prefix of them (sled recovers a prefix of its
-    /// log); the caller orders them for both, and the frame they came from restores the rest
-    /// ([`crate::vlog`]).
-    pub fn apply_each(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
-        for (k, v) in &self.0 {
-            match v {
-                Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
-                None => tree.remove(k.as_slice())?,
-            };
-        }
-        Ok(())
+    /// The writes in order: key, and the value for an insert (`None` for a remove).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.0.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
     /// The same writes as one atomic sled batch.

@@ -17,6 +17,7 @@ pub mod driver;
 pub mod entropy;
 pub mod frame;
 pub mod fsutil;
+pub mod idindex;
 pub mod keyfile;
 pub mod ledger;
 pub mod limits;

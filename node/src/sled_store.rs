@@ -9,7 +9,7 @@
 //! | prefix | key                                         | value                                   |
 //! |--------|---------------------------------------------|-----------------------------------------|
 //! | `E`    | origin, first seq u64                       | where the chunk lies in the value log: 0x01, offset u64, len u32 |
-//! | `I`    | record id                                   | origin, seq u64                         |
+//! | `O`    | origin number u16                           | origin: numbers for the record-id index |
 //! | `N`    | origin, level u8, index u64                 | Merkle node (levels ≥ `STORED_LEVEL_MIN`) |
 //! | `H`    | origin                                      | size u64, root                          |
 //! | `C`    | origin                                      | latest signed checkpoint                |
@@ -31,10 +31,16 @@
 //! in the same batch as the pointers into it. Store format 1 kept chunks inline in `E`; opening
 //! such a store moves them into the value log ([`STORE_FORMAT`] 2).
 //!
+//! Record id → (origin, seq) is not in sled: it is the record-id index, a file of its own
+//! ([`crate::idindex`]; store format 4). Format ≤ 3 kept it under prefix `I` (record id →
+//! origin, seq); opening such a store builds the index from the records and drops those keys.
+//! A frame still carries each record's index entry as a write of `I‖id` → origin number u16,
+//! seq u64, which applying the frame sends to the index instead of sled.
+//!
 //! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
 //! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
 //! [`CHUNK_RECORDS_MAX`] records and [`CHUNK_BYTES_MAX`] bytes per value; each record adds only
-//! its `I` entry and **one** `S` entry — under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
+//! its record-id index entry (not a sled key) and **one** `S` entry — under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
 //! pseudonym to its USCC the first time the pair is seen, so a pseudonym query still finds the
 //! records indexed by USCC (and filters them by their signed pseudonym). The time index `T`
 //! holds one entry per *run* of consecutive records of one origin issued in the same millisecond
@@ -55,12 +61,13 @@ use tfx_protocol::store::{
 };
 
 use crate::frame::Writes;
+use crate::idindex::{IdIndex, IdIndexError};
 use crate::settled::{SettledError, SettledMark};
 use crate::vlog::{Pointer, ValueLog, ValueLogError};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
-pub const STORE_FORMAT: u32 = 3;
+pub const STORE_FORMAT: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SledStoreError {
@@ -74,6 +81,8 @@ pub enum SledStoreError {
     ValueLog(#[from] ValueLogError),
     #[error("store is corrupt: {0}")]
     Settled(#[from] SettledError),
+    #[error(transparent)]
+    IdIndex(#[from] IdIndexError),
     #[error(transparent)]
     NotAnAppend(#[from] NotAnAppend),
     #[error(transparent)]
@@ -95,6 +104,10 @@ pub struct SledStore {
     settled: Arc<SettledMark>,
     /// When the store last settled; see [`SETTLE_INTERVAL`].
     last_settle: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Record id → (origin, seq) ([`crate::idindex`]).
+    ids: Arc<IdIndex>,
+    /// Held while a new origin gets its number, so two batches cannot give it two.
+    numbering: Arc<std::sync::Mutex<()>>,
 }
 
 /// How often, at most, committing local appends (or flushing records applied from peers) also
@@ -106,6 +119,7 @@ pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 
 const E: u8 = b'E';
 const I: u8 = b'I';
+const O: u8 = b'O';
 const N: u8 = b'N';
 const H: u8 = b'H';
 const C: u8 = b'C';
@@ -166,6 +180,49 @@ fn id_key(id: &RecordId) -> Vec<u8> {
     let mut k = vec![I];
     k.extend_from_slice(&id.0);
     k
+}
+
+/// A record-id index entry as a frame carries it: origin number, seq.
+fn id_value(origin: u16, seq: u64) -> Vec<u8> {
+    let mut v = origin.to_be_bytes().to_vec();
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn origin_number_key(n: u16) -> Vec<u8> {
+    let mut k = vec![O];
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// Parses an `O` write: the origin number and the origin.
+fn origin_number_entry(k: &[u8], v: &[u8]) -> Result<(u16, MemberId), SledStoreError> {
+    let n = k
+        .get(1..3)
+        .filter(|_| k.len() == 3)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .ok_or_else(|| corrupt("origin number key"))?;
+    let origin = std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| MemberId::new(s).ok())
+        .ok_or_else(|| corrupt("origin number entry"))?;
+    Ok((n, origin))
+}
+
+/// Parses an `I` write of a frame into an index entry.
+fn id_entry(k: &[u8], v: &[u8]) -> Result<crate::idindex::Entry, SledStoreError> {
+    let id = k
+        .get(1..)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| corrupt("record-id index key"))?;
+    if v.len() != 10 {
+        return Err(corrupt("record-id index entry"));
+    }
+    Ok((
+        RecordId(id),
+        u16::from_be_bytes([v[0], v[1]]),
+        u64_at(v, 2)?,
+    ))
 }
 
 fn zero_key(offset: u64) -> Vec<u8> {
@@ -476,21 +533,36 @@ impl SledStore {
         let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| {
             SledStoreError::Corrupt(format!("opening sled's file to fsync it: {e}"))
         })?;
-        let store = SledStore {
+        let (ids, index_missing) = IdIndex::open(dir)?;
+        // Format ≤ 3 kept the record-id index in sled: its frames' `I` writes are sled writes.
+        let legacy = found.is_some_and(|f| f < 4);
+        let mut store = SledStore {
             db,
             vlog: Arc::new(vlog),
             sled_file: Arc::new(sled_file),
             settled: Arc::new(settled),
             last_settle: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            ids: Arc::new(ids),
+            numbering: Arc::new(std::sync::Mutex::new(())),
         };
+        store.register_origins()?;
         let frames = replay.len();
         for r in replay {
             // Batches made durable by their frames whose sled writes the crash may have lost.
-            let mut b = r.writes.to_batch();
-            b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
-            store.db.apply_batch(b)?;
+            if legacy {
+                let mut b = r.writes.to_batch();
+                b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
+                store.db.apply_batch(b)?;
+            } else {
+                store.apply_writes(&r.writes, true)?;
+                store.db.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..])?;
+            }
             store.vlog.replayed(r.end);
             reclaim(r.writes.len());
+        }
+        if legacy {
+            // Origins numbered by frames just applied as plain sled writes.
+            store.register_origins()?;
         }
         // Settled unless the mark already covers everything (a clean stop after a settle): a
         // store made before the mark existed gets its first one, and an offline tool opening a
@@ -518,11 +590,149 @@ impl SledStore {
             // Format 2 wrote bodies without frames: the first frame starts at its valid length.
             store.db.insert(SCRUBBED_KEY, &valid.to_be_bytes())?;
         }
+        let rebuild = match (found, index_missing) {
+            (None, _) => None,
+            (Some(f), _) if f < 4 => Some(format!("store format {f} kept it in sled")),
+            (Some(_), why) => why,
+        };
+        if let Some(why) = rebuild {
+            if !legacy {
+                tracing::warn!(%why, "rebuilding the record-id index from the records");
+            }
+            let records = store.rebuild_id_index(dir)?;
+            tracing::info!(records, %why, "record-id index built from the records");
+        }
         if found != Some(STORE_FORMAT) {
             store.db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
             store.db.flush()?;
         }
+        // Format ≤ 3's `I` keys, dropped once the format says the index is the file (also
+        // finishing a drop a crash interrupted).
+        store.drop_sled_id_keys()?;
         Ok(store)
+    }
+
+    /// Empties the record-id index and inserts every stored record's entry again, read from
+    /// the chunks; durable on return. Returns the records indexed.
+    fn rebuild_id_index(&mut self, dir: &Path) -> Result<u64, SledStoreError> {
+        Arc::get_mut(&mut self.ids)
+            .ok_or_else(|| corrupt("record-id index shared while opening"))?
+            .reset(dir)?;
+        let mut records = 0u64;
+        let mut entries = Vec::new();
+        let _reading = self.vlog.reading();
+        for kv in self.db.scan_prefix([E]) {
+            let (k, value) = kv?;
+            let (origin, first) = origin_seq_at(&k, 1)?;
+            let n = self.origin_number(&origin)?;
+            let chunk = self.chunk_bytes(&value)?;
+            for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
+                let envelope = split_record(record)?.0;
+                entries.push((RecordId::of_envelope(envelope), n, first.0 + i as u64));
+            }
+            if entries.len() >= 4096 {
+                records += entries.len() as u64;
+                self.ids.insert(&entries, false)?;
+                entries.clear();
+            }
+        }
+        records += entries.len() as u64;
+        self.ids.insert(&entries, false)?;
+        self.ids.sync()?;
+        Ok(records)
+    }
+
+    /// Registers with the record-id index every origin number sled holds.
+    fn register_origins(&self) -> Result<(), SledStoreError> {
+        for kv in self.db.scan_prefix([O]) {
+            let (k, v) = kv?;
+            let (n, origin) = origin_number_entry(&k, &v)?;
+            self.ids.register(n, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the `I` keys a format ≤ 3 store kept in sled, in batches.
+    fn drop_sled_id_keys(&self) -> Result<(), SledStoreError> {
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            for k in self
+                .db
+                .scan_prefix([I])
+                .keys()
+                .take(MIGRATE_CHUNKS_PER_BATCH * 64)
+            {
+                b.remove(k?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.db.apply_batch(b)?;
+            self.db.flush()?;
+            reclaim(n);
+        }
+    }
+
+    /// `origin`'s number in the record-id index, assigning the next one — durably, in a frame
+    /// of its own ahead of the records that use it — the first time the origin is seen.
+    fn origin_number(&self, origin: &MemberId) -> Result<u16, SledStoreError> {
+        if let Some(n) = self.ids.origin_number(origin) {
+            return Ok(n);
+        }
+        let _numbering = self.numbering.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = self.ids.origin_number(origin) {
+            return Ok(n);
+        }
+        let n = self
+            .ids
+            .next_origin_number()
+            .ok_or_else(|| corrupt("more than 65,535 origins"))?;
+        let mut w = Writes::default();
+        w.insert(origin_number_key(n), origin.as_str().as_bytes());
+        // Applying the frame registers the number with the index (`apply_writes`).
+        self.write_durable(w)?;
+        Ok(n)
+    }
+
+    /// Applies a frame's writes one at a time, in order: `I` writes to the record-id index (a
+    /// run of them at once), the rest to sled; an `O` write also registers its origin number
+    /// with the index. Not atomic: a concurrent reader sees the writes land one by one, and a
+    /// crash keeps a prefix of them (sled recovers a prefix of its log); the caller orders them
+    /// for both, and the frame they came from restores the rest ([`crate::vlog`]). `replaying`:
+    /// the frame is applied again on open, and its index entries may be there already.
+    fn apply_writes(&self, w: &Writes, replaying: bool) -> Result<(), SledStoreError> {
+        let mut ids = Vec::new();
+        for (k, v) in w.iter() {
+            if k.first() == Some(&I) {
+                ids.push(id_entry(
+                    k,
+                    v.ok_or_else(|| corrupt("record-id index removal"))?,
+                )?);
+                continue;
+            }
+            if !ids.is_empty() {
+                self.ids.insert(&ids, replaying)?;
+                ids.clear();
+            }
+            match v {
+                Some(v) => {
+                    self.db.insert(k, v)?;
+                    if k.first() == Some(&O) {
+                        let (n, origin) = origin_number_entry(k, v)?;
+                        self.ids.register(n, origin)?;
+                    }
+                }
+                None => {
+                    self.db.remove(k)?;
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.ids.insert(&ids, replaying)?;
+        }
+        Ok(())
     }
 
     /// Zeroes the chunks that a rewrite replaced before a crash (their `Z` entries), then drops
@@ -628,7 +838,7 @@ impl SledStore {
                 all
             },
             |w, end| {
-                w.apply_each(&self.db)?;
+                self.apply_writes(w, false)?;
                 self.db.insert(VLOG_LEN_KEY, &end.to_be_bytes()[..])?;
                 Ok::<_, SledStoreError>(())
             },
@@ -681,6 +891,7 @@ impl SledStore {
         // Taken before the flush: every frame below it is applied to sled by then.
         let settled = self.vlog.settled_len();
         self.sync_sled()?;
+        self.ids.sync()?;
         self.settled.record(settled)?;
         Ok(settled)
     }
@@ -748,9 +959,9 @@ impl SledStore {
         self.vlog.len()
     }
 
-    /// Bytes on disk: sled's files and the value log.
+    /// Bytes on disk: sled's files, the value log and the record-id index.
     pub fn size_on_disk(&self) -> Result<u64, SledStoreError> {
-        Ok(self.db.size_on_disk()? + self.vlog.len())
+        Ok(self.db.size_on_disk()? + self.vlog.len() + self.ids.len_on_disk())
     }
 
     /// Runs `f` on the stored bytes of record (origin, seq), found in its chunk.
@@ -1081,9 +1292,24 @@ impl Store for SledStore {
             bodies.push(body);
             chunk_keys.push(seq_key(E, &chunk[0].origin, chunk[0].seq.0));
         }
+        // Index entries first: written before any key that leads a reader to the record by id.
+        let mut numbers: Vec<(&MemberId, u16)> = Vec::new();
+        for r in &batch.records {
+            let n = match numbers.iter().find(|(o, _)| *o == &r.origin) {
+                Some((_, n)) => *n,
+                None => {
+                    let n = self.origin_number(&r.origin)?;
+                    numbers.push((&r.origin, n));
+                    n
+                }
+            };
+            if r.seq.0 > crate::idindex::SEQ_MAX {
+                return Err(IdIndexError::SeqTooLarge(r.seq.0).into());
+            }
+            b.insert(id_key(&r.id), id_value(n, r.seq.0));
+        }
         let mut pairs_seen = std::collections::HashSet::new();
         for r in &batch.records {
-            b.insert(id_key(&r.id), &seq_key(0, &r.origin, r.seq.0)[1..]);
             let (uscc, pseudonym) = subjects(r);
             if let Some(subject) = uscc
                 .or(pseudonym)
@@ -1375,10 +1601,7 @@ impl Store for SledStore {
     }
 
     fn locate(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, Self::Error> {
-        match self.db.get(id_key(id))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(origin_seq_at(&v, 0)?)),
-        }
+        Ok(self.ids.get(id)?)
     }
 
     fn disclosures(&self, id: &RecordId) -> Result<Vec<Vec<u8>>, Self::Error> {
