@@ -11,7 +11,8 @@
 //! to the newest level only, lookups try the levels newest first. A level is never rehashed, so
 //! growing never rewrites or buffers what is there (rehashing 1M entries in memory would have
 //! cost the node 64 MiB at a time, and in place, seconds of stalled appends); at 1M records there
-//! are six levels and ~128 bytes of file per record.
+//! are five levels and 65 bytes of file per record (`tools/examples/id_index.rs`: 2.0–2.9 µs per
+//! insert over the first million, against 7.3–17.6 for the sled keys it replaces).
 //!
 //! A slot is 32 bytes: the first 24 bytes of the record id, the origin's number (u16, 1 for the
 //! first origin the store saw; 0 marks an empty slot) and the sequence number (u48), big-endian.
