@@ -5,7 +5,7 @@
 //! takes to rebuild a lost index from its records.
 //! Release build: `cargo run --release -p tfx-tools --example id_index [records-to-rebuild]`
 //! (default 200,000). Cited in BENCHMARKS.md ("The record-id index out of sled").
-#![allow(clippy::unwrap_used)] // a measurement harness: any failure should stop it loudly
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement harness: any failure should stop it loudly
 
 use std::time::Instant;
 
