@@ -67,6 +67,10 @@ pub enum IdIndexError {
     UnknownOrigin(u16),
     #[error("record-id index: origin number {0} is assigned twice")]
     OriginTwice(u16),
+    #[error(
+        "record-id index: the store holds records of 65,535 origins, as many as it can number"
+    )]
+    TooManyOrigins,
 }
 
 /// The record-id index of one store.
@@ -78,6 +82,12 @@ pub struct IdIndex {
     /// Write-locked while inserting, so a lookup never reads a slot half-written.
     levels: RwLock<Levels>,
     origins: RwLock<Origins>,
+    /// In `records.idx.new`, not yet put in place ([`IdIndex::finish`]).
+    building: bool,
+}
+
+fn building_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(format!("{INDEX_FILE}.new"))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,9 +117,11 @@ fn level_offset(level: u32) -> u64 {
 }
 
 impl IdIndex {
-    /// Opens the index in `dir`, or creates an empty one. The second value says why the file
-    /// had to be created (missing, or not a valid index) — the caller then rebuilds it from the
-    /// records if the store holds any.
+    /// Opens the index in `dir`. When `records.idx` is missing or not a valid index, the index
+    /// returned is a fresh, empty one **being built** (in `records.idx.new`) and the second value
+    /// says why: the caller fills it from the records and then calls [`IdIndex::finish`], which
+    /// puts it in place. Until then a crash leaves the old file (or none), so the next open
+    /// builds it again rather than trusting a half-filled index.
     pub fn open(dir: &Path) -> Result<(IdIndex, Option<String>), IdIndexError> {
         let path = dir.join(INDEX_FILE);
         let path_s = path.display().to_string();
@@ -129,7 +141,10 @@ impl IdIndex {
         let len = file.metadata().map_err(io)?.len();
         let mut header = [0u8; 24];
         let levels = (1..=LEVELS_MAX).find(|&l| level_offset(l) == len);
-        let read = file.read_exact_at(&mut header, 0);
+        let read = match file.read_exact_at(&mut header, 0) {
+            Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => return Err(io(e)),
+            r => r,
+        };
         let why = match (levels, read) {
             (_, Err(_)) => Some(format!("{len} bytes, too short for its header")),
             (_, Ok(())) if header[..8] != MAGIC => Some("not a record-id index".to_string()),
@@ -153,18 +168,19 @@ impl IdIndex {
                 newest_entries: 0,
             }),
             origins: RwLock::default(),
+            building: false,
         };
         let entries = index.occupied(count - 1)?;
         index.write_levels().newest_entries = entries;
         Ok((index, None))
     }
 
-    /// Replaces whatever is at `records.idx` with an empty index of one level and a fresh key,
-    /// atomically (a crash leaves the old file or the new one).
+    /// An empty index of one level and a fresh key in `records.idx.new`, being built: see
+    /// [`IdIndex::finish`].
     fn create(dir: &Path) -> Result<IdIndex, IdIndexError> {
         use ring::rand::SecureRandom;
-        let path = dir.join(INDEX_FILE);
-        let path_s = path.display().to_string();
+        let tmp = building_path(dir);
+        let path_s = tmp.display().to_string();
         let io = |source| IdIndexError::Io {
             path: path_s.clone(),
             source,
@@ -180,15 +196,14 @@ impl IdIndex {
         let mut header = vec![0u8; HEADER_LEN as usize];
         header[..8].copy_from_slice(&MAGIC);
         header[8..24].copy_from_slice(&key);
-        let tmp = dir.join(format!("{INDEX_FILE}.new"));
-        let _ = std::fs::remove_file(&tmp);
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
         let file = crate::fsutil::open_private_rw(&tmp).map_err(io)?;
         file.write_all_at(&header, 0).map_err(io)?;
         // The slots are zeros the file system need not store until they are written.
         file.set_len(level_offset(1)).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(IdIndex {
             file,
             path: path_s,
@@ -201,16 +216,36 @@ impl IdIndex {
                 newest_entries: 0,
             }),
             origins: RwLock::default(),
+            building: true,
         })
     }
 
-    /// Empties the index (a new file, a new key), keeping the origins registered: for a
-    /// rebuild from the records.
+    /// Starts building the index afresh (a new file, a new key) in `records.idx.new`, keeping
+    /// the origins registered: for a rebuild from the records, finished by [`IdIndex::finish`].
     pub fn reset(&mut self, dir: &Path) -> Result<(), IdIndexError> {
         let fresh = Self::create(dir)?;
         self.file = fresh.file;
         self.key = fresh.key;
+        self.path = fresh.path;
+        self.building = true;
         *self.write_levels() = *fresh.levels.read().unwrap_or_else(|p| p.into_inner());
+        Ok(())
+    }
+
+    /// Puts an index being built in place as `records.idx`, durably: its contents, then the
+    /// rename, then the directory. Does nothing for an index opened in place.
+    pub fn finish(&mut self, dir: &Path) -> Result<(), IdIndexError> {
+        if !self.building {
+            return Ok(());
+        }
+        let path = dir.join(INDEX_FILE);
+        self.file.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(building_path(dir), &path).map_err(|e| self.io(e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(e))?;
+        self.path = path.display().to_string();
+        self.building = false;
         Ok(())
     }
 
@@ -319,7 +354,8 @@ impl IdIndex {
 
     /// Where record `id` is: its origin and sequence number.
     pub fn get(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, IdIndexError> {
-        let levels = *self.levels.read().unwrap_or_else(|p| p.into_inner());
+        // Held through the probes: an insert's `pwrite` is not atomic against a `pread`.
+        let levels = self.levels.read().unwrap_or_else(|p| p.into_inner());
         for level in (0..levels.count).rev() {
             if let Some((n, seq)) = self.find_in(level, id)? {
                 let o = self.origins.read().unwrap_or_else(|p| p.into_inner());
@@ -343,6 +379,10 @@ impl IdIndex {
         for (id, origin, seq) in entries {
             if *seq > SEQ_MAX {
                 return Err(IdIndexError::SeqTooLarge(*seq));
+            }
+            if *origin == 0 {
+                // 0 marks an empty slot: the entry would be lost.
+                return Err(IdIndexError::UnknownOrigin(0));
             }
             if check_older && self.in_older(levels.count, id)? {
                 continue;
@@ -450,7 +490,8 @@ mod tests {
     }
 
     fn opened(dir: &Path) -> IdIndex {
-        let (index, _) = IdIndex::open(dir).unwrap();
+        let (mut index, _) = IdIndex::open(dir).unwrap();
+        index.finish(dir).unwrap();
         index.register(1, member("bank-a")).unwrap();
         index.register(2, member("pbc-chengdu")).unwrap();
         index
@@ -497,8 +538,21 @@ mod tests {
         index.register(1, member("bank-a")).unwrap();
         index.insert(&[(id(1), 1, 1)], false).unwrap();
         drop(index);
-        let (_, why) = IdIndex::open(dir.path()).unwrap();
+        // Never finished (a crash while building): not trusted, built again.
+        let (mut index, why) = IdIndex::open(dir.path()).unwrap();
+        assert_eq!(why.as_deref(), Some("missing"));
+        index.register(1, member("bank-a")).unwrap();
+        index.insert(&[(id(1), 1, 1)], false).unwrap();
+        index.finish(dir.path()).unwrap();
+        drop(index);
+        let (index, why) = IdIndex::open(dir.path()).unwrap();
         assert_eq!(why, None);
+        index.register(1, member("bank-a")).unwrap();
+        assert_eq!(
+            index.get(&id(1)).unwrap(),
+            Some((member("bank-a"), LogIndex(1)))
+        );
+        drop(index);
 
         let path = dir.path().join(INDEX_FILE);
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -506,12 +560,18 @@ mod tests {
         drop(f);
         let (index, why) = IdIndex::open(dir.path()).unwrap();
         assert!(why.unwrap().contains("not a whole number of levels"));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            level_offset(1) - 1,
+            "the damaged file stays until a rebuilt one replaces it"
+        );
         index.register(1, member("bank-a")).unwrap();
         assert_eq!(index.get(&id(1)).unwrap(), None, "a fresh, empty index");
 
         std::fs::write(&path, vec![7u8; level_offset(1) as usize]).unwrap();
-        let (_, why) = IdIndex::open(dir.path()).unwrap();
+        let (mut index, why) = IdIndex::open(dir.path()).unwrap();
         assert_eq!(why.as_deref(), Some("not a record-id index"));
+        index.finish(dir.path()).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -524,6 +584,10 @@ mod tests {
         assert!(matches!(
             index.insert(&[(id(1), 1, SEQ_MAX + 1)], false),
             Err(IdIndexError::SeqTooLarge(_))
+        ));
+        assert!(matches!(
+            index.insert(&[(id(1), 0, 1)], false),
+            Err(IdIndexError::UnknownOrigin(0))
         ));
         index.insert(&[(id(2), 3, 5)], false).unwrap();
         assert!(matches!(

@@ -6,7 +6,9 @@
 //! that valid length would miss it. So after each flush of sled that is followed by an fsync of
 //! its file, the store records here the valid length that flush covered, and on open it replays
 //! every intact frame from the lower of the two (replaying a frame sled already holds changes
-//! nothing: its writes set values, and later frames are replayed after it).
+//! nothing: its writes set values, and later frames are replayed after it). The record-id index
+//! ([`crate::idindex`]) is fsynced in the same settle, before the mark: its entries also come
+//! from the frames, and are inserted again from those replayed.
 //!
 //! The file (`records.settled`, beside the value log, mode 0600) holds two slots of 32 bytes —
 //! sequence number u64, settled length u64, the first 16 bytes of SHA-256 over both — written

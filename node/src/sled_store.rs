@@ -590,21 +590,28 @@ impl SledStore {
             // Format 2 wrote bodies without frames: the first frame starts at its valid length.
             store.db.insert(SCRUBBED_KEY, &valid.to_be_bytes())?;
         }
-        let rebuild = match (found, index_missing) {
-            (None, _) => None,
+        let mut rebuild = match (found, index_missing) {
             (Some(f), _) if f < 4 => Some(format!("store format {f} kept it in sled")),
-            (Some(_), why) => why,
+            // A new store's index is built too, from no records: that puts its file in place.
+            (_, why) => why,
         };
+        if rebuild.is_none() {
+            rebuild = store.id_index_stale()?;
+        }
         if let Some(why) = rebuild {
-            if !legacy {
+            if found == Some(STORE_FORMAT) {
                 tracing::warn!(%why, "rebuilding the record-id index from the records");
             }
             let records = store.rebuild_id_index(dir)?;
-            tracing::info!(records, %why, "record-id index built from the records");
+            if found.is_some() {
+                tracing::info!(records, %why, "record-id index built from the records");
+            }
         }
         if found != Some(STORE_FORMAT) {
             store.db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
-            store.db.flush()?;
+            // Fsynced before the old keys go: a power loss must not leave a format-3 store
+            // without them.
+            store.sync_sled()?;
         }
         // Format ≤ 3's `I` keys, dropped once the format says the index is the file (also
         // finishing a drop a crash interrupted).
@@ -612,8 +619,30 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Empties the record-id index and inserts every stored record's entry again, read from
-    /// the chunks; durable on return. Returns the records indexed.
+    /// Why the record-id index cannot be trusted although its file is sound, if it cannot: it
+    /// must locate the first and the newest record of every log (a file left from an older copy
+    /// of the store, or otherwise behind, does not).
+    fn id_index_stale(&self) -> Result<Option<String>, SledStoreError> {
+        for origin in self.origins()? {
+            let size = self.head(&origin)?.map_or(0, |h| h.size);
+            for seq in [0, size.saturating_sub(1)] {
+                let Some(envelope) = self.envelope(&origin, LogIndex(seq))? else {
+                    continue;
+                };
+                let held = Some((origin.clone(), LogIndex(seq)));
+                if size > 0 && self.ids.get(&RecordId::of_envelope(&envelope))? != held {
+                    return Ok(Some(format!(
+                        "it does not locate record {seq} of origin {origin}"
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Builds the record-id index afresh from the records, read from the chunks, beside the
+    /// old file, and puts it in place once complete and durable ([`IdIndex::finish`]), so an
+    /// interrupted rebuild is done again by the next open. Returns the records indexed.
     fn rebuild_id_index(&mut self, dir: &Path) -> Result<u64, SledStoreError> {
         Arc::get_mut(&mut self.ids)
             .ok_or_else(|| corrupt("record-id index shared while opening"))?
@@ -638,7 +667,10 @@ impl SledStore {
         }
         records += entries.len() as u64;
         self.ids.insert(&entries, false)?;
-        self.ids.sync()?;
+        drop(_reading);
+        Arc::get_mut(&mut self.ids)
+            .ok_or_else(|| corrupt("record-id index shared while opening"))?
+            .finish(dir)?;
         Ok(records)
     }
 
@@ -688,7 +720,7 @@ impl SledStore {
         let n = self
             .ids
             .next_origin_number()
-            .ok_or_else(|| corrupt("more than 65,535 origins"))?;
+            .ok_or(IdIndexError::TooManyOrigins)?;
         let mut w = Writes::default();
         w.insert(origin_number_key(n), origin.as_str().as_bytes());
         // Applying the frame registers the number with the index (`apply_writes`).
@@ -884,9 +916,10 @@ impl SledStore {
         Ok(())
     }
 
-    /// Makes sled's state durable ([`SledStore::sync_sled`]) and records the settled mark
-    /// ([`crate::settled`]): every frame below the returned length has its writes in sled's
-    /// fsynced state, so no open reads those frames again and they may be zeroed or scrubbed.
+    /// Makes sled's state and the record-id index durable ([`SledStore::sync_sled`],
+    /// [`IdIndex::sync`]) and records the settled mark ([`crate::settled`]): every frame below
+    /// the returned length has its writes in sled's fsynced state and its index entries in the
+    /// fsynced index, so no open reads those frames again and they may be zeroed or scrubbed.
     fn settle(&self) -> Result<u64, SledStoreError> {
         // Taken before the flush: every frame below it is applied to sled by then.
         let settled = self.vlog.settled_len();
@@ -1292,7 +1325,8 @@ impl Store for SledStore {
             bodies.push(body);
             chunk_keys.push(seq_key(E, &chunk[0].origin, chunk[0].seq.0));
         }
-        // Index entries first: written before any key that leads a reader to the record by id.
+        // Index entries (`I`) go before the subject, time and other keys; the chunk pointers
+        // they lead to go before all of these (`apply_framed`).
         let mut numbers: Vec<(&MemberId, u16)> = Vec::new();
         for r in &batch.records {
             let n = match numbers.iter().find(|(o, _)| *o == &r.origin) {

@@ -7,7 +7,8 @@
 //!
 //! The value log is also the store's write-ahead log. Every batch is written as one **frame**
 //! ([`crate::frame`]): its chunk bodies and all the sled writes that go with them (pointers to the
-//! bodies, indexes, heads, checkpoints). [`ValueLog::append`] writes the frame at the valid
+//! bodies, indexes, heads, checkpoints), and its record-id index entries, which applying the
+//! frame sends to [`crate::idindex`] rather than sled. [`ValueLog::append`] writes the frame at the valid
 //! length, `fdatasync`s it, and only then applies the writes to sled, the new valid length
 //! (`Mvlog`) last. The batch is durable from that fsync, and sled flushes in its own time: on
 //! open every intact frame from the settled mark ([`crate::settled`]: how far sled's state was

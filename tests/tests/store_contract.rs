@@ -1286,6 +1286,25 @@ fn a_lost_or_damaged_record_id_index_is_rebuilt_from_the_records() {
     let store = SledStore::open(dir.path()).unwrap();
     assert_located(&store, &ids);
     verify_log(&store, &origin(), key().verifying_key(), &mut |_| {}).unwrap();
+    drop(store);
+    // Sound but behind: the file of an empty store (what an interrupted rebuild used to leave),
+    // and an older copy of this store's own file. Neither locates the newest record.
+    let empty = tempfile::tempdir().unwrap();
+    drop(SledStore::open(empty.path()).unwrap());
+    std::fs::copy(empty.path().join(tfx_node::idindex::INDEX_FILE), &index).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_located(&store, &ids);
+    let older = std::fs::read(&index).unwrap();
+    append(&store, 30, 30);
+    let ids = record_ids(&store, 330);
+    drop(store);
+    std::fs::write(&index, &older).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_located(&store, &ids);
+    assert!(
+        !dir.path().join("records.idx.new").exists(),
+        "a finished rebuild is renamed into place"
+    );
 }
 
 #[test]
