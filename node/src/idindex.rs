@@ -159,10 +159,7 @@ impl IdIndex {
         let index = IdIndex {
             file,
             path: path_s,
-            key: (
-                u64::from_be_bytes(header[8..16].try_into().unwrap_or_default()),
-                u64::from_be_bytes(header[16..24].try_into().unwrap_or_default()),
-            ),
+            key: hash_key(&header[8..24]),
             levels: RwLock::new(Levels {
                 count,
                 newest_entries: 0,
@@ -207,10 +204,7 @@ impl IdIndex {
         Ok(IdIndex {
             file,
             path: path_s,
-            key: (
-                u64::from_be_bytes(key[..8].try_into().unwrap_or_default()),
-                u64::from_be_bytes(key[8..].try_into().unwrap_or_default()),
-            ),
+            key: hash_key(&key),
             levels: RwLock::new(Levels {
                 count: 1,
                 newest_entries: 0,
@@ -332,20 +326,25 @@ impl IdIndex {
         Ok(None)
     }
 
-    /// The (origin number, seq) stored for `id` in `level`.
-    fn find_in(&self, level: u32, id: &RecordId) -> Result<Option<(u16, u64)>, IdIndexError> {
+    /// The (origin number, seq) stored for `id` (whose slot hash is `hash`) in `level`.
+    fn find_in(
+        &self,
+        level: u32,
+        hash: u64,
+        id: &RecordId,
+    ) -> Result<Option<(u16, u64)>, IdIndexError> {
         let prefix = &id.0[..ID_PREFIX_LEN];
         Ok(self
-            .probe(level, self.hash(id), |slot| {
+            .probe(level, hash, |slot| {
                 (!slot_empty(slot) && &slot[..ID_PREFIX_LEN] == prefix).then(|| decode(slot))
             })?
             .map(|(found, _)| found))
     }
 
     /// Whether `id` is in a level below the newest of `count`.
-    fn in_older(&self, count: u32, id: &RecordId) -> Result<bool, IdIndexError> {
+    fn in_older(&self, count: u32, hash: u64, id: &RecordId) -> Result<bool, IdIndexError> {
         for level in 0..count - 1 {
-            if self.find_in(level, id)?.is_some() {
+            if self.find_in(level, hash, id)?.is_some() {
                 return Ok(true);
             }
         }
@@ -356,8 +355,9 @@ impl IdIndex {
     pub fn get(&self, id: &RecordId) -> Result<Option<(MemberId, LogIndex)>, IdIndexError> {
         // Held through the probes: an insert's `pwrite` is not atomic against a `pread`.
         let levels = self.levels.read().unwrap_or_else(|p| p.into_inner());
+        let hash = self.hash(id);
         for level in (0..levels.count).rev() {
-            if let Some((n, seq)) = self.find_in(level, id)? {
+            if let Some((n, seq)) = self.find_in(level, hash, id)? {
                 let o = self.origins.read().unwrap_or_else(|p| p.into_inner());
                 let origin = o
                     .names
@@ -384,16 +384,16 @@ impl IdIndex {
                 // 0 marks an empty slot: the entry would be lost.
                 return Err(IdIndexError::UnknownOrigin(0));
             }
-            if check_older && self.in_older(levels.count, id)? {
+            let hash = self.hash(id);
+            if check_older && self.in_older(levels.count, hash, id)? {
                 continue;
             }
-            let newest = levels.count - 1;
-            if (levels.newest_entries + 1) * 10 > level_slots(newest) * 7 {
+            if (levels.newest_entries + 1) * 10 > level_slots(levels.count - 1) * 7 {
                 self.add_level(&mut levels)?;
             }
             let newest = levels.count - 1;
             let prefix = &id.0[..ID_PREFIX_LEN];
-            let found = self.probe(newest, self.hash(id), |slot| {
+            let found = self.probe(newest, hash, |slot| {
                 if slot_empty(slot) {
                     Some(false)
                 } else if &slot[..ID_PREFIX_LEN] == prefix {
@@ -464,6 +464,12 @@ impl IdIndex {
     pub fn len_on_disk(&self) -> u64 {
         level_offset(self.levels.read().unwrap_or_else(|p| p.into_inner()).count)
     }
+}
+
+/// The SipHash key from the header's 16 key bytes.
+fn hash_key(bytes: &[u8]) -> (u64, u64) {
+    let half = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+    (half(&bytes[..8]), half(&bytes[8..16]))
 }
 
 fn slot_empty(slot: &[u8]) -> bool {

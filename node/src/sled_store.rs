@@ -625,12 +625,15 @@ impl SledStore {
     fn id_index_stale(&self) -> Result<Option<String>, SledStoreError> {
         for origin in self.origins()? {
             let size = self.head(&origin)?.map_or(0, |h| h.size);
-            for seq in [0, size.saturating_sub(1)] {
+            if size == 0 {
+                continue;
+            }
+            for seq in [0, size - 1] {
                 let Some(envelope) = self.envelope(&origin, LogIndex(seq))? else {
                     continue;
                 };
                 let held = Some((origin.clone(), LogIndex(seq)));
-                if size > 0 && self.ids.get(&RecordId::of_envelope(&envelope))? != held {
+                if self.ids.get(&RecordId::of_envelope(&envelope))? != held {
                     return Ok(Some(format!(
                         "it does not locate record {seq} of origin {origin}"
                     )));
@@ -644,34 +647,32 @@ impl SledStore {
     /// old file, and puts it in place once complete and durable ([`IdIndex::finish`]), so an
     /// interrupted rebuild is done again by the next open. Returns the records indexed.
     fn rebuild_id_index(&mut self, dir: &Path) -> Result<u64, SledStoreError> {
-        Arc::get_mut(&mut self.ids)
-            .ok_or_else(|| corrupt("record-id index shared while opening"))?
-            .reset(dir)?;
+        self.ids_while_opening()?.reset(dir)?;
         let mut records = 0u64;
-        let mut entries = Vec::new();
-        let _reading = self.vlog.reading();
-        for kv in self.db.scan_prefix([E]) {
-            let (k, value) = kv?;
-            let (origin, first) = origin_seq_at(&k, 1)?;
-            let n = self.origin_number(&origin)?;
-            let chunk = self.chunk_bytes(&value)?;
-            for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
-                let envelope = split_record(record)?.0;
-                entries.push((RecordId::of_envelope(envelope), n, first.0 + i as u64));
-            }
-            if entries.len() >= 4096 {
-                records += entries.len() as u64;
+        {
+            let _reading = self.vlog.reading();
+            for kv in self.db.scan_prefix([E]) {
+                let (k, value) = kv?;
+                let (origin, first) = origin_seq_at(&k, 1)?;
+                let n = self.origin_number(&origin)?;
+                let chunk = self.chunk_bytes(&value)?;
+                let mut entries = Vec::new();
+                for (i, record) in chunk_records(&chunk)?.into_iter().enumerate() {
+                    let envelope = split_record(record)?.0;
+                    entries.push((RecordId::of_envelope(envelope), n, first.0 + i as u64));
+                }
                 self.ids.insert(&entries, false)?;
-                entries.clear();
+                records += entries.len() as u64;
             }
         }
-        records += entries.len() as u64;
-        self.ids.insert(&entries, false)?;
-        drop(_reading);
-        Arc::get_mut(&mut self.ids)
-            .ok_or_else(|| corrupt("record-id index shared while opening"))?
-            .finish(dir)?;
+        self.ids_while_opening()?.finish(dir)?;
         Ok(records)
+    }
+
+    /// The record-id index to replace or put in place: only while opening, before the store
+    /// has been cloned.
+    fn ids_while_opening(&mut self) -> Result<&mut IdIndex, SledStoreError> {
+        Arc::get_mut(&mut self.ids).ok_or_else(|| corrupt("record-id index shared while opening"))
     }
 
     /// Registers with the record-id index every origin number sled holds.
@@ -1327,16 +1328,9 @@ impl Store for SledStore {
         }
         // Index entries (`I`) go before the subject, time and other keys; the chunk pointers
         // they lead to go before all of these (`apply_framed`).
-        let mut numbers: Vec<(&MemberId, u16)> = Vec::new();
         for r in &batch.records {
-            let n = match numbers.iter().find(|(o, _)| *o == &r.origin) {
-                Some((_, n)) => *n,
-                None => {
-                    let n = self.origin_number(&r.origin)?;
-                    numbers.push((&r.origin, n));
-                    n
-                }
-            };
+            let n = self.origin_number(&r.origin)?;
+            // Refused before the frame is written: once it is durable, every open applies it.
             if r.seq.0 > crate::idindex::SEQ_MAX {
                 return Err(IdIndexError::SeqTooLarge(r.seq.0).into());
             }

@@ -29,19 +29,12 @@ fn index_file() {
     let dir = tempfile::tempdir().unwrap();
     let (index, _) = IdIndex::open(dir.path()).unwrap();
     index.register(1, MemberId::new("bank-a").unwrap()).unwrap();
-    let mut line = format!("{:<22}", "records.idx");
-    let mut t = Instant::now();
-    for i in 0..INSERTS {
-        index.insert(&[(id(i), 1, i)], false).unwrap();
-        if i % 20_000 == 19_999 {
-            index.sync().unwrap();
-        }
-        if i % STEP == STEP - 1 {
-            line.push_str(&format!(" {:6.2}", per(t, STEP)));
-            t = Instant::now();
-        }
-    }
-    println!("{line}   µs per insert, each {}k", STEP / 1000);
+    timed_inserts(
+        "records.idx",
+        20_000,
+        |i| index.insert(&[(id(i), 1, i)], false).unwrap(),
+        || index.sync().unwrap(),
+    );
     let t = Instant::now();
     for i in (0..INSERTS).step_by(10) {
         assert!(index.get(&id(i)).unwrap().is_some());
@@ -63,14 +56,29 @@ fn sled_keys() {
     let db = tfx_node::sled_store::sled_config(dir.path())
         .open()
         .unwrap();
-    let mut line = format!("{:<22}", "sled I keys (format 3)");
-    let mut t = Instant::now();
     let value = [&[6u8][..], b"bank-a", &[0u8; 8]].concat();
-    for i in 0..INSERTS {
-        db.insert([&b"I"[..], &id(i).0].concat(), value.as_slice())
-            .unwrap();
-        if i % 1000 == 999 {
+    timed_inserts(
+        "sled I keys (format 3)",
+        1_000,
+        |i| {
+            db.insert([&b"I"[..], &id(i).0].concat(), value.as_slice())
+                .unwrap();
+        },
+        || {
             db.flush().unwrap();
+        },
+    );
+}
+
+/// Runs `insert` for each of [`INSERTS`], `sync` after every `sync_every`, and prints µs per
+/// insert over each [`STEP`].
+fn timed_inserts(label: &str, sync_every: u64, insert: impl Fn(u64), sync: impl Fn()) {
+    let mut line = format!("{label:<22}");
+    let mut t = Instant::now();
+    for i in 0..INSERTS {
+        insert(i);
+        if i % sync_every == sync_every - 1 {
+            sync();
         }
         if i % STEP == STEP - 1 {
             line.push_str(&format!(" {:6.2}", per(t, STEP)));
