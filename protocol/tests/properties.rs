@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 use tfx_protocol::checkpoint::{verify_checkpoint, Checkpoint};
 use tfx_protocol::codec::{self, DecodeError};
+use tfx_protocol::cose::{self, CONTENT_TYPE_RECORD};
 use tfx_protocol::derive::{PseudonymKey, PURPOSE_RISK_WARNING};
 use tfx_protocol::disclosure::Disclosure;
 use tfx_protocol::entropy::DeterministicEntropy;
@@ -16,7 +17,8 @@ use tfx_protocol::limits::{
 };
 use tfx_protocol::record::{
     seal, verify_disclosures, verify_disclosures_owned, verify_envelope, verify_envelope_held,
-    verify_record, verify_record_owned, Header, RecordFile, SealParams, SealedRecord,
+    verify_record, verify_record_owned, verify_record_owned_held, verify_records_owned_held,
+    Header, OwnedVerification, RecordFile, SealParams, SealedRecord,
 };
 use tfx_protocol::schema::{FieldValue, RecordKind};
 use tfx_protocol::validate::parse_record_json;
@@ -305,6 +307,97 @@ fn owned_verification_agrees_and_gives_every_byte_back() {
     envelope[20] ^= 1;
     let (_, back) = verify_record_owned(&envelope, all.clone(), key().verifying_key()).unwrap_err();
     assert_eq!(back, all);
+}
+
+/// A verification result as comparable text: the record's id, header, key and disclosure
+/// bytes, or the error and every byte string given back.
+fn outcome(r: OwnedVerification) -> Result<String, (String, Vec<Vec<u8>>)> {
+    r.map(|v| {
+        let ds: Vec<String> = v
+            .disclosures
+            .iter()
+            .map(|d| hex::encode(d.bytes()))
+            .collect();
+        format!(
+            "{} {} {} {}",
+            v.envelope.id,
+            hex::encode(v.envelope.header.encode()),
+            v.envelope.kid,
+            ds.join(",")
+        )
+    })
+    .map_err(|(e, back)| (e.to_string(), back))
+}
+
+/// Verifying records a batch at a time (their signature checks finished together) gives each
+/// record exactly the answer it gets alone — valid or not, whatever its neighbours are: bit
+/// flips in envelopes and disclosures, both at once (the signature's error comes first), an
+/// unknown key, bytes that are no envelope, and held envelopes, which skip the signature.
+#[test]
+fn batched_record_verification_gives_each_record_the_single_answer() {
+    let right = key();
+    let other = SigningKey::from_seed(&[8; 32]);
+    let disclosures = |r: &SealedRecord| -> Vec<Vec<u8>> {
+        r.disclosures.iter().map(|d| d.bytes().to_vec()).collect()
+    };
+    // (envelope, held, disclosures)
+    type Case = (Vec<u8>, Option<Vec<u8>>, Vec<Vec<u8>>);
+    let mut cases: Vec<Case> = Vec::new();
+    for (i, kind) in ["credit", "ip-valuation", "monitoring", "risk-warning"]
+        .iter()
+        .enumerate()
+    {
+        let r = sealed(kind, i as u64);
+        cases.push((r.envelope.clone(), None, disclosures(&r)));
+        cases.push((
+            r.envelope.clone(),
+            Some(r.envelope.clone()),
+            disclosures(&r),
+        ));
+        for bit in (0..r.envelope.len() * 8).step_by(37) {
+            let mut e = r.envelope.clone();
+            e[bit / 8] ^= 1 << (bit % 8);
+            cases.push((e.clone(), None, disclosures(&r)));
+            cases.push((e, Some(r.envelope.clone()), disclosures(&r)));
+        }
+        let mut bad_disclosure = disclosures(&r);
+        bad_disclosure[0][5] ^= 1;
+        cases.push((r.envelope.clone(), None, bad_disclosure.clone()));
+        let mut bad_signature = r.envelope.clone();
+        let last = bad_signature.len() - 1;
+        bad_signature[last] ^= 1;
+        cases.push((bad_signature.clone(), None, disclosures(&r)));
+        cases.push((bad_signature, None, bad_disclosure));
+    }
+    let mut foreign = sealed("credit", 7);
+    foreign.envelope = cose::sign(&other, CONTENT_TYPE_RECORD, foreign.header.encode());
+    cases.push((foreign.envelope.clone(), None, disclosures(&foreign)));
+    cases.push((vec![0xa0; 40], None, vec![vec![1, 2, 3]]));
+    let single: Vec<_> = cases
+        .iter()
+        .map(|(e, held, ds)| {
+            outcome(verify_record_owned_held(
+                e,
+                held.as_deref(),
+                ds.clone(),
+                right.verifying_key(),
+            ))
+        })
+        .collect();
+    assert!(single.iter().filter(|o| o.is_ok()).count() >= 8);
+    assert!(single.iter().filter(|o| o.is_err()).count() >= 20);
+    let inputs = cases
+        .iter()
+        .map(|(e, held, ds)| (e.as_slice(), held.as_deref(), ds.clone()))
+        .collect();
+    let batched: Vec<_> = verify_records_owned_held(inputs, right.verifying_key())
+        .into_iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(batched.len(), single.len());
+    for (i, (b, s)) in batched.iter().zip(&single).enumerate() {
+        assert_eq!(b, s, "case {i}");
+    }
 }
 
 /// `verify_envelope_held` skips the signature only for the very bytes held: under a key set

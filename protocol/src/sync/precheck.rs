@@ -20,14 +20,11 @@ use std::collections::BTreeMap;
 
 use crate::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use crate::ids::{LogIndex, MemberId};
-use crate::record::{verify_record_owned_held, VerifiedRecord, VerifyError};
+use crate::record::{verify_records_owned_held, OwnedVerification, VerifiedRecord, VerifyError};
 use crate::roster::Roster;
 use crate::store::Store;
 
 use super::wire::{Records, WireRecord};
-
-/// A record's verification with, on failure, its disclosure bytes back.
-type Taken = Result<VerifiedRecord, (VerifyError, Vec<Vec<u8>>)>;
 
 /// The envelopes a store holds in a range of one origin's log, by sequence number: those
 /// whose signature need not be checked again when a peer sends them byte for byte.
@@ -67,7 +64,8 @@ impl Held {
     }
 }
 
-/// `verify_record_owned` of every record (records `from`, `from + 1`, …) on every core, moving
+/// `verify_record_owned` of every record (records `from`, `from + 1`, …) on every core (a batch
+/// per core, whose signature checks finish together: `verify_records_owned_held`), moving
 /// each record's disclosure bytes out of `records` into the result (on failure, back with the
 /// error). A record whose envelope is `held` byte for byte skips its signature check.
 pub(super) fn verify_taking_disclosures(
@@ -75,7 +73,7 @@ pub(super) fn verify_taking_disclosures(
     from: u64,
     held: &Held,
     roster: &Roster,
-) -> Vec<Taken> {
+) -> Vec<OwnedVerification> {
     let inputs: Vec<_> = records
         .iter_mut()
         .enumerate()
@@ -88,9 +86,7 @@ pub(super) fn verify_taking_disclosures(
             )
         })
         .collect();
-    crate::par::map_owned(inputs, |(envelope, held, disclosures)| {
-        verify_record_owned_held(envelope, held, disclosures, roster)
-    })
+    crate::par::map_batches_owned(inputs, |batch| verify_records_owned_held(batch, roster))
 }
 
 /// A `Records` message with its roster-dependent checks done.
