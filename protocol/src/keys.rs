@@ -18,6 +18,7 @@ use std::fmt;
 
 use curve25519_dalek::{EdwardsPoint, Scalar};
 use ed25519_dalek::{Signer, Verifier};
+use sha2::{Digest, Sha512};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 /// Identifies a record-signing public key: SHA-256(raw public key)[..16].
@@ -225,13 +226,13 @@ impl VerifyingKey {
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)) else {
             return refused;
         };
-        let mut h = ring::digest::Context::new(&ring::digest::SHA512);
-        h.update(&r);
-        h.update(&self.raw);
-        h.update(msg);
-        let Ok(wide) = <[u8; 64]>::try_from(h.finish().as_ref()) else {
-            return refused;
-        };
+        // The SHA-512 dalek's `verify` uses (sha2's).
+        let wide: [u8; 64] = Sha512::new()
+            .chain_update(r)
+            .chain_update(self.raw)
+            .chain_update(msg)
+            .finalize()
+            .into();
         let k = Scalar::from_bytes_mod_order_wide(&wide);
         let minus_a = -point.to_edwards();
         PendingCheck {
