@@ -18,8 +18,8 @@ use std::fmt;
 
 use curve25519_dalek::{EdwardsPoint, Scalar};
 use ed25519_dalek::{Signer, Verifier};
-use sha2::{Digest, Sha512};
 use ring::signature::{Ed25519KeyPair, KeyPair};
+use sha2::{Digest, Sha512};
 
 /// Identifies a record-signing public key: SHA-256(raw public key)[..16].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,6 +6,7 @@
 //! [`check_value`] on a received disclosure insists the value is already in normal form, so one
 //! field value has one signed spelling.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::derive::AMOUNT_BANDS;
@@ -205,11 +206,11 @@ fn from_json(spec: &FieldSpec, v: &serde_json::Value) -> Result<FieldValue, Stri
 /// Checks a value received in a disclosure: valid for the field's type **and** already in normal
 /// form. The error is the rule broken.
 pub fn check_value(spec: &FieldSpec, value: &FieldValue) -> Result<(), String> {
-    let normal = normalise(spec.ty, value.clone())?;
-    if &normal != value {
-        return Err("value is not in normal form".into());
+    match normal_form(spec.ty, value)? {
+        // A normal form equal to the value but built anew (a date's text, say) counts as normal.
+        Cow::Owned(normal) if &normal != value => Err("value is not in normal form".into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn text_rule(s: &str) -> Result<(), String> {
@@ -231,29 +232,47 @@ fn token_rule(s: &str) -> bool {
 
 /// Returns the normal form of `value` for type `ty`, or the rule it breaks.
 fn normalise(ty: FieldType, value: FieldValue) -> Result<FieldValue, String> {
+    Ok(match normal_form(ty, &value)? {
+        Cow::Borrowed(_) => value,
+        Cow::Owned(normal) => normal,
+    })
+}
+
+/// The normal form of `value` for type `ty` — borrowed when `value` is already in it, the
+/// common case, so checking a received value allocates nothing — or the rule it breaks.
+fn normal_form(ty: FieldType, value: &FieldValue) -> Result<Cow<'_, FieldValue>, String> {
     use FieldValue::{Int, List, Text};
+    let same = Cow::Borrowed(value);
+    // `s` itself when it is `normal`, else `normal`.
+    let text = |s: &str, normal: &str| {
+        if s == normal {
+            Cow::Borrowed(value)
+        } else {
+            Cow::Owned(Text(normal.to_owned()))
+        }
+    };
     let out = match (ty, value) {
-        (FieldType::Uscc, Text(s)) => Text(Uscc::parse(&s)?.as_str().to_owned()),
+        (FieldType::Uscc, Text(s)) => text(s, Uscc::parse(s)?.as_str()),
         (FieldType::Text, Text(s)) => {
             let t = s.trim();
             text_rule(t)?;
-            Text(t.to_owned())
+            text(s, t)
         }
-        (FieldType::Enum(allowed), Text(s)) if allowed.contains(&s.as_str()) => Text(s),
+        (FieldType::Enum(allowed), Text(s)) if allowed.contains(&s.as_str()) => same,
         (FieldType::Enum(allowed), Text(_)) => {
             return Err(format!("must be one of {}", allowed.join(", ")))
         }
-        (FieldType::AmountFen, Int(n)) if n <= AMOUNT_FEN_MAX => Int(n),
+        (FieldType::AmountFen, Int(n)) if *n <= AMOUNT_FEN_MAX => same,
         (FieldType::AmountFen, Int(_)) => return Err(format!("exceeds {AMOUNT_FEN_MAX} fen")),
-        (FieldType::Count(max), Int(n)) if n <= max => Int(n),
+        (FieldType::Count(max), Int(n)) if *n <= max => same,
         (FieldType::Count(max), Int(_)) => return Err(format!("must be at most {max}")),
-        (FieldType::Date, Text(s)) => Text(Date::parse(&s)?.to_string()),
-        (FieldType::Period, Text(s)) => Text(Period::parse(&s)?.to_string()),
-        (FieldType::Bool, v @ FieldValue::Bool(_)) => v,
+        (FieldType::Date, Text(s)) => text(s, &Date::parse(s)?.to_string()),
+        (FieldType::Period, Text(s)) => text(s, &Period::parse(s)?.to_string()),
+        (FieldType::Bool, FieldValue::Bool(_)) => same,
         (FieldType::RegionCode, Text(s))
             if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            Text(s)
+            same
         }
         (FieldType::RegionCode, Text(_)) => {
             return Err("must be a six-digit region code (GB/T 2260)".into())
@@ -261,52 +280,56 @@ fn normalise(ty: FieldType, value: FieldValue) -> Result<FieldValue, String> {
         (FieldType::Industry, Text(s))
             if s.len() == 1 && (b'A'..=b'T').contains(&s.as_bytes()[0]) =>
         {
-            Text(s)
+            same
         }
         (FieldType::Industry, Text(_)) => {
             return Err("must be a GB/T 4754 section letter A-T".into())
         }
-        (FieldType::PatentNumber, Text(s)) => Text(PatentNumber::parse(&s)?.as_str().to_owned()),
-        (FieldType::Pseudonym, Text(s)) if crate::derive::is_pseudonym(&s) => Text(s),
+        (FieldType::PatentNumber, Text(s)) => text(s, PatentNumber::parse(s)?.as_str()),
+        (FieldType::Pseudonym, Text(s)) if crate::derive::is_pseudonym(s) => same,
         (FieldType::Pseudonym, Text(_)) => {
             return Err("must be a pseudonym ps1.<epoch>.<32 hex digits>".into())
         }
-        (FieldType::Band, Text(s)) if AMOUNT_BANDS.iter().any(|b| b.label == s) => Text(s),
+        (FieldType::Band, Text(s)) if AMOUNT_BANDS.iter().any(|b| b.label == s) => same,
         (FieldType::Band, Text(_)) => return Err("must be one of the amount bands".into()),
         (FieldType::TokenList, List(items)) => {
-            List(check_list(items, token_rule, "[a-z0-9._-]{1,64}")?)
+            check_list(items, token_rule, "[a-z0-9._-]{1,64}")?;
+            same
         }
         (FieldType::RecordIdList, List(items)) => {
-            let lower = items.into_iter().map(|s| s.to_ascii_lowercase()).collect();
-            List(check_list(
-                lower,
-                |s| s.len() == 64 && RecordId::from_hex(s).is_some(),
-                "a 64-hex-digit record id",
-            )?)
+            let is_id = |s: &str| s.len() == 64 && RecordId::from_hex(s).is_some();
+            const WHAT: &str = "a 64-hex-digit record id";
+            if items
+                .iter()
+                .any(|s| s.bytes().any(|b| b.is_ascii_uppercase()))
+            {
+                let lower: Vec<String> = items.iter().map(|s| s.to_ascii_lowercase()).collect();
+                check_list(&lower, is_id, WHAT)?;
+                Cow::Owned(List(lower))
+            } else {
+                check_list(items, is_id, WHAT)?;
+                same
+            }
         }
         _ => return Err("has the wrong type for this field".into()),
     };
     Ok(out)
 }
 
-fn check_list(
-    items: Vec<String>,
-    ok: impl Fn(&str) -> bool,
-    what: &str,
-) -> Result<Vec<String>, String> {
+fn check_list(items: &[String], ok: impl Fn(&str) -> bool, what: &str) -> Result<(), String> {
     if items.is_empty() || items.len() > LIST_ITEMS_MAX {
         return Err(format!("must have 1 to {LIST_ITEMS_MAX} items"));
     }
     if let Some(bad) = items.iter().position(|s| !ok(s)) {
         return Err(format!("item {bad} is not {what}"));
     }
-    let mut sorted = items.clone();
+    let mut sorted: Vec<&str> = items.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != items.len() {
         return Err("must not repeat an item".into());
     }
-    Ok(items)
+    Ok(())
 }
 
 /// Rules between fields of one record. Runs only once every field is individually valid.
@@ -459,6 +482,85 @@ fn monitoring_rules(body: &RecordBody, errors: &mut Vec<ValidationError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check_value` (which borrows) accepts exactly the values `normalise` (which builds the
+    /// normal form sealing stores) leaves unchanged: every field of every kind, against values
+    /// in and out of normal form and of the wrong type.
+    #[test]
+    fn a_value_checks_exactly_when_it_is_its_own_normal_form() {
+        let texts = [
+            "91511500MA3M0C777N",
+            "91511500ma3m0c777n",
+            " 91511500MA3M0C777N",
+            "91511500MA3M0C777X",
+            "宜宾测试科技有限公司",
+            " padded ",
+            "",
+            "2026-01-15",
+            "2026-1-15",
+            "2026-02-30",
+            "2026-Q1",
+            "2026q1",
+            "2026-01",
+            "511502",
+            "51150",
+            "C",
+            "c",
+            "U",
+            "normal",
+            "Normal",
+            "credit",
+            "points-loan",
+            "CN202310123456.7",
+            "cn202310123456.7",
+            "ZL202310123456.7",
+            "ps1.2026.0123456789abcdef0123456789abcdef",
+            "ps1.2026.0123456789ABCDEF0123456789abcdef",
+            "1m-10m",
+            "<1m",
+            "line\nbreak",
+        ];
+        let id = "ab".repeat(32);
+        let upper = id.to_uppercase();
+        let mut values: Vec<FieldValue> = texts
+            .iter()
+            .map(|t| FieldValue::Text((*t).into()))
+            .collect();
+        values.extend([0, 1, 30, 10_000, u64::MAX].map(FieldValue::Int));
+        values.extend([true, false].map(FieldValue::Bool));
+        for list in [
+            vec!["a.b", "c-d"],
+            vec!["a.b", "a.b"],
+            vec!["A"],
+            vec![],
+            vec![id.as_str()],
+            vec![upper.as_str()],
+            vec![id.as_str(), id.as_str()],
+        ] {
+            values.push(FieldValue::List(
+                list.into_iter().map(str::to_owned).collect(),
+            ));
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for kind in RecordKind::ALL {
+            for spec in kind.fields() {
+                for v in &values {
+                    let old = normalise(spec.ty, v.clone()).is_ok_and(|n| &n == v);
+                    let new = check_value(spec, v).is_ok();
+                    assert_eq!(new, old, "{kind} {} {v:?}", spec.name);
+                    if new {
+                        accepted += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted >= 40 && refused >= 400,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
 
     fn credit() -> serde_json::Value {
         serde_json::json!({
