@@ -26,7 +26,10 @@ pub fn repo() -> PathBuf {
 }
 
 /// Four free consecutive ports for QUIC (UDP) whose +1000 and +2000 neighbours are free for the
-/// API and the metrics listener (TCP).
+/// API and the metrics listener (TCP). All of them stay below 32,768, where Linux's ephemeral
+/// range starts: a port handed to another test's outgoing socket between this check and the
+/// node's bind made a node fail to start ("Address already in use" on its metrics port, CI,
+/// 2026-12-03).
 pub fn free_base_port() -> u16 {
     let seed = u64::from(std::process::id()) * 7919
         + std::time::SystemTime::now()
@@ -34,7 +37,8 @@ pub fn free_base_port() -> u16 {
             .unwrap()
             .subsec_nanos() as u64;
     for attempt in 0..200u64 {
-        let base = 20_000 + ((seed + attempt * 97) % 4_000) as u16 * 4;
+        // Bases 20,000..=29,596, so the highest port (base + 2,003) is at most 31,599.
+        let base = 20_000 + ((seed + attempt * 97) % 2_400) as u16 * 4;
         let ok = (0..4).all(|i| {
             std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + i + 1000)).is_ok()
