@@ -532,7 +532,7 @@ pub fn verify_bundle(bytes: &[u8], genesis: Option<Hash>) -> Report {
             return Report::unreadable(pinned, Check::failed("bundle structure", e.to_string()))
         }
     };
-    let bundle = match Bundle::decode_payload(&sign1.payload) {
+    let bundle = match Bundle::decode_payload(sign1.payload) {
         Ok(b) => b,
         Err(e) => {
             let mut r =

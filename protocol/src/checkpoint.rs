@@ -65,7 +65,7 @@ impl Checkpoint {
             CHECKPOINT_BYTES_MAX,
             CONTENT_TYPE_CHECKPOINT,
         )?;
-        Checkpoint::decode(&sign1.payload)
+        Checkpoint::decode(sign1.payload)
     }
 
     pub fn sign(self, key: &SigningKey) -> SignedCheckpoint {
@@ -89,7 +89,7 @@ pub fn verify_checkpoint(
         CHECKPOINT_BYTES_MAX,
         CONTENT_TYPE_CHECKPOINT,
     )?;
-    let checkpoint = Checkpoint::decode(&sign1.payload)?;
+    let checkpoint = Checkpoint::decode(sign1.payload)?;
     check_signature(
         &sign1,
         "checkpoint",

@@ -51,6 +51,39 @@ impl DecodeError {
     }
 }
 
+/// A CBOR head — major type `major` with argument `n` — in its shortest form: the bytes and
+/// how many of them are used (1 to 9).
+pub(crate) fn head_bytes(major: u8, n: u64) -> ([u8; 9], usize) {
+    let m = major << 5;
+    let mut out = [0u8; 9];
+    let len = match n {
+        0..=23 => {
+            out[0] = m | n as u8;
+            1
+        }
+        24..=0xff => {
+            out[..2].copy_from_slice(&[m | 24, n as u8]);
+            2
+        }
+        0x100..=0xffff => {
+            out[0] = m | 25;
+            out[1..3].copy_from_slice(&(n as u16).to_be_bytes());
+            3
+        }
+        0x1_0000..=0xffff_ffff => {
+            out[0] = m | 26;
+            out[1..5].copy_from_slice(&(n as u32).to_be_bytes());
+            5
+        }
+        _ => {
+            out[0] = m | 27;
+            out[1..9].copy_from_slice(&n.to_be_bytes());
+            9
+        }
+    };
+    (out, len)
+}
+
 /// Writes CBOR directly into a buffer. Callers write map entries in ascending key order; every
 /// head uses its shortest form, as [`scan`] requires on the way back in.
 #[derive(Debug, Default)]
@@ -66,23 +99,8 @@ impl Encoder {
     }
 
     fn head(&mut self, major: u8, n: u64) {
-        let m = major << 5;
-        match n {
-            0..=23 => self.buf.push(m | n as u8),
-            24..=0xff => self.buf.extend_from_slice(&[m | 24, n as u8]),
-            0x100..=0xffff => {
-                self.buf.push(m | 25);
-                self.buf.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                self.buf.push(m | 26);
-                self.buf.extend_from_slice(&(n as u32).to_be_bytes());
-            }
-            _ => {
-                self.buf.push(m | 27);
-                self.buf.extend_from_slice(&n.to_be_bytes());
-            }
-        }
+        let (bytes, len) = head_bytes(major, n);
+        self.buf.extend_from_slice(&bytes[..len]);
     }
 
     pub fn uint(&mut self, n: u64) -> &mut Self {

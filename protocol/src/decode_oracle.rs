@@ -9,8 +9,8 @@
 
 use crate::codec::{self, DecodeError, Value};
 use crate::cose::{
-    self, Sign1, ALG_ED25519, ALG_EDDSA, CONTENT_TYPE_RECORD, COSE_SIGN1_TAG, HDR_ALG,
-    HDR_CONTENT_TYPE, HDR_KID,
+    self, ALG_ED25519, ALG_EDDSA, CONTENT_TYPE_RECORD, COSE_SIGN1_TAG, HDR_ALG, HDR_CONTENT_TYPE,
+    HDR_KID,
 };
 use crate::ids::{LogIndex, MemberId, RecordId, Timestamp};
 use crate::keys::{KeyId, SigningKey};
@@ -83,12 +83,22 @@ fn header_via_value(bytes: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
+/// What the value-tree decoder returned: a COSE_Sign1 with its parts copied out (the direct
+/// decoder's [`cose::Sign1`] borrows them).
+struct OwnedSign1 {
+    protected: Vec<u8>,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+    alg: i64,
+    kid: KeyId,
+}
+
 fn open_via_value(
     what: &'static str,
     bytes: &[u8],
     bytes_max: usize,
     content_type: &str,
-) -> Result<Sign1, DecodeError> {
+) -> Result<OwnedSign1, DecodeError> {
     let value = codec::decode(what, bytes, bytes_max)?;
     let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
         return Err(DecodeError::structure(
@@ -145,7 +155,7 @@ fn open_via_value(
             format!("signature has {} bytes (expected 64)", signature.len()),
         ));
     }
-    Ok(Sign1 {
+    Ok(OwnedSign1 {
         protected,
         payload: codec::as_bytes(what, payload)?.to_vec(),
         signature,
@@ -193,8 +203,14 @@ fn open_both(cases: &[Vec<u8>]) -> usize {
         let old = open_via_value("envelope", c, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD);
         let same = match (&new, &old) {
             (Ok(a), Ok(b)) => {
-                (&a.protected, &a.payload, &a.signature, a.alg, a.kid)
-                    == (&b.protected, &b.payload, &b.signature, b.alg, b.kid)
+                (a.protected, a.payload, a.signature, a.alg, a.kid)
+                    == (
+                        &b.protected[..],
+                        &b.payload[..],
+                        &b.signature[..],
+                        b.alg,
+                        b.kid,
+                    )
             }
             (Err(a), Err(b)) => a == b,
             _ => false,

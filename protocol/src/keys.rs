@@ -211,7 +211,9 @@ impl VerifyingKey {
     /// [`VerifyingKey::verify`] up to its last step, for [`finish_checks`] to complete together
     /// with others. The same check, computed the way dalek's `verify` computes it: `s` must be
     /// canonical, `k = SHA-512(R ‖ A ‖ msg) mod l`, and `[s]B - [k]A` is what must encode to `R`.
-    pub fn begin_verify(&self, msg: &[u8], sig: &[u8]) -> PendingCheck {
+    /// The message is given in pieces (`msg` concatenated), so a COSE Sig_structure can be
+    /// checked without being copied out ([`crate::cose::ToBeSigned`]).
+    pub fn begin_verify(&self, msg: &[&[u8]], sig: &[u8]) -> PendingCheck {
         let refused = PendingCheck {
             expected: None,
             r: [0; 32],
@@ -227,12 +229,11 @@ impl VerifyingKey {
             return refused;
         };
         // The SHA-512 dalek's `verify` uses (sha2's).
-        let wide: [u8; 64] = Sha512::new()
-            .chain_update(r)
-            .chain_update(self.raw)
-            .chain_update(msg)
-            .finalize()
-            .into();
+        let mut hash = Sha512::new().chain_update(r).chain_update(self.raw);
+        for piece in msg {
+            hash.update(piece);
+        }
+        let wide: [u8; 64] = hash.finalize().into();
         let k = Scalar::from_bytes_mod_order_wide(&wide);
         let minus_a = -point.to_edwards();
         PendingCheck {

@@ -28,7 +28,7 @@ pub fn envelope_header(envelope: &[u8]) -> Result<Header, DecodeError> {
         ENVELOPE_BYTES_MAX,
         cose::CONTENT_TYPE_RECORD,
     )?;
-    Header::decode(&sign1.payload)
+    Header::decode(sign1.payload)
 }
 
 /// The position of `field` in `kind`'s schema, as a mask bit.

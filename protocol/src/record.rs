@@ -295,7 +295,7 @@ pub(crate) fn check_signature(
     keys: &dyn KeyResolver,
 ) -> Result<(), VerifyError> {
     let key = resolve_key(sign1, origin, at, keys)?;
-    if !key.verify(&sign1.to_be_signed(), &sign1.signature) {
+    if !key.verify(&sign1.to_be_signed(), sign1.signature) {
         return Err(VerifyError::BadSignature {
             what,
             kid: sign1.kid,
@@ -342,14 +342,14 @@ pub fn verify_envelope(
 }
 
 /// An envelope's COSE structure and header, signature unchecked.
-fn open_envelope(envelope: &[u8]) -> Result<(cose::Sign1, Header), VerifyError> {
+fn open_envelope(envelope: &[u8]) -> Result<(cose::Sign1<'_>, Header), VerifyError> {
     let sign1 = cose::open(
         "envelope",
         envelope,
         ENVELOPE_BYTES_MAX,
         CONTENT_TYPE_RECORD,
     )?;
-    let header = Header::decode(&sign1.payload)?;
+    let header = Header::decode(sign1.payload)?;
     Ok((sign1, header))
 }
 
@@ -573,7 +573,7 @@ pub fn verify_records_owned_held(
                     }
                 }
             };
-            checks.push(key.begin_verify(&sign1.to_be_signed(), &sign1.signature));
+            checks.push(key.begin_verify(&sign1.to_be_signed_parts().parts(), sign1.signature));
             let envelope = VerifiedEnvelope {
                 id: RecordId::of_envelope(envelope),
                 header,

@@ -105,7 +105,7 @@ impl Cosignature {
             COSIGNATURE_BYTES_MAX,
             CONTENT_TYPE_COSIGNATURE,
         )?;
-        Cosignature::decode(&sign1.payload)
+        Cosignature::decode(sign1.payload)
     }
 }
 
@@ -191,7 +191,7 @@ pub fn verify_cosignature(
         CONTENT_TYPE_COSIGNATURE,
     )
     .map_err(VerifyError::from)?;
-    let c = Cosignature::decode(&sign1.payload).map_err(VerifyError::from)?;
+    let c = Cosignature::decode(sign1.payload).map_err(VerifyError::from)?;
     if c.witness == c.origin {
         return Err(CosignatureError::OwnLog(c.witness));
     }

@@ -140,7 +140,7 @@ fn main() {
         .iter()
         .map(|(env, _)| {
             let s = cose::open("envelope", env, ENVELOPE_BYTES_MAX, CONTENT_TYPE_RECORD).unwrap();
-            (s.to_be_signed(), s.signature)
+            (s.to_be_signed(), s.signature.to_vec())
         })
         .collect();
     let ring_pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
@@ -162,7 +162,7 @@ fn main() {
     batched("Ed25519 verify, tfx, 64 finished together", |from, to| {
         let checks: Vec<_> = signed[from..to]
             .iter()
-            .map(|(msg, sig)| vk.begin_verify(msg, sig))
+            .map(|(msg, sig)| vk.begin_verify(&[msg], sig))
             .collect();
         assert!(finish_checks(&checks).into_iter().all(|ok| ok));
     });

@@ -346,7 +346,7 @@ fn show(as_json: bool, file: &Path) -> anyhow::Result<Outcome> {
         ENVELOPE_BYTES_MAX,
         CONTENT_TYPE_RECORD,
     )?;
-    let header = Header::decode(&sign1.payload)?;
+    let header = Header::decode(sign1.payload)?;
     let disclosures: Vec<serde_json::Value> = rf
         .disclosures
         .iter()
