@@ -23,6 +23,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The node's allocator and settings (`node/src/bin/tfx-node.rs`), so that what `tfx bench`
+/// measures in this process — the raw-sled baseline, sealing, verification — runs on the same
+/// allocator as the node it is compared with.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tfx",

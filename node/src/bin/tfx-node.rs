@@ -19,6 +19,19 @@ use tfx_protocol::record::KeySet;
 use tfx_protocol::store::Store;
 use tfx_protocol::MemberId;
 
+/// jemalloc, not glibc's malloc. A node's threads take turns at the same data — the connection
+/// readers decode a peer's messages, the verification pool checks them, the sync driver stores
+/// them, sled frees its pages on its own threads — and glibc either spreads that over many
+/// arenas that each fragment (303 MiB for a member at 200k records with glibc's default arena
+/// count) or, capped at one arena, serialises every allocation on its lock: a fresh member
+/// spent ~30% more CPU per record caught up, and the allocator's lock was the largest stall in
+/// its profile. jemalloc's per-thread caches and per-size-class locks avoid both at one arena;
+/// its settings (one arena, background purging, no transparent huge pages) are in
+/// `.cargo/config.toml` and can be overridden at run time with `_RJEM_MALLOC_CONF`.
+/// BENCHMARKS.md, "jemalloc": the measurements behind this choice, mimalloc's among them.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tfx-node",
@@ -92,7 +105,6 @@ fn parse_origin_key(s: &str) -> Result<(MemberId, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -101,83 +113,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// glibc's malloc arenas for the whole process (glibc's own default: 8 per core).
-const MALLOC_ARENAS: i32 = 1;
-
-/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] unless `MALLOC_ARENA_MAX` is set in the
-/// environment. glibc gives threads that allocate at once arenas of their own, and a node's
-/// threads take turns at the same work — tokio hands the sync driver to another thread at
-/// every `block_in_place`, sled writes from its I/O threads, verification runs on fresh
-/// threads — so sled's page cache ends up spread over many arenas, each fragmenting on its own.
-/// `tfx bench replicate` at 200k records (BENCHMARKS.md): a fresh member's RSS was 303 MiB
-/// with glibc's default, 207 MiB with 2 arenas, 149 MiB with 1, at catch-up rates within the
-/// host's noise; per-thread caches (tcache) keep most allocations off the shared arena's lock.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    // SAFETY: `mallopt` only sets a parameter of glibc's allocator, which serialises it
-    // against allocation itself; this runs first in `main`, before the process has threads.
-    // Its result is whether the parameter was accepted: an ignored setting costs memory only.
-    let _accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
-/// How often the node hands glibc's free heap pages back to the kernel.
-const HEAP_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A trim taking longer than this is logged as a warning: it holds the allocator's lock.
-const HEAP_TRIM_SLOW: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Starts a thread that calls `malloc_trim(0)` every [`HEAP_TRIM_INTERVAL`]. glibc returns
-/// memory to the kernel on its own only from the top of the heap; the pages of freed chunks
-/// in the middle stay resident, and a node that has just verified and stored a catch-up (sled
-/// reading and dropping pages, messages decoded and freed) holds many of them. `malloc_trim`
-/// also releases those (`madvise(MADV_DONTNEED)`). `tfx bench replicate --records 200000`,
-/// `malloc_trim(0)` called once in each node after the catch-ups: RSS 62 → 46 MiB (the
-/// origin), 95 → 84, 109 → 97, 101 → 91 (BENCHMARKS.md). It walks the arena under its lock,
-/// so it runs seldom; the time it takes is logged at debug level
-/// (`RUST_LOG=info,tfx_node::heap_trim=debug`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn start_heap_trimmer() -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("heap-trim".into())
-        .spawn(|| loop {
-            std::thread::sleep(HEAP_TRIM_INTERVAL);
-            let started = std::time::Instant::now();
-            // SAFETY: `malloc_trim` only releases free memory inside glibc's allocator, under
-            // the allocator's own locks; it touches no memory the program holds.
-            let released = unsafe { libc::malloc_trim(0) } != 0;
-            let took = started.elapsed();
-            // Every allocating thread waits for the arena's lock meanwhile.
-            if took > HEAP_TRIM_SLOW {
-                tracing::warn!(
-                    target: "tfx_node::heap_trim",
-                    millis = took.as_millis() as u64,
-                    "returning free heap pages to the kernel took long; allocations waited"
-                );
-            }
-            tracing::debug!(
-                target: "tfx_node::heap_trim",
-                released,
-                micros = took.as_micros() as u64,
-                "free heap pages returned to the kernel"
-            );
-        })
-        .context("starting the heap-trim thread")?;
-    Ok(())
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn start_heap_trimmer() -> anyhow::Result<()> {
-    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -208,7 +143,6 @@ fn daemon(path: &std::path::Path, log_format: Option<&str>) -> anyhow::Result<()
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    start_heap_trimmer()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
