@@ -46,6 +46,9 @@ impl<'a> Sign1<'a> {
     }
 }
 
+/// How every Sig_structure starts: an array of four, then the text "Signature1".
+const SIG_STRUCTURE_START: &[u8] = b"\x84\x6aSignature1";
+
 /// `Sig_structure = ["Signature1", protected, h'', payload]` as the four pieces it is made of,
 /// in order: the CBOR up to the protected header's bytes, those bytes, the CBOR between them and
 /// the payload, and the payload. Hashing the pieces one after another hashes the encoded
@@ -63,30 +66,20 @@ pub struct ToBeSigned<'a> {
 
 impl<'a> ToBeSigned<'a> {
     fn new(protected: &'a [u8], payload: &'a [u8]) -> Self {
-        const CONTEXT: &[u8] = b"Signature1";
         let mut before_protected = [0u8; 21];
-        let mut n = 0;
-        for piece in [
-            codec::head_bytes(4, 4),
-            codec::head_bytes(3, CONTEXT.len() as u64),
-        ] {
-            before_protected[n..n + piece.1].copy_from_slice(&piece.0[..piece.1]);
-            n += piece.1;
-        }
-        before_protected[n..n + CONTEXT.len()].copy_from_slice(CONTEXT);
-        n += CONTEXT.len();
+        before_protected[..SIG_STRUCTURE_START.len()].copy_from_slice(SIG_STRUCTURE_START);
+        let n = SIG_STRUCTURE_START.len();
         let (head, len) = codec::head_bytes(2, protected.len() as u64);
         before_protected[n..n + len].copy_from_slice(&head[..len]);
-        n += len;
         let mut before_payload = [0u8; 10];
         // h'' (external_aad, unused).
         before_payload[0] = 0x40;
-        let (head, len) = codec::head_bytes(2, payload.len() as u64);
-        before_payload[1..1 + len].copy_from_slice(&head[..len]);
+        let (head, payload_head_len) = codec::head_bytes(2, payload.len() as u64);
+        before_payload[1..1 + payload_head_len].copy_from_slice(&head[..payload_head_len]);
         ToBeSigned {
-            before_protected: (before_protected, n),
+            before_protected: (before_protected, n + len),
             protected,
-            before_payload: (before_payload, 1 + len),
+            before_payload: (before_payload, 1 + payload_head_len),
             payload,
         }
     }
