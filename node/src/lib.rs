@@ -26,6 +26,7 @@ pub mod node;
 pub mod pki;
 pub mod settled;
 pub mod sled_store;
+pub mod subject_index;
 pub mod synthetic;
 pub mod transport;
 pub mod vlog;

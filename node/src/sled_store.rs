@@ -14,9 +14,9 @@
 //! | `H`    | origin                                      | size u64, root                          |
 //! | `C`    | origin                                      | latest signed checkpoint                |
 //! | `T`    | issued_at u64, origin, first seq u64        | one kind byte per record of the run     |
-//! | `S`    | subject (len u8 + bytes), issued_at, origin, seq | kind byte                          |
+//! | `s`    | slot u16, first entry (issued_at, origin, seq, subject) | a bucket of subject index entries ([`crate::subject_index`]) |
 //! | `P`    | pseudonym (len u8 + bytes), USCC (len u8 + bytes) | empty: "signed together"          |
-//! | `M`    | name                                        | node metadata (`format` = u32)          |
+//! | `M`    | name                                        | node metadata (`format` = u32, `slots` = the subject index's hash key) |
 //! | `B`    | origin                                      | pending back-fill: next u64, end u64    |
 //! | `L`    | at_ms u64, n u64                            | disclosure ledger entry (`ledger.rs`)   |
 //! | `W`    | origin, size u64                            | witnessed checkpoint with cosignatures  |
@@ -40,7 +40,12 @@
 //! sled costs ~12–15 µs per key written whatever the value size (measured on the 2-core machine
 //! the benchmarks run on), so an append writes few keys: records go in **chunks** of up to
 //! [`CHUNK_RECORDS_MAX`] records and [`CHUNK_BYTES_MAX`] bytes per value; each record adds only
-//! its record-id index entry (not a sled key) and **one** `S` entry — under its USCC when this holder has it, else under its pseudonym. A `P` entry maps a
+//! its record-id index entry (not a sled key) and **one** subject index entry — under its USCC
+//! when this holder has it, else under its pseudonym — which is staged in memory and merged into
+//! its slot's newest bucket when the store settles, not a sled key of its own either
+//! ([`crate::subject_index`]; store format 5). Format ≤ 4 kept one key per record,
+//! `S‖subject len u8 + bytes‖issued_at‖origin‖seq` → kind byte, moved into buckets on open; a
+//! frame still carries each entry as such a write. A `P` entry maps a
 //! pseudonym to its USCC the first time the pair is seen, so a pseudonym query still finds the
 //! records indexed by USCC (and filters them by their signed pseudonym). The time index `T`
 //! holds one entry per *run* of consecutive records of one origin issued in the same millisecond
@@ -63,11 +68,12 @@ use tfx_protocol::store::{
 use crate::frame::Writes;
 use crate::idindex::{IdIndex, IdIndexError};
 use crate::settled::{SettledError, SettledMark};
+use crate::subject_index::{SubjectIndex, SubjectIndexError};
 use crate::vlog::{Pointer, ValueLog, ValueLogError};
 
 /// Version of the on-disk layout above. Bumped on any incompatible change; a binary opens its own
 /// version and refuses newer ones with a clear message.
-pub const STORE_FORMAT: u32 = 4;
+pub const STORE_FORMAT: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SledStoreError {
@@ -91,6 +97,17 @@ pub enum SledStoreError {
     Locked(std::path::PathBuf),
     #[error("{0}: not a tfx data directory (no sled database in it)")]
     NotAStore(std::path::PathBuf),
+    #[error("settling the store failed: {0}")]
+    Settle(String),
+}
+
+impl From<SubjectIndexError> for SledStoreError {
+    fn from(e: SubjectIndexError) -> Self {
+        match e {
+            SubjectIndexError::Sled(e) => SledStoreError::Sled(e),
+            e => SledStoreError::Corrupt(e.to_string()),
+        }
+    }
 }
 
 /// A sled-backed store. Cheap to clone (sled handles are reference-counted).
@@ -104,18 +121,111 @@ pub struct SledStore {
     settled: Arc<SettledMark>,
     /// When the store last settled; see [`SETTLE_INTERVAL`].
     last_settle: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Held for a whole settle, so that settles record their marks in order.
+    settling: Arc<std::sync::Mutex<()>>,
+    /// The thread that settles when [`SledStore::settle_if_due`] asks; `None` in that thread's
+    /// own copy of the store.
+    background: Option<Arc<BackgroundSettle>>,
     /// Record id → (origin, seq) ([`crate::idindex`]).
     ids: Arc<IdIndex>,
+    /// Subject → records, in buckets, with the entries applied since the last settle
+    /// ([`crate::subject_index`]).
+    subjects: Arc<SubjectIndex>,
     /// Held while a new origin gets its number, so two batches cannot give it two.
     numbering: Arc<std::sync::Mutex<()>>,
 }
 
 /// How often, at most, committing local appends (or flushing records applied from peers) also
-/// settles the store: flushes sled, fsyncs its file and records the settled mark. Appends are
+/// settles the store, on its background thread: merges the staged subject index entries,
+/// flushes sled, fsyncs its file and records the settled mark. Appends are
 /// durable through their value-log frame, so this only bounds the frames an open applies again
 /// after a crash or a power loss (and sled's memory for unwritten buffers): about a second of
 /// appends.
 pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The store's settling thread: started by the first request, stopped and joined when the last
+/// clone of the store is dropped (so the data directory is free again once it is).
+#[derive(Debug, Default)]
+struct BackgroundSettle {
+    shared: Arc<SettleRequests>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct SettleRequests {
+    state: std::sync::Mutex<SettleState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SettleState {
+    requested: bool,
+    stop: bool,
+    /// The last background settle's error, until a caller is told.
+    failed: Option<String>,
+}
+
+impl SettleRequests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Settles `store` whenever asked, until told to stop.
+    fn run(&self, store: SledStore) {
+        loop {
+            let mut state = self.lock();
+            while !state.requested && !state.stop {
+                state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            if state.stop {
+                return;
+            }
+            state.requested = false;
+            drop(state);
+            if let Err(e) = store.settle() {
+                tracing::error!(error = %e, "settling the store failed");
+                self.lock().failed = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl BackgroundSettle {
+    /// Asks the thread for a settle, starting it (on a copy of the store `copy` makes) the
+    /// first time.
+    fn request(&self, copy: impl FnOnce() -> SledStore) {
+        self.shared.lock().requested = true;
+        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if thread.is_none() {
+            let (shared, store) = (self.shared.clone(), copy());
+            let spawned = std::thread::Builder::new()
+                .name("tfx-settle".into())
+                .spawn(move || shared.run(store));
+            match spawned {
+                Ok(handle) => *thread = Some(handle),
+                Err(e) => self.shared.lock().failed = Some(format!("starting its thread: {e}")),
+            }
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn take_failure(&self) -> Option<String> {
+        self.shared.lock().failed.take()
+    }
+}
+
+impl Drop for BackgroundSettle {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        let thread = self.thread.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = thread.take() {
+            if handle.join().is_err() {
+                tracing::error!("the store's settling thread panicked");
+            }
+        }
+    }
+}
 
 const E: u8 = b'E';
 const I: u8 = b'I';
@@ -124,7 +234,7 @@ const N: u8 = b'N';
 const H: u8 = b'H';
 const C: u8 = b'C';
 const T: u8 = b'T';
-const S: u8 = b'S';
+const S: u8 = crate::subject_index::FRAME_PREFIX;
 const P: u8 = b'P';
 const B: u8 = b'B';
 const W: u8 = b'W';
@@ -534,6 +644,7 @@ impl SledStore {
             SledStoreError::Corrupt(format!("opening sled's file to fsync it: {e}"))
         })?;
         let (ids, index_missing) = IdIndex::open(dir)?;
+        let subjects = SubjectIndex::open(&db)?;
         // Format ≤ 3 kept the record-id index in sled: its frames' `I` writes are sled writes.
         let legacy = found.is_some_and(|f| f < 4);
         let mut store = SledStore {
@@ -542,7 +653,10 @@ impl SledStore {
             sled_file: Arc::new(sled_file),
             settled: Arc::new(settled),
             last_settle: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            settling: Arc::default(),
+            background: Some(Arc::default()),
             ids: Arc::new(ids),
+            subjects: Arc::new(subjects),
             numbering: Arc::new(std::sync::Mutex::new(())),
         };
         store.register_origins()?;
@@ -606,6 +720,15 @@ impl SledStore {
             if found.is_some() {
                 tracing::info!(records, %why, "record-id index built from the records");
             }
+        }
+        if found.is_some_and(|f| f < 5) {
+            // Format ≤ 4 kept one `S` key per record; a crash part way leaves the format at 4
+            // and the keys not yet moved, which the next open moves.
+            let moved = crate::subject_index::migrate_format_4(&store.db, &store.subjects)?;
+            tracing::info!(
+                entries = moved,
+                "store format upgraded to {STORE_FORMAT}: subject index moved into buckets"
+            );
         }
         if found != Some(STORE_FORMAT) {
             store.db.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
@@ -745,6 +868,10 @@ impl SledStore {
                 )?);
                 continue;
             }
+            if k.first() == Some(&S) {
+                self.subjects.stage(k, v)?;
+                continue;
+            }
             if !ids.is_empty() {
                 self.ids.insert(&ids, replaying)?;
                 ids.clear();
@@ -877,6 +1004,9 @@ impl SledStore {
             },
         )?;
         reclaim(writes);
+        if self.subjects.staged_len() >= crate::subject_index::STAGED_ENTRIES_MAX {
+            self.subjects.merge(&self.db)?;
+        }
         Ok(())
     }
 
@@ -922,20 +1052,35 @@ impl SledStore {
     /// the returned length has its writes in sled's fsynced state and its index entries in the
     /// fsynced index, so no open reads those frames again and they may be zeroed or scrubbed.
     fn settle(&self) -> Result<u64, SledStoreError> {
+        let _settling = self.settling.lock().unwrap_or_else(|p| p.into_inner());
         // Taken before the flush: every frame below it is applied to sled by then.
         let settled = self.vlog.settled_len();
+        // Before sled is made durable: the mark then covers their frames' index entries.
+        self.subjects.merge(&self.db)?;
         self.sync_sled()?;
         self.ids.sync()?;
         self.settled.record(settled)?;
         Ok(settled)
     }
 
-    /// [`SledStore::settle`] when [`SETTLE_INTERVAL`] has passed since the last time.
+    /// Asks for a [`SledStore::settle`] when [`SETTLE_INTERVAL`] has passed since the last
+    /// time, on the store's background thread: a settle merges the staged subject index
+    /// entries and fsyncs sled's file, tens of milliseconds that the appender's commit or the
+    /// driver's flush would otherwise wait for. Reports a background settle that failed.
     fn settle_if_due(&self) -> Result<(), SledStoreError> {
+        let Some(background) = &self.background else {
+            return Ok(());
+        };
+        if let Some(e) = background.take_failure() {
+            return Err(SledStoreError::Settle(e));
+        }
         let mut last = self.last_settle.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= SETTLE_INTERVAL {
-            self.settle()?;
             *last = std::time::Instant::now();
+            background.request(|| SledStore {
+                background: None,
+                ..self.clone()
+            });
         }
         Ok(())
     }
@@ -1132,26 +1277,24 @@ impl SledStore {
             return Ok(false); // never indexed
         }
         let prefix = short_key(S, uscc);
-        let others = self
-            .db
-            .scan_prefix(&prefix)
-            .keys()
-            .filter(|k| k.as_ref().map_or(true, |k| !leaving.contains(k.as_ref())))
-            .take(PAIR_CHECK_MAX);
-        for k in others {
-            let k = k?;
-            let (origin, seq) = origin_seq_at(&k, prefix.len() + 8)?;
-            let carries = self.with_record(&origin, seq, |r| {
-                Ok(carries_pseudonym(
-                    &decode_disclosures(split_record(r)?.1)?,
-                    pseudonym,
-                ))
+        let (mut examined, mut paired) = (0, false);
+        self.subjects
+            .scan(&self.db, uscc, 0, QUERY_SCAN_MAX, |tail, _| {
+                if leaving.contains(&[prefix.as_slice(), tail].concat()) {
+                    return Ok(true);
+                }
+                let (origin, seq) = origin_seq_at(tail, 8)?;
+                let carries = self.with_record(&origin, seq, |r| {
+                    Ok(carries_pseudonym(
+                        &decode_disclosures(split_record(r)?.1)?,
+                        pseudonym,
+                    ))
+                })?;
+                paired = carries == Some(true);
+                examined += 1;
+                Ok::<_, SledStoreError>(!paired && examined < PAIR_CHECK_MAX)
             })?;
-            if carries == Some(true) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(paired)
     }
 
     fn scan_subject(
@@ -1160,26 +1303,24 @@ impl SledStore {
         q: &Query,
         limit: usize,
     ) -> Result<Vec<RecordRef>, SledStoreError> {
-        let prefix = short_key(S, subject);
-        let at_offset = prefix.len();
-        let mut start = prefix.clone();
-        start.extend_from_slice(&q.since.unwrap_or(Timestamp(0)).0.to_be_bytes());
+        let since = q.since.unwrap_or(Timestamp(0)).0;
         let mut out = Vec::new();
-        for kv in self.db.range(start..).take(QUERY_SCAN_MAX) {
-            let (k, v) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let at = Timestamp(u64_at(&k, at_offset)?);
-            let kind = kind_of(*v.first().ok_or_else(|| corrupt("empty index entry"))?)?;
-            if q.until.is_some_and(|u| at >= u) {
-                break;
-            }
-            if q.admits(kind, at) {
-                let (origin, seq) = origin_seq_at(&k, at_offset + 8)?;
-                out.extend(self.record_ref(origin, seq, kind, at)?);
-            }
-        }
+        self.subjects
+            .scan(&self.db, subject, since, QUERY_SCAN_MAX, |tail, kind| {
+                if out.len() >= limit {
+                    return Ok(false);
+                }
+                let at = Timestamp(u64_at(tail, 0)?);
+                if q.until.is_some_and(|u| at >= u) {
+                    return Ok(false);
+                }
+                let kind = kind_of(kind)?;
+                if q.admits(kind, at) {
+                    let (origin, seq) = origin_seq_at(tail, 8)?;
+                    out.extend(self.record_ref(origin, seq, kind, at)?);
+                }
+                Ok::<_, SledStoreError>(true)
+            })?;
         Ok(out)
     }
 
@@ -1397,9 +1538,9 @@ impl Store for SledStore {
         self.apply_framed(b, chunk_keys, &bodies)
     }
 
-    /// Flushes sled (which bounds its unwritten buffers), and settles about once per
-    /// [`SETTLE_INTERVAL`]: an fsync of sled's file per flush would slow a catch-up, which
-    /// flushes every few milliseconds.
+    /// Flushes sled (which bounds its unwritten buffers), and has the store settle about once
+    /// per [`SETTLE_INTERVAL`] (in the background): an fsync of sled's file per flush would slow
+    /// a catch-up, which flushes every few milliseconds.
     fn flush(&self) -> Result<(), Self::Error> {
         self.db.flush()?;
         self.settle_if_due()

@@ -4,6 +4,7 @@
 //! serve proofs; the whole log re-verifies; and sled state survives a reopen.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tfx_node::appender::{Appender, AppenderConfig};
 use tfx_node::sled_store::{SledStore, SledStoreError};
@@ -1006,9 +1007,9 @@ type Contents = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
 /// sled's key holding the value log's valid length.
 const VALID_LEN_KEY: &[u8] = b"Mvlog";
 
-/// Appends 40 records (flushed) to a new store in `dir`, then `more` with `append_more`, and
-/// returns sled's contents before and after the second step, the keys it changed besides the
-/// valid length, and the head and record ids the store then had.
+/// Appends 40 records (flushed, then settled) to a new store in `dir`, then `more` with
+/// `append_more`, and returns sled's contents before the second step and after it once settled,
+/// the keys it changed besides the valid length, and the head and record ids the store then had.
 fn before_and_after(
     dir: &std::path::Path,
     append_more: impl FnOnce(&SledStore),
@@ -1021,8 +1022,10 @@ fn before_and_after(
 ) {
     {
         let store = SledStore::open(dir).unwrap();
-        append(&store, 40, 10); // flushed, and the open settled
+        append(&store, 40, 10);
     }
+    // Opened once more, for sled to hold these appends settled (see below).
+    drop(SledStore::open(dir).unwrap());
     let before = sled_contents(dir);
     let (head, ids) = {
         let store = SledStore::open(dir).unwrap();
@@ -1035,12 +1038,19 @@ fn before_and_after(
             .collect();
         (store.head(&origin()).unwrap().unwrap(), ids)
     };
-    let after = sled_contents(dir);
-    let changed = after
+    let unsettled = sled_contents(dir);
+    let changed = unsettled
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(*v) && k.as_slice() != VALID_LEN_KEY)
         .map(|(k, _)| k.clone())
         .collect();
+    // The second step did not settle, so sled holds its subject index entries only once an
+    // open has applied its frames again and settled (they are merged into their buckets then,
+    // `tfx_node::subject_index`), as every repaired copy will have been: opened in a copy, so
+    // that the store in `dir` stays unsettled.
+    let copy = copy_with_reverted(dir, &before, []);
+    drop(SledStore::open(copy.path()).unwrap());
+    let after = sled_contents(copy.path());
     (before, after, changed, head, ids)
 }
 
@@ -1084,7 +1094,17 @@ fn assert_repaired(
         );
     }
     drop(store);
-    assert_eq!(&sled_contents(dir), after, "{what}");
+    let repaired = sled_contents(dir);
+    let differing: Vec<String> = repaired
+        .keys()
+        .chain(after.keys())
+        .filter(|k| repaired.get(*k) != after.get(*k))
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{what}: sled differs at {differing:?}"
+    );
 }
 
 #[test]
@@ -1208,6 +1228,77 @@ fn assert_located(store: &SledStore, ids: &[tfx_protocol::RecordId]) {
     assert!(!store.disclosures(&ids[0]).unwrap().is_empty());
     let absent = tfx_protocol::RecordId([0x5A; 32]);
     assert_eq!(store.locate(&absent).unwrap(), None);
+}
+
+/// The entries of a store's subject index as store format 4 kept them: `S‖len‖subject‖tail` →
+/// kind byte. Format 5 keeps them in buckets (`s‖slot u16‖first entry` → entries, each
+/// `tail, subject len u8 + bytes, kind`), where a tail is `issued_at u64, origin len u8 + bytes,
+/// seq u64`.
+fn format_4_entries(db: &sled::Db) -> Vec<(Vec<u8>, u8)> {
+    let mut out = Vec::new();
+    for kv in db.scan_prefix(b"s") {
+        let (_, v) = kv.unwrap();
+        let mut rest = &v[..];
+        while !rest.is_empty() {
+            let tail = 8 + 1 + usize::from(rest[8]) + 8;
+            let subject = &rest[tail + 1..tail + 1 + usize::from(rest[tail])];
+            let key = [&[b'S', subject.len() as u8][..], subject, &rest[..tail]].concat();
+            out.push((key, rest[tail + 1 + subject.len()]));
+            rest = &rest[tail + 2 + subject.len()..];
+        }
+    }
+    out
+}
+
+#[test]
+fn a_format_4_store_has_its_subject_index_moved_into_buckets() {
+    // Format 4 kept one sled key per record in the subject index. Rebuild that shape from a
+    // store written now and open it.
+    let dir = tempfile::tempdir().unwrap();
+    let (subjects, answers);
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        append(&store, 700, 64);
+    }
+    {
+        let store = SledStore::open(dir.path()).unwrap(); // settled: entries in their buckets
+        let entries = format_4_entries(store.db());
+        assert_eq!(entries.len(), 700);
+        subjects = entries
+            .iter()
+            .map(|(k, _)| String::from_utf8(k[2..2 + usize::from(k[1])].to_vec()).unwrap())
+            .collect::<std::collections::BTreeSet<_>>();
+        answers = subjects
+            .iter()
+            .map(|s| by_subject(&store, s.clone()))
+            .collect::<Vec<_>>();
+    }
+    assert!(subjects.len() > 1 && answers.iter().all(|a| !a.is_empty()));
+    {
+        let db = tfx_node::sled_store::open_db(dir.path()).unwrap();
+        for (k, kind) in format_4_entries(&db) {
+            db.insert(k, &[kind][..]).unwrap();
+        }
+        for k in db.scan_prefix(b"s").keys() {
+            db.remove(k.unwrap()).unwrap();
+        }
+        db.insert(b"Mformat", &4u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.db().get(b"Mformat").unwrap().unwrap().as_ref(),
+        &tfx_node::sled_store::STORE_FORMAT.to_be_bytes()
+    );
+    assert_eq!(store.db().scan_prefix(b"S").count(), 0, "the keys moved");
+    assert_eq!(format_4_entries(store.db()).len(), 700);
+    for (s, answer) in subjects.iter().zip(&answers) {
+        assert_eq!(&by_subject(&store, s.clone()), answer, "{s}");
+    }
+    append(&store, 20, 7);
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(format_4_entries(store.db()).len(), 720);
 }
 
 #[test]
@@ -1334,4 +1425,48 @@ fn index_entries_lost_with_unsynced_pages_come_back_from_the_frames() {
     std::fs::write(&settled, &old_mark).unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     assert_located(&store, &ids);
+}
+
+#[test]
+fn a_flush_a_settle_interval_on_settles_in_the_background_and_a_dropped_store_frees_its_directory()
+{
+    // Settling (merging the subject index, fsyncing sled) runs on the store's own thread, so
+    // that the appender's commits and the driver's flushes do not wait for it; dropping the
+    // store joins that thread, so the directory can be opened again at once.
+    let dir = tempfile::tempdir().unwrap();
+    let settled = |dir: &std::path::Path| {
+        tfx_node::settled::SettledMark::open(dir)
+            .unwrap()
+            .1
+            .unwrap_or(0)
+    };
+    let store = SledStore::open(dir.path()).unwrap();
+    append(&store, 10, 10);
+    let before = settled(dir.path());
+    std::thread::sleep(tfx_node::sled_store::SETTLE_INTERVAL + Duration::from_millis(50));
+    append(&store, 10, 10); // the flush asks for a settle
+    let end = store.value_log_len();
+    assert!(end > before);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while settled(dir.path()) < end {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A query finds the subject index entries merged by that settle.
+    let total = store
+        .query(&Query {
+            limit: 100,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(total.len(), 20);
+    for r in &total {
+        let subjects = tfx_protocol::store::subjects_of_bytes(&store.disclosures(&r.id).unwrap());
+        for s in subjects {
+            assert!(by_subject(&store, s).iter().any(|x| x.id == r.id));
+        }
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("the directory is free once the store drops");
+    assert_eq!(store.head(&origin()).unwrap().unwrap().size, 20);
 }
