@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod settled;
+pub mod settler;
 pub mod sled_store;
 pub mod subject_index;
 pub mod synthetic;

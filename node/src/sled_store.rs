@@ -68,6 +68,7 @@ use tfx_protocol::store::{
 use crate::frame::Writes;
 use crate::idindex::{IdIndex, IdIndexError};
 use crate::settled::{SettledError, SettledMark};
+use crate::settler::Settler;
 use crate::subject_index::{SubjectIndex, SubjectIndexError};
 use crate::vlog::{Pointer, ValueLog, ValueLogError};
 
@@ -125,7 +126,7 @@ pub struct SledStore {
     settling: Arc<std::sync::Mutex<()>>,
     /// The thread that settles when [`SledStore::settle_if_due`] asks; `None` in that thread's
     /// own copy of the store.
-    background: Option<Arc<BackgroundSettle>>,
+    background: Option<Arc<Settler>>,
     /// Record id → (origin, seq) ([`crate::idindex`]).
     ids: Arc<IdIndex>,
     /// Subject → records, in buckets, with the entries applied since the last settle
@@ -142,90 +143,6 @@ pub struct SledStore {
 /// after a crash or a power loss (and sled's memory for unwritten buffers): about a second of
 /// appends.
 pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The store's settling thread: started by the first request, stopped and joined when the last
-/// clone of the store is dropped (so the data directory is free again once it is).
-#[derive(Debug, Default)]
-struct BackgroundSettle {
-    shared: Arc<SettleRequests>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-#[derive(Debug, Default)]
-struct SettleRequests {
-    state: std::sync::Mutex<SettleState>,
-    wake: std::sync::Condvar,
-}
-
-#[derive(Debug, Default)]
-struct SettleState {
-    requested: bool,
-    stop: bool,
-    /// The last background settle's error, until a caller is told.
-    failed: Option<String>,
-}
-
-impl SettleRequests {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Settles `store` whenever asked, until told to stop.
-    fn run(&self, store: SledStore) {
-        loop {
-            let mut state = self.lock();
-            while !state.requested && !state.stop {
-                state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
-            if state.stop {
-                return;
-            }
-            state.requested = false;
-            drop(state);
-            if let Err(e) = store.settle() {
-                tracing::error!(error = %e, "settling the store failed");
-                self.lock().failed = Some(e.to_string());
-            }
-        }
-    }
-}
-
-impl BackgroundSettle {
-    /// Asks the thread for a settle, starting it (on a copy of the store `copy` makes) the
-    /// first time.
-    fn request(&self, copy: impl FnOnce() -> SledStore) {
-        self.shared.lock().requested = true;
-        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        if thread.is_none() {
-            let (shared, store) = (self.shared.clone(), copy());
-            let spawned = std::thread::Builder::new()
-                .name("tfx-settle".into())
-                .spawn(move || shared.run(store));
-            match spawned {
-                Ok(handle) => *thread = Some(handle),
-                Err(e) => self.shared.lock().failed = Some(format!("starting its thread: {e}")),
-            }
-        }
-        self.shared.wake.notify_one();
-    }
-
-    fn take_failure(&self) -> Option<String> {
-        self.shared.lock().failed.take()
-    }
-}
-
-impl Drop for BackgroundSettle {
-    fn drop(&mut self) {
-        self.shared.lock().stop = true;
-        self.shared.wake.notify_one();
-        let thread = self.thread.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(handle) = thread.take() {
-            if handle.join().is_err() {
-                tracing::error!("the store's settling thread panicked");
-            }
-        }
-    }
-}
 
 const E: u8 = b'E';
 const I: u8 = b'I';
@@ -654,7 +571,7 @@ impl SledStore {
             settled: Arc::new(settled),
             last_settle: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             settling: Arc::default(),
-            background: Some(Arc::default()),
+            background: Some(Arc::new(Settler::new("tfx-settle"))),
             ids: Arc::new(ids),
             subjects: Arc::new(subjects),
             numbering: Arc::new(std::sync::Mutex::new(())),
@@ -1077,9 +994,13 @@ impl SledStore {
         let mut last = self.last_settle.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= SETTLE_INTERVAL {
             *last = std::time::Instant::now();
-            background.request(|| SledStore {
-                background: None,
-                ..self.clone()
+            background.request(|| {
+                // The thread's own copy: it must not keep the settler alive.
+                let store = SledStore {
+                    background: None,
+                    ..self.clone()
+                };
+                Box::new(move || store.settle().map(drop).map_err(|e| e.to_string()))
             });
         }
         Ok(())

@@ -2,8 +2,8 @@
 //! was not disclosed the USCC), in `issued_at, origin, seq` order, for queries by subject
 //! ([`crate::sled_store`]). It lives in sled, but not as one sled key per record, which is how
 //! store format 4 kept it (`S‖len‖subject‖tail` → kind byte): such a key landed at one of as
-//! many places as there are subjects, and at a million records that insert cost a catch-up
-//! ~30 µs per record — more than verifying it — and held ~70 MiB of sled pages
+//! many places as there are subjects, and at a million records leaving that insert out saved a
+//! catching-up member 16–34 µs of CPU per record, a third to a half of what it spent
 //! (BENCHMARKS.md, "The subject index in buckets").
 //!
 //! Subjects are hashed (SipHash-2-4 under a random per-store key, kept at `Mslots`) to one of
