@@ -4,7 +4,7 @@
 //! Requests made while the job runs fold into one more run. The thread starts at the first
 //! request and is stopped and joined when the [`Settler`] drops, so whatever the job holds (a
 //! copy of the store, and with it the data directory's lock) is released by then. A run that
-//! fails is logged and its error kept for the next caller to report.
+//! fails or panics is logged and its error kept for the next caller to report.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -50,7 +50,11 @@ impl Requests {
             }
             state.requested = false;
             drop(state);
-            if let Err(e) = job() {
+            // A panic is reported like a failure: the thread lives on to serve the next
+            // request rather than leaving every later one unanswered.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut job))
+                .unwrap_or_else(|_| Err("it panicked".to_string()));
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, thread = name, "background job failed");
                 self.lock().failed = Some(e);
             }
@@ -126,6 +130,7 @@ mod tests {
         let start = move || -> Job {
             Box::new(move || match r.fetch_add(1, Ordering::SeqCst) {
                 1 => Err("disk full".to_string()),
+                2 => panic!("a bug"),
                 _ => Ok(()),
             })
         };
@@ -137,6 +142,11 @@ mod tests {
         wait_for("its failure", || settler.shared.lock().failed.is_some());
         assert_eq!(settler.take_failure().as_deref(), Some("disk full"));
         assert_eq!(settler.take_failure(), None, "reported once");
+        settler.request(|| unreachable!("started once"));
+        wait_for("the panic", || settler.shared.lock().failed.is_some());
+        assert_eq!(settler.take_failure().as_deref(), Some("it panicked"));
+        settler.request(|| unreachable!("started once"));
+        wait_for("a run after the panic", || runs.load(Ordering::SeqCst) == 4);
         // Dropping stops and joins the thread, which drops the job and what it holds.
         let held = Arc::new(());
         let settler = Settler::new("test-settler-2");

@@ -111,6 +111,15 @@ impl From<SubjectIndexError> for SledStoreError {
     }
 }
 
+/// Where applying a frame sends its subject index writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subjects {
+    /// Staged for the buckets ([`crate::subject_index`]).
+    Staged,
+    /// To sled as they are: a format-4 store, whose index is still one `S` key per entry.
+    InSled,
+}
+
 /// A sled-backed store. Cheap to clone (sled handles are reference-counted).
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -585,8 +594,18 @@ impl SledStore {
                 b.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..]);
                 store.db.apply_batch(b)?;
             } else {
-                store.apply_writes(&r.writes, true)?;
+                // A format-4 store's subject index is still its `S` keys, which the upgrade
+                // below moves once these frames' writes are among them.
+                let subjects = if found.is_some_and(|f| f < 5) {
+                    Subjects::InSled
+                } else {
+                    Subjects::Staged
+                };
+                store.apply_writes(&r.writes, true, subjects)?;
                 store.db.insert(VLOG_LEN_KEY, &r.end.to_be_bytes()[..])?;
+                if store.subjects.staged_len() >= crate::subject_index::STAGED_ENTRIES_MAX {
+                    store.subjects.merge(&store.db, || store.sync_sled())?;
+                }
             }
             store.vlog.replayed(r.end);
             reclaim(r.writes.len());
@@ -641,7 +660,9 @@ impl SledStore {
         if found.is_some_and(|f| f < 5) {
             // Format ≤ 4 kept one `S` key per record; a crash part way leaves the format at 4
             // and the keys not yet moved, which the next open moves.
-            let moved = crate::subject_index::migrate_format_4(&store.db, &store.subjects)?;
+            let moved = crate::subject_index::migrate_format_4(&store.db, &store.subjects, || {
+                store.sync_sled()
+            })?;
             tracing::info!(
                 entries = moved,
                 "store format upgraded to {STORE_FORMAT}: subject index moved into buckets"
@@ -775,7 +796,13 @@ impl SledStore {
     /// crash keeps a prefix of them (sled recovers a prefix of its log); the caller orders them
     /// for both, and the frame they came from restores the rest ([`crate::vlog`]). `replaying`:
     /// the frame is applied again on open, and its index entries may be there already.
-    fn apply_writes(&self, w: &Writes, replaying: bool) -> Result<(), SledStoreError> {
+    /// `subjects`: where its subject index (`S`) writes go.
+    fn apply_writes(
+        &self,
+        w: &Writes,
+        replaying: bool,
+        subjects: Subjects,
+    ) -> Result<(), SledStoreError> {
         let mut ids = Vec::new();
         for (k, v) in w.iter() {
             if k.first() == Some(&I) {
@@ -785,7 +812,7 @@ impl SledStore {
                 )?);
                 continue;
             }
-            if k.first() == Some(&S) {
+            if k.first() == Some(&S) && subjects == Subjects::Staged {
                 self.subjects.stage(k, v)?;
                 continue;
             }
@@ -915,14 +942,14 @@ impl SledStore {
                 all
             },
             |w, end| {
-                self.apply_writes(w, false)?;
+                self.apply_writes(w, false, Subjects::Staged)?;
                 self.db.insert(VLOG_LEN_KEY, &end.to_be_bytes()[..])?;
                 Ok::<_, SledStoreError>(())
             },
         )?;
         reclaim(writes);
         if self.subjects.staged_len() >= crate::subject_index::STAGED_ENTRIES_MAX {
-            self.subjects.merge(&self.db)?;
+            self.subjects.merge(&self.db, || self.sync_sled())?;
         }
         Ok(())
     }
@@ -973,7 +1000,7 @@ impl SledStore {
         // Taken before the flush: every frame below it is applied to sled by then.
         let settled = self.vlog.settled_len();
         // Before sled is made durable: the mark then covers their frames' index entries.
-        self.subjects.merge(&self.db)?;
+        self.subjects.merge(&self.db, || self.sync_sled())?;
         self.sync_sled()?;
         self.ids.sync()?;
         self.settled.record(settled)?;
@@ -1185,7 +1212,6 @@ impl SledStore {
         }))
     }
 
-    /// Scans the subject index `S‖subject` from `q.since` on.
     /// Whether a record indexed under `uscc`, other than those under the `leaving` keys,
     /// carries `pseudonym` (of the first [`PAIR_CHECK_MAX`] examined).
     fn still_paired(
@@ -1218,6 +1244,7 @@ impl SledStore {
         Ok(paired)
     }
 
+    /// The records of `subject` from `q.since` on, by the subject index.
     fn scan_subject(
         &self,
         subject: &str,

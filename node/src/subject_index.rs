@@ -16,8 +16,10 @@
 //! records; a keyed hash, so no member can pile subjects into one slot).
 //!
 //! A bucket holds the entries from its key up to the next bucket's key; entries outside that
-//! range are leftovers of a rewrite a crash interrupted and are ignored (the rewrite's order,
-//! [`rewrite`], keeps every entry in range of some bucket that holds it at every step).
+//! range are leftovers of a merge a crash interrupted and are ignored. A merge's writes are
+//! planned in two phases, made durable in between when the second relies on the first
+//! ([`Plan`]), so that whatever part of them sled keeps through a crash or a power loss, every
+//! entry merged before stays in range of a bucket that holds it.
 //!
 //! Applied entries are **staged** in memory first — a frame still carries each record's entry as
 //! a format-4 write (`S‖len‖subject‖tail`), which applying the frame sends here, not to sled —
@@ -132,26 +134,6 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
     v
 }
 
-/// `entries` in bucket-sized pieces, in order.
-fn pieces(entries: &[Entry]) -> Vec<&[Entry]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < entries.len() {
-        let mut bytes = 0;
-        let mut end = start;
-        while end < entries.len()
-            && end - start < BUCKET_ENTRIES_MAX
-            && (end == start || bytes + entries[end].0.len() < BUCKET_BYTES_MAX)
-        {
-            bytes += entries[end].0.len() + 1;
-            end += 1;
-        }
-        out.push(&entries[start..end]);
-        start = end;
-    }
-    out
-}
-
 /// The first key at or after `from` that starts with `prefix`, with its value.
 fn first_from(
     db: &sled::Db,
@@ -256,21 +238,29 @@ impl SubjectIndex {
     }
 
     /// Merges every staged entry into its bucket in `db` (not flushed: the caller settles).
-    /// Returns the entries merged.
-    pub fn merge(&self, db: &sled::Db) -> Result<usize, SubjectIndexError> {
-        self.merge_showing(db, &mut |_| {})
-    }
-
-    /// [`SubjectIndex::merge`], showing each sled write to `seen` before making it.
-    fn merge_showing(
+    /// `durable` makes sled's writes so far durable (flush and fsync); it is called between the
+    /// merge's two phases when the second relies on the first ([`Plan`]). Returns the entries
+    /// merged.
+    pub fn merge<E: From<SubjectIndexError>>(
         &self,
         db: &sled::Db,
-        seen: &mut dyn FnMut(&Write),
-    ) -> Result<usize, SubjectIndexError> {
+        mut durable: impl FnMut() -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.merge_showing(db, &mut durable, &mut |_| {})
+    }
+
+    /// [`SubjectIndex::merge`], showing each step to `seen` before taking it.
+    fn merge_showing<E: From<SubjectIndexError>>(
+        &self,
+        db: &sled::Db,
+        durable: &mut dyn FnMut() -> Result<(), E>,
+        seen: Seen,
+    ) -> Result<usize, E> {
         let _writing = self.buckets.write().unwrap_or_else(|p| p.into_inner());
         let staged = std::mem::take(&mut *self.lock_staged());
         let merged = staged.len();
         let result = (|| {
+            let mut plan = Plan::default();
             let mut changes = Vec::new();
             let mut iter = staged.iter().peekable();
             while let Some((key, kind)) = iter.next() {
@@ -280,7 +270,23 @@ impl SubjectIndex {
                 while let Some((k, kind)) = iter.next_if(|(k, _)| k.starts_with(prefix)) {
                     changes.push((&k[3..], *kind));
                 }
-                merge_slot(db, prefix, &changes, seen)?;
+                plan_slot(db, prefix, &changes, &mut plan)?;
+            }
+            for (i, phase) in plan.phases.into_iter().enumerate() {
+                if i > 0 {
+                    seen(None);
+                    durable()?;
+                }
+                for w in phase {
+                    put(db, w, seen)?;
+                }
+            }
+            if plan.last_relies {
+                seen(None);
+                durable()?;
+            }
+            for w in plan.last {
+                put(db, w, seen)?;
             }
             Ok(())
         })();
@@ -398,9 +404,13 @@ impl SubjectIndex {
 /// A sled write: key, and the value for an insert.
 type Write = (Vec<u8>, Option<Vec<u8>>);
 
-/// Makes `w` in `db`, after showing it to `seen` (tests record the writes of a merge).
-fn put(db: &sled::Db, w: Write, seen: &mut dyn FnMut(&Write)) -> Result<(), SubjectIndexError> {
-    seen(&w);
+/// Sees each step of a merge before it is taken (tests record them): a write, or `None` when
+/// sled's writes so far are made durable.
+type Seen<'a> = &'a mut dyn FnMut(Option<&Write>);
+
+/// Makes `w` in `db`, after showing it to `seen`.
+fn put(db: &sled::Db, w: Write, seen: Seen) -> Result<(), SubjectIndexError> {
+    seen(Some(&w));
     match w {
         (k, Some(v)) => db.insert(k, v)?,
         (k, None) => db.remove(k)?,
@@ -408,13 +418,44 @@ fn put(db: &sled::Db, w: Write, seen: &mut dyn FnMut(&Write)) -> Result<(), Subj
     Ok(())
 }
 
-/// Merges one slot's `changes` (sorted entry keys, kind or removed) into its buckets, bucket
-/// by bucket.
-fn merge_slot(
+/// The sled writes of one merge, planned from the buckets as they were before it, in phases
+/// made durable one after the other. sled keeps only a prefix of its writes through a crash,
+/// and after a power loss possibly less: any subset of those since its last fsync (a disk may
+/// keep a later segment of sled's log and lose an earlier one). Changes lost either way come
+/// back (their frames are past the settled mark, applied again on open); entries a bucket held
+/// before must not be lost, since their frames are not. So:
+/// - `phases` write only keys that did not hold those entries' ranges before: a bucket's new
+///   pieces, and buckets cleared of leftovers. A new piece holds its range from its key to the
+///   next key there is, except for new entries, whatever else of its phase sled keeps: pieces
+///   holding only new entries go in the first phase; of those holding entries held before, the
+///   highest goes in the first phase, the next in the second, and so on, so that each finds the
+///   ones above it durable.
+/// - `last` rewrites or removes the buckets themselves: shrinking one to its own piece, or
+///   removing it (its range then passes to the bucket before it, cleared of leftovers in the
+///   first phase). `last_relies`: it relies on the phases, made durable before it.
+#[derive(Debug, Default)]
+struct Plan {
+    phases: Vec<Vec<Write>>,
+    last: Vec<Write>,
+    last_relies: bool,
+}
+
+impl Plan {
+    fn phase(&mut self, n: usize) -> &mut Vec<Write> {
+        if self.phases.len() <= n {
+            self.phases.resize_with(n + 1, Vec::new);
+        }
+        &mut self.phases[n]
+    }
+}
+
+/// Plans merging one slot's `changes` (sorted entry keys, kind or removed) into its buckets,
+/// bucket by bucket.
+fn plan_slot(
     db: &sled::Db,
     prefix: &[u8],
     changes: &[(&[u8], Option<u8>)],
-    seen: &mut dyn FnMut(&Write),
+    plan: &mut Plan,
 ) -> Result<(), SubjectIndexError> {
     let plen = prefix.len();
     let mut i = 0;
@@ -436,7 +477,7 @@ fn merge_slot(
         };
         let new = apply_changes(&old, &changes[i..j]);
         let bucket = bucket.as_ref().map(|(k, v)| (k.as_ref(), v.as_ref()));
-        rewrite(db, prefix, bucket, &new, seen)?;
+        plan_bucket(db, prefix, bucket, &old, &new, plan)?;
         i = j;
     }
     Ok(())
@@ -468,72 +509,105 @@ fn apply_changes(entries: &[Entry], changes: &[(&[u8], Option<u8>)]) -> Vec<Entr
     out
 }
 
-/// Replaces `bucket` (its key and value, or none) with `new` in bucket-sized pieces, each under
-/// its first entry's tail. sled keeps a prefix of its writes through a crash, so the order keeps
-/// every entry in range of a bucket that holds it after each single write:
-/// - if the old key goes, the bucket before it, which takes its range over, is first cleared of
-///   leftovers in that range (they would otherwise come back);
-/// - then pieces under other keys, highest first: one above the old key takes the top of its
-///   range over, one below it takes only new entries;
-/// - last the old key itself, rewritten or removed.
-fn rewrite(
+/// Where `entries` (a bucket's new contents) split into pieces, as index ranges: at most
+/// [`BUCKET_ENTRIES_MAX`] entries and [`BUCKET_BYTES_MAX`] bytes each (a single larger entry
+/// still gets a piece of its own).
+fn layout(entries: &[Entry]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let mut bytes = 0;
+        let mut end = start;
+        while end < entries.len()
+            && end - start < BUCKET_ENTRIES_MAX
+            && (end == start || bytes + entries[end].0.len() < BUCKET_BYTES_MAX)
+        {
+            bytes += entries[end].0.len() + 1;
+            end += 1;
+        }
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// Plans replacing `bucket` (its key and value, or none; holding `old`) with `new`, in pieces
+/// each under its first entry ([`layout`], [`Plan`]).
+fn plan_bucket(
     db: &sled::Db,
     prefix: &[u8],
     bucket: Option<(&[u8], &[u8])>,
+    old: &[Entry],
     new: &[Entry],
-    seen: &mut dyn FnMut(&Write),
+    plan: &mut Plan,
 ) -> Result<(), SubjectIndexError> {
-    let pieces = pieces(new);
-    let keys: Vec<Vec<u8>> = pieces
+    let plen = prefix.len();
+    let keyed_here = bucket.is_some_and(|(k, _)| new.first().is_some_and(|e| e.0 == k[plen..]));
+    // Just past the last entry held before.
+    let old_end = new
         .iter()
-        .map(|p| [prefix, p[0].0.as_slice()].concat())
-        .collect();
-    let Some((key, value)) = bucket else {
-        for (k, p) in keys.into_iter().zip(&pieces).rev() {
-            put(db, (k, Some(encode(p))), seen)?;
+        .rposition(|e| old.binary_search_by(|o| o.0.cmp(&e.0)).is_ok())
+        .map_or(0, |i| i + 1);
+    let pieces = layout(new);
+    let mut holding = Vec::new();
+    for (n, &(start, end)) in pieces.iter().enumerate() {
+        if keyed_here && n == 0 {
+            continue;
         }
+        let w = (
+            [prefix, new[start].0.as_slice()].concat(),
+            Some(encode(&new[start..end])),
+        );
+        if start < old_end {
+            holding.push(w);
+        } else {
+            plan.phase(0).push(w);
+        }
+    }
+    for (n, w) in holding.into_iter().rev().enumerate() {
+        plan.phase(n).push(w);
+        plan.last_relies = true;
+    }
+    let Some((key, value)) = bucket else {
         return Ok(());
     };
-    let here = keys.iter().position(|k| k.as_slice() == key);
-    if let Some(h) = here {
-        if pieces.len() == 1 && encode(pieces[h]) == value {
-            return Ok(()); // merged before: frames applied again on open
+    if keyed_here {
+        let (start, end) = pieces[0];
+        let own = encode(&new[start..end]);
+        if own != value {
+            plan.last.push((key.to_vec(), Some(own)));
+        }
+        return Ok(());
+    }
+    // The bucket goes; the one before it takes its range over, cleared of leftovers there.
+    if let Some((before, v)) = db.range(prefix..key).next_back().transpose()? {
+        let entries = decode(&v)?;
+        let kept = in_range(entries.clone(), &before[plen..], Some(&key[plen..]));
+        if kept.len() < entries.len() {
+            plan.phase(0).push((before.to_vec(), Some(encode(&kept))));
+            plan.last_relies = true;
         }
     }
-    if here.is_none() {
-        // The bucket before takes the old key's range over once it goes: leftovers it holds
-        // there go first. (Before the pieces are written: a piece below the old key holds
-        // entries there that are no leftovers.)
-        if let Some((before, v)) = db.range(prefix..key).next_back().transpose()? {
-            let plen = prefix.len();
-            let entries = decode(&v)?;
-            let kept = in_range(entries.clone(), &before[plen..], Some(&key[plen..]));
-            if kept.len() < entries.len() {
-                put(db, (before.to_vec(), Some(encode(&kept))), seen)?;
-            }
-        }
-    }
-    for (i, (k, p)) in keys.iter().zip(&pieces).enumerate().rev() {
-        if Some(i) != here {
-            put(db, (k.clone(), Some(encode(p))), seen)?;
-        }
-    }
-    let rewritten = here.map(|h| encode(pieces[h]));
-    put(db, (key.to_vec(), rewritten), seen)
+    plan.last.push((key.to_vec(), None));
+    Ok(())
 }
 
 /// Moves store format 4's index — one `S‖len‖subject‖tail` key per entry, its value the kind
 /// byte — into buckets, for the upgrade to format 5: [`STAGED_ENTRIES_MAX`] keys at a time
-/// staged, merged, then removed in one sled batch. A crash part way leaves the format at 4 and
-/// the keys not yet removed, which the next open moves again (merging twice changes nothing).
-/// Returns the keys moved.
-pub fn migrate_format_4(db: &sled::Db, index: &SubjectIndex) -> Result<u64, SubjectIndexError> {
+/// staged, merged, made durable (`durable`: no frame carries them any more), then removed in
+/// one sled batch. A crash part way leaves the format at 4 and the keys not yet removed, which
+/// the next open moves again (merging twice changes nothing). Returns the keys moved.
+pub fn migrate_format_4<E: From<SubjectIndexError>>(
+    db: &sled::Db,
+    index: &SubjectIndex,
+    mut durable: impl FnMut() -> Result<(), E>,
+) -> Result<u64, E> {
     let mut moved = 0;
     loop {
         let mut done = sled::Batch::default();
         let mut n = 0;
         for kv in db.scan_prefix([FRAME_PREFIX]).take(STAGED_ENTRIES_MAX) {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(SubjectIndexError::from)?;
             index.stage(&k, Some(&v))?;
             done.remove(k);
             n += 1;
@@ -541,8 +615,9 @@ pub fn migrate_format_4(db: &sled::Db, index: &SubjectIndex) -> Result<u64, Subj
         if n == 0 {
             return Ok(moved);
         }
-        index.merge(db)?;
-        db.apply_batch(done)?;
+        index.merge(db, &mut durable)?;
+        durable()?;
+        db.apply_batch(done).map_err(SubjectIndexError::from)?;
         moved += n;
     }
 }
@@ -660,9 +735,9 @@ mod tests {
     }
 
     /// Random stages (entries landing before, between and after others, removals, subjects
-    /// sharing slots) and merges against a map; with `crashes`, some merges keep only a prefix
-    /// of their sled writes, as a crash leaves sled, and their entries are staged again, as the
-    /// frames bring them back.
+    /// sharing slots) and merges against a map; with `crashes`, some merges are cut short by a
+    /// power loss ([`power_loss`]), and their entries are staged again, as the frames bring
+    /// them back.
     fn model_test(crashes: bool) {
         for seed in 0..12 {
             let mut rng = Rng(seed);
@@ -687,15 +762,14 @@ mod tests {
                     if crashes && rng.below(2) == 0 {
                         let staged = ix.lock_staged().clone();
                         let base = copy_with(&db, &[]);
-                        let mut writes = Vec::new();
-                        ix.merge_showing(&db, &mut |w| writes.push(w.clone()))
-                            .unwrap();
-                        let kept = rng.below(writes.len() as u64 + 1) as usize;
-                        db = copy_with(&base, &writes[..kept]);
+                        let steps = merge_steps(&ix, &db);
+                        let cut = rng.below(steps.len() as u64 + 1) as usize;
+                        let kept = power_loss(&steps, cut, || rng.below(2) == 0);
+                        db = copy_with(&base, &kept);
                         // The same changes, as the frames stage them again.
                         ix.lock_staged().extend(staged);
                     } else {
-                        ix.merge(&db).unwrap();
+                        ix.merge(&db, no_fsync).unwrap();
                         assert_eq!(ix.staged_len(), 0);
                     }
                 }
@@ -710,7 +784,7 @@ mod tests {
                     }
                 }
             }
-            ix.merge(&db).unwrap();
+            ix.merge(&db, no_fsync).unwrap();
             assert_well_formed(&db, crashes);
             for s in SUBJECTS {
                 assert_eq!(scanned(&ix, &db, s, 0), expected(&model, s, 0));
@@ -726,7 +800,7 @@ mod tests {
             ix.stage(&key(subject, &tail(seq, "bank-a", seq)), Some(&[1]))
                 .unwrap();
             if seq == 150 {
-                ix.merge(&db).unwrap();
+                ix.merge(&db, no_fsync).unwrap();
             }
         }
         for limit in [1, 64, 140, 150] {
@@ -748,6 +822,45 @@ mod tests {
         assert_eq!(seen, 25);
     }
 
+    fn no_fsync() -> Result<(), SubjectIndexError> {
+        Ok(())
+    }
+
+    /// A step of a merge: a write, or sled's writes so far made durable.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(Write),
+        Durable,
+    }
+
+    /// The steps of merging what `ix` has staged into `db`.
+    fn merge_steps(ix: &SubjectIndex, db: &sled::Db) -> Vec<Step> {
+        let mut steps = Vec::new();
+        ix.merge_showing(db, &mut no_fsync, &mut |w| {
+            steps.push(w.map_or(Step::Durable, |w| Step::Write(w.clone())))
+        })
+        .unwrap();
+        steps
+    }
+
+    /// What sled may hold after a power loss at step `cut` of a merge: every write before the
+    /// last durable step before it, and any subset (`keep`) of the writes since.
+    fn power_loss(steps: &[Step], cut: usize, mut keep: impl FnMut() -> bool) -> Vec<Write> {
+        let durable = steps[..cut]
+            .iter()
+            .rposition(|s| matches!(s, Step::Durable))
+            .map_or(0, |i| i + 1);
+        let mut kept = Vec::new();
+        for (i, step) in steps[..cut].iter().enumerate() {
+            if let Step::Write(w) = step {
+                if i < durable || keep() {
+                    kept.push(w.clone());
+                }
+            }
+        }
+        kept
+    }
+
     /// A copy of `db`'s contents in a new database, with `writes` made.
     fn copy_with(db: &sled::Db, writes: &[Write]) -> sled::Db {
         let copy = temp_db();
@@ -765,10 +878,11 @@ mod tests {
     }
 
     #[test]
-    fn every_prefix_of_a_merges_writes_keeps_the_old_entries_and_merging_again_finishes_it() {
-        // sled keeps a prefix of its writes through a crash, and the frames stage the same
-        // changes again on open. One merge here re-keys the first bucket (an entry below it),
-        // splits a full one in the middle, removes a bucket's first entry and appends.
+    fn a_power_loss_anywhere_in_a_merge_keeps_the_old_entries_and_merging_again_finishes_it() {
+        // Frames stage the same changes again on open; entries merged before must survive
+        // whatever sled kept. One merge here re-keys the first bucket (entries below it), splits
+        // a full one in the middle, removes a bucket's first entry and appends; each cut is tried
+        // with several subsets of the writes since the last durable step.
         let subject = SUBJECTS[0];
         let (db, ix) = (temp_db(), index(1));
         let mut model = Model::new();
@@ -777,7 +891,7 @@ mod tests {
             ix.stage(&key(subject, &t), Some(&[2])).unwrap();
             model.insert((subject.to_string(), t), 2);
         }
-        ix.merge(&db).unwrap();
+        ix.merge(&db, no_fsync).unwrap();
         let old = expected(&model, subject, 0);
         let second_bucket = db.scan_prefix([PREFIX]).nth(1).unwrap().unwrap().0;
         let (second_first, _) = split_entry(&second_bucket[3..]).unwrap();
@@ -790,17 +904,16 @@ mod tests {
         ];
         changes.extend((0..70).map(|i| (tail(201, "bank-b", i), Some(1))));
         changes.sort();
-        let entries: Vec<(Vec<u8>, Option<u8>)> = changes
-            .iter()
-            .map(|(t, k)| (entry(subject, t), *k))
-            .collect();
-        let borrowed: Vec<(&[u8], Option<u8>)> =
-            entries.iter().map(|(e, k)| (e.as_slice(), *k)).collect();
         let base = copy_with(&db, &[]);
-        let mut writes = Vec::new();
-        let prefix = ix.slot_prefix(subject.as_bytes());
-        merge_slot(&db, &prefix, &borrowed, &mut |w| writes.push(w.clone())).unwrap();
-        assert!(writes.len() >= 4, "{} writes", writes.len());
+        for (t, k) in &changes {
+            ix.stage(&key(subject, t), k.as_ref().map(std::slice::from_ref))
+                .unwrap();
+        }
+        let steps = merge_steps(&ix, &db);
+        assert!(
+            steps.iter().any(|s| matches!(s, Step::Durable)),
+            "this merge moves entries held before to new keys"
+        );
         let mut done = model.clone();
         for (t, k) in &changes {
             match k {
@@ -812,33 +925,30 @@ mod tests {
         assert_eq!(scanned(&ix, &db, subject, 0), done);
         let changed: std::collections::HashSet<&[u8]> =
             changes.iter().map(|(t, _)| t.as_slice()).collect();
-        for kept in 0..=writes.len() {
-            let copy = copy_with(&base, &writes[..kept]);
-            let fresh = index(1);
-            let seen = scanned(&fresh, &copy, subject, 0);
-            for e in &old {
-                if !changed.contains(e.0.as_slice()) {
-                    assert!(
-                        seen.contains(e),
-                        "after {kept} writes an old entry is missing"
-                    );
+        let mut rng = Rng(7);
+        for cut in 0..=steps.len() {
+            for subset in 0..4 {
+                let kept = power_loss(&steps, cut, || subset == 0 || rng.below(2) == 0);
+                let copy = copy_with(&base, &kept);
+                let fresh = index(1);
+                let seen = scanned(&fresh, &copy, subject, 0);
+                for e in &old {
+                    if !changed.contains(e.0.as_slice()) {
+                        assert!(seen.contains(e), "cut at {cut}: an old entry is missing");
+                    }
                 }
+                for e in &seen {
+                    assert!(old.contains(e) || done.contains(e), "cut at {cut}: {e:?}");
+                }
+                for (t, k) in &changes {
+                    fresh
+                        .stage(&key(subject, t), k.as_ref().map(std::slice::from_ref))
+                        .unwrap();
+                }
+                fresh.merge(&copy, no_fsync).unwrap();
+                assert_eq!(scanned(&fresh, &copy, subject, 0), done, "cut at {cut}");
+                assert_well_formed(&copy, true);
             }
-            for e in &seen {
-                assert!(old.contains(e) || done.contains(e), "after {kept}: {e:?}");
-            }
-            for (t, k) in &changes {
-                fresh
-                    .stage(&key(subject, t), k.as_ref().map(std::slice::from_ref))
-                    .unwrap();
-            }
-            fresh.merge(&copy).unwrap();
-            assert_eq!(
-                scanned(&fresh, &copy, subject, 0),
-                done,
-                "after {kept} writes"
-            );
-            assert_well_formed(&copy, true);
         }
     }
 
@@ -868,7 +978,7 @@ mod tests {
             let (t, _) = split_entry(e).unwrap();
             ix.stage(&key(subject, t), None).unwrap();
         }
-        ix.merge(&db).unwrap();
+        ix.merge(&db, no_fsync).unwrap();
         assert_eq!(scanned(&ix, &db, subject, 0), tails(&all[..10]));
         assert_well_formed(&db, false);
     }
@@ -885,7 +995,7 @@ mod tests {
             }
         }
         let ix = SubjectIndex::open(&db).unwrap();
-        assert_eq!(migrate_format_4(&db, &ix).unwrap(), 154);
+        assert_eq!(migrate_format_4(&db, &ix, no_fsync).unwrap(), 154);
         assert_eq!(db.scan_prefix([FRAME_PREFIX]).count(), 0);
         assert!(db.scan_prefix([PREFIX]).count() <= 3 + 1 + 1);
         assert_well_formed(&db, false);
@@ -896,7 +1006,7 @@ mod tests {
             assert_eq!(scanned(&ix, &db, s, 1_070), expected(&model, s, 1_070));
         }
         assert_eq!(
-            migrate_format_4(&db, &ix).unwrap(),
+            migrate_format_4(&db, &ix, no_fsync).unwrap(),
             0,
             "nothing left to move"
         );
