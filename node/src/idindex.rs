@@ -466,8 +466,8 @@ impl IdIndex {
     }
 }
 
-/// The SipHash key from the header's 16 key bytes.
-fn hash_key(bytes: &[u8]) -> (u64, u64) {
+/// The SipHash key from 16 key bytes (this index's header; the subject index's `Mslots`).
+pub(crate) fn hash_key(bytes: &[u8]) -> (u64, u64) {
     let half = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
     (half(&bytes[..8]), half(&bytes[8..16]))
 }

@@ -183,9 +183,8 @@ impl SubjectIndex {
     }
 
     fn with_key(key: [u8; 16], slots: u16) -> SubjectIndex {
-        let half = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
         SubjectIndex {
-            key: (half(&key[..8]), half(&key[8..])),
+            key: crate::idindex::hash_key(&key),
             slots,
             staged: Mutex::default(),
             buckets: RwLock::default(),
